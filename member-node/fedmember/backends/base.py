@@ -1,0 +1,123 @@
+"""The backend contract: what runs notebook servers behind a member agent.
+
+A backend turns a :class:`~fedproto.launch.LaunchRequest` into a running
+notebook server and reports what the site can do. The agent owns everything
+around it (request signatures, launch ids, the overall launch timeout, the
+status ad); a backend only talks to its compute.
+
+To write a backend, subclass :class:`Backend` and:
+
+Must implement
+    ``launch(request)``  an async iterator of :class:`LaunchEvent` that ends with
+        exactly one terminal event: ``ready`` (with ``url`` ending in ``/`` and
+        ``token``) or ``failed`` (with a ``message`` and a ``status_code``:
+        429 when full, 5xx for site trouble, 4xx for a bad repo). It must not
+        raise for ordinary launch failures; an exception is turned into
+        ``failed``/500 by the agent. Progress events use BinderHub's phases.
+    ``stop_server(launch_id)``  stop what ``launch`` started; return False if
+        the id is unknown. Treat "already gone" as done.
+    ``health()``  a list of :class:`HealthCheck` (BinderHub's ``/health`` shape).
+    ``capacity()``  a :class:`Capacity`: ``total`` servers allowed, ``used``
+        now, ``building`` now.
+
+May override
+    ``start()`` / ``stop()``  begin and end background work (culling idle
+        servers, watching a cluster). ``stop()`` must stop every server this
+        backend started, so a clean agent shutdown leaves nothing running.
+    ``build(request)``  build (or fetch) the environment only, ending in
+        ``built`` or ``failed``. The default answers ``failed``/501.
+    ``images()``  repo keys (``RepoSpec.key``) whose environment is already
+        built here; the status ad summarises them so the broker avoids rebuilds.
+    ``versions()``  version strings to publish.
+
+Each backend declares ``kind`` (the config's ``kind``), ``providers`` (the
+provider prefixes it can launch) and ``Config``, a pydantic model of its own
+settings (every field with a ``description``; the chart schema is generated
+from them). Backends are constructed with their config and a
+:class:`BackendContext`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from fedproto.clock import Clock, SystemClock
+from fedproto.datasets import Dataset
+from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.status import Capacity, HealthCheck
+
+
+class BackendConfig(BaseModel):
+    """Base of each backend's settings; unknown keys are a configuration error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+
+
+@dataclass
+class BackendContext:
+    """What the agent tells its backend about the site."""
+
+    member_id: str
+    state_dir: Path  # a directory the backend may keep state in (caches, clones, logs)
+    public_url: str = ""
+    dev: bool = False  # allow file:// repos and plain http on loopback
+    datasets: list[Dataset] = field(default_factory=list)
+    cors_allow_origins: list[str] = field(default_factory=list)
+    clock: Clock = field(default_factory=SystemClock)
+
+
+class Backend(ABC):
+    """Runs notebook servers for a member. See the module docstring for the contract."""
+
+    kind: ClassVar[str]
+    providers: ClassVar[tuple[str, ...]]
+    Config: ClassVar[type[BackendConfig]]
+
+    def __init__(self, config: BackendConfig, context: BackendContext) -> None:
+        self.config = config
+        self.context = context
+
+    async def start(self) -> None:
+        """Begin background work. Default: nothing."""
+
+    async def stop(self) -> None:
+        """Stop background work and every server this backend started. Default: nothing."""
+
+    @abstractmethod
+    def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+        """Build if needed and start a server; yield events ending in ``ready`` or ``failed``."""
+
+    async def build(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+        """Build only, ending in ``built`` or ``failed``. Default: not supported."""
+        yield LaunchEvent(phase="failed", message=f"backend {self.kind} cannot build without launching\n", status_code=501)
+
+    @abstractmethod
+    async def stop_server(self, launch_id: str) -> bool:
+        """Stop the server of ``launch_id``; False when unknown."""
+
+    @abstractmethod
+    async def health(self) -> list[HealthCheck]:
+        """Checks of the compute this backend drives."""
+
+    @abstractmethod
+    async def capacity(self) -> Capacity:
+        """Servers allowed, running and being built."""
+
+    async def images(self) -> list[str]:
+        """Repo keys whose environment is already built here. Default: none."""
+        return []
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+
+def failed(message: str, status_code: int) -> LaunchEvent:
+    """A terminal ``failed`` event; messages end in a newline as BinderHub's do."""
+    return LaunchEvent(phase="failed", message=message.rstrip("\n") + "\n", status_code=status_code)

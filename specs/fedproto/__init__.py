@@ -1,0 +1,7 @@
+"""The federation protocol: wire models, keys and signing shared by broker and member.
+
+Nothing in this package does network I/O or imports aiohttp; both sides import it.
+"""
+
+__version__ = "0.1.0"
+PROTOCOL_VERSION = "v1"

@@ -1,0 +1,109 @@
+"""The status ad: what a member says about itself, signed with its key."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable
+
+from pydantic import Field, ValidationError, model_validator
+
+from .clock import Clock
+from .datasets import Dataset
+from .errors import TokenError
+from .keys import PrivateKey, PublicKeySet
+from .location import Location
+from .member import MEMBER_ID_PATTERN
+from .tokens import sign_document, verify_document
+from .wire import WireModel
+
+IMAGE_HASH_CHARS = 16
+MAX_IMAGE_HASHES = 20_000
+
+
+def image_hash(repo_key: str) -> str:
+    """The short hash an image summary lists for a repo key (``provider:repo``)."""
+    return hashlib.sha256(repo_key.encode()).hexdigest()[:IMAGE_HASH_CHARS]
+
+
+class HealthCheck(WireModel):
+    """One check, in BinderHub's ``/health`` shape (extra detail goes under ``detail``)."""
+
+    service: str = Field(max_length=100)
+    ok: bool
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class Capacity(WireModel):
+    """How many servers the member can run, runs, and is building for."""
+
+    total: int = Field(ge=0)
+    used: int = Field(ge=0)
+    building: int = Field(default=0, ge=0)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.total - self.used - self.building)
+
+
+class ImageSummary(WireModel):
+    """Which repos already have an image here: short hashes of their repo keys."""
+
+    hashes: list[str] = Field(default_factory=list, max_length=MAX_IMAGE_HASHES)
+    total: int = Field(default=0, ge=0, description="Images present, even if more than listed.")
+
+    @classmethod
+    def of(cls, repo_keys: Iterable[str]) -> ImageSummary:
+        hashes = sorted({image_hash(k) for k in repo_keys})
+        return cls(hashes=hashes[:MAX_IMAGE_HASHES], total=len(hashes))
+
+    def has(self, repo_key: str) -> bool:
+        return image_hash(repo_key) in self.hashes
+
+
+class StatusAd(WireModel):
+    """A member's signed self-description, valid until ``expires_at``."""
+
+    member_id: str = Field(pattern=MEMBER_ID_PATTERN)
+    instance_id: str = Field(max_length=64, description="Changes when the agent restarts.")
+    generation: int = Field(ge=0, description="Increases with every ad of one instance.")
+    issued_at: float
+    expires_at: float
+    healthy: bool
+    checks: list[HealthCheck] = Field(default_factory=list, max_length=100)
+    capacity: Capacity
+    versions: dict[str, str] = Field(default_factory=dict)
+    providers: list[str] = Field(default_factory=list)
+    backend: str = Field(max_length=32)
+    public_url: str | None = Field(default=None, max_length=2048)
+    datasets: list[Dataset] = Field(default_factory=list, max_length=10_000)
+    location: Location = Field(default_factory=Location)
+    images: ImageSummary = Field(default_factory=ImageSummary)
+
+    @model_validator(mode="after")
+    def _expiry_after_issue(self) -> StatusAd:
+        if self.expires_at <= self.issued_at:
+            raise ValueError("expires_at must be after issued_at")
+        return self
+
+    def sign(self, key: PrivateKey, clock: Clock) -> str:
+        return sign_document(
+            key,
+            issuer=self.member_id,
+            payload=self.model_dump(mode="json"),
+            clock=clock,
+            ttl=self.expires_at - clock.now(),
+        )
+
+
+def verify_status_ad(token: str, *, keys: PublicKeySet, member_id: str, clock: Clock) -> StatusAd:
+    """Check the signature with the member's registered keys and that the ad is about that member."""
+    checked = verify_document(token, keys=keys, issuer=member_id, clock=clock)
+    try:
+        ad = StatusAd.model_validate(checked["doc"])
+    except ValidationError as exc:
+        raise TokenError(f"status ad does not match the schema: {exc.error_count()} errors", reason="bad_document") from exc
+    if ad.member_id != member_id:
+        raise TokenError("status ad names another member than the key that signed it", reason="wrong_member")
+    if ad.expires_at < clock.now():
+        raise TokenError("status ad has expired", reason="expired")
+    return ad

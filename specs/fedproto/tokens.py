@@ -1,0 +1,203 @@
+"""Request tokens and signed documents: EdDSA JWTs, their claims and their checks.
+
+A request token binds one HTTP request: ``iss``, ``aud`` (the receiver's id),
+``iat``, ``exp`` (at most 60 s after ``iat``), ``jti``, and ``htm`` (method),
+``htu`` (path and query) and ``bh`` (base64url SHA-256 of the body). A signed
+document (such as a status ad) carries its payload in ``doc`` and may live longer.
+The two are told apart by the header ``typ`` so neither can stand in for the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+import jwt
+
+from .clock import Clock
+from .errors import TokenError
+from .keys import PrivateKey, PublicKeySet, b64url
+from .replay import ReplayCache
+
+REQUEST_TYP = "fed-req+jwt"
+DOCUMENT_TYP = "fed-doc+jwt"
+MAX_REQUEST_LIFETIME = 60.0
+MAX_DOCUMENT_LIFETIME = 3600.0
+MAX_TOKEN_BYTES = 8192
+DEFAULT_LEEWAY = 5.0
+
+
+def body_hash(body: bytes) -> str:
+    return b64url(hashlib.sha256(body).digest())
+
+
+def _encode(key: PrivateKey, claims: dict[str, Any], typ: str) -> str:
+    return jwt.encode(claims, key.key, algorithm="EdDSA", headers={"kid": key.kid, "typ": typ})
+
+
+def sign_request(
+    key: PrivateKey,
+    *,
+    issuer: str,
+    audience: str,
+    method: str,
+    path_qs: str,
+    body: bytes,
+    clock: Clock,
+    ttl: float = 30.0,
+) -> str:
+    """A token for one request from ``issuer`` to ``audience``."""
+    now = clock.now()
+    claims = {
+        "iss": issuer,
+        "aud": audience,
+        "iat": int(now),
+        "exp": int(now + min(ttl, MAX_REQUEST_LIFETIME)),
+        "jti": secrets.token_urlsafe(18),
+        "htm": method.upper(),
+        "htu": path_qs,
+        "bh": body_hash(body),
+    }
+    return _encode(key, claims, REQUEST_TYP)
+
+
+def sign_document(
+    key: PrivateKey, *, issuer: str, payload: dict[str, Any], clock: Clock, ttl: float
+) -> str:
+    """A signed document: ``payload`` under ``doc``, valid for ``ttl`` seconds."""
+    now = clock.now()
+    claims = {
+        "iss": issuer,
+        "iat": int(now),
+        "exp": int(now + min(ttl, MAX_DOCUMENT_LIFETIME)),
+        "jti": secrets.token_urlsafe(12),
+        "doc": payload,
+    }
+    return _encode(key, claims, DOCUMENT_TYP)
+
+
+def _decode_verified(token: str, keys: PublicKeySet, typ: str) -> dict[str, Any]:
+    """Check size, header and signature; return the claims unchecked otherwise."""
+    if not isinstance(token, str) or not token:
+        raise TokenError("missing token", reason="missing_token")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise TokenError(f"token is larger than {MAX_TOKEN_BYTES} bytes", reason="oversize_token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise TokenError("token is not a well-formed JWT", reason="malformed_token") from exc
+    if header.get("alg") != "EdDSA":
+        raise TokenError(f"algorithm {header.get('alg')!r} is not allowed; only EdDSA", reason="bad_alg")
+    if header.get("typ") != typ:
+        raise TokenError(f"token type {header.get('typ')!r} is not {typ!r}", reason="wrong_type")
+    kid = header.get("kid")
+    public = keys.get(kid) if isinstance(kid, str) else None
+    if public is None:
+        raise TokenError("token is signed by an unknown key", reason="unknown_key")
+    try:
+        claims = jwt.decode(
+            token,
+            public.key,
+            algorithms=["EdDSA"],
+            # Times, audience and issuer are checked below against the injected clock,
+            # with reasons of our own.
+            options={
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+                "verify_aud": False,
+                "verify_iss": False,
+            },
+        )
+    except jwt.InvalidSignatureError as exc:
+        raise TokenError("token signature does not verify", reason="bad_signature") from exc
+    except jwt.PyJWTError as exc:
+        raise TokenError("token is not a well-formed JWT", reason="malformed_token") from exc
+    if not isinstance(claims, dict):
+        raise TokenError("token claims are not an object", reason="malformed_token")
+    return claims
+
+
+def _check_times(claims: dict[str, Any], now: float, leeway: float, max_lifetime: float) -> None:
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if not isinstance(iat, (int, float)) or not isinstance(exp, (int, float)):
+        raise TokenError("token needs numeric iat and exp", reason="missing_claim")
+    if iat > now + leeway:
+        raise TokenError("token is not valid yet (iat in the future)", reason="not_yet_valid")
+    nbf = claims.get("nbf")
+    if isinstance(nbf, (int, float)) and nbf > now + leeway:
+        raise TokenError("token is not valid yet (nbf)", reason="not_yet_valid")
+    if exp < now - leeway:
+        raise TokenError("token has expired", reason="expired")
+    if exp - iat > max_lifetime:
+        raise TokenError(f"token lifetime exceeds {max_lifetime:.0f} s", reason="lifetime_too_long")
+
+
+def _check_issuer(claims: dict[str, Any], issuer: str | None) -> None:
+    if not isinstance(claims.get("iss"), str):
+        raise TokenError("token has no issuer", reason="missing_claim")
+    if issuer is not None and claims["iss"] != issuer:
+        raise TokenError("token issuer is not the expected party", reason="wrong_issuer")
+
+
+def verify_request(
+    token: str,
+    *,
+    keys: PublicKeySet,
+    issuer: str | None,
+    audience: str,
+    method: str,
+    path_qs: str,
+    body: bytes,
+    clock: Clock,
+    replay: ReplayCache | None,
+    leeway: float = DEFAULT_LEEWAY,
+) -> dict[str, Any]:
+    """Check every claim of a request token; return its claims or raise :class:`TokenError`."""
+    claims = _decode_verified(token, keys, REQUEST_TYP)
+    _check_issuer(claims, issuer)
+    if claims.get("aud") != audience:
+        raise TokenError("token is for another audience", reason="wrong_audience")
+    now = clock.now()
+    _check_times(claims, now, leeway, MAX_REQUEST_LIFETIME)
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not 8 <= len(jti) <= 128:
+        raise TokenError("token needs a jti of 8 to 128 characters", reason="missing_claim")
+    if claims.get("htm") != method.upper():
+        raise TokenError("token is bound to another HTTP method", reason="wrong_method")
+    if claims.get("htu") != path_qs:
+        raise TokenError("token is bound to another path or query", reason="wrong_path")
+    if claims.get("bh") != body_hash(body):
+        raise TokenError("token is bound to another body", reason="wrong_body")
+    if replay is not None:
+        replay.check_and_add(jti, float(claims["exp"]), now)
+    return claims
+
+
+def verify_document(
+    token: str,
+    *,
+    keys: PublicKeySet,
+    issuer: str | None,
+    clock: Clock,
+    leeway: float = DEFAULT_LEEWAY,
+) -> dict[str, Any]:
+    """Check a signed document; return its ``doc`` payload with ``iss``/``iat``/``exp`` beside it."""
+    claims = _decode_verified(token, keys, DOCUMENT_TYP)
+    _check_issuer(claims, issuer)
+    _check_times(claims, clock.now(), leeway, MAX_DOCUMENT_LIFETIME)
+    doc = claims.get("doc")
+    if not isinstance(doc, dict):
+        raise TokenError("signed document has no doc object", reason="missing_claim")
+    return {"doc": doc, "iss": claims["iss"], "iat": claims["iat"], "exp": claims["exp"]}
+
+
+def bearer(header_value: str | None) -> str:
+    """The token from an ``Authorization: Bearer ...`` header value."""
+    if not header_value:
+        raise TokenError("missing Authorization header", reason="missing_token")
+    scheme, _, value = header_value.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise TokenError("Authorization must be 'Bearer <token>'", reason="missing_token")
+    return value.strip()

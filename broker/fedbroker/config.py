@@ -1,0 +1,169 @@
+"""The broker's configuration: ``broker.toml`` as pydantic models, every option with its help text."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONFIG_NAME = "broker.toml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HealthSettings(Section):
+    """How members are polled and when they count as healthy."""
+
+    interval: float = Field(default=10.0, gt=0, description="Seconds between status polls of a healthy member.")
+    jitter: float = Field(default=0.2, ge=0, le=1, description="Random spread of the interval, as a fraction of it.")
+    timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for one status poll.")
+    unhealthy_interval: float = Field(
+        default=30.0, gt=0, description="Seconds between polls of a member that is currently unhealthy."
+    )
+    healthy_after: int = Field(default=2, ge=1, description="Consecutive passing polls before a member is healthy again.")
+    unhealthy_after: int = Field(default=2, ge=1, description="Consecutive failed polls before a member is unhealthy.")
+    eject_after_failures: int = Field(
+        default=3, ge=1, description="Consecutive failed launches before a member is ejected (passive outlier detection)."
+    )
+    eject_base: float = Field(default=30.0, gt=0, description="First ejection time in seconds; doubles on each repeat.")
+    eject_max: float = Field(default=600.0, gt=0, description="Longest ejection time in seconds.")
+    ewma_alpha: float = Field(
+        default=0.2, gt=0, le=1, description="Weight of the newest launch in the smoothed success rate and time-to-ready."
+    )
+    concurrency: int = Field(default=16, ge=1, description="Status polls running at the same time, at most.")
+
+
+class RoutingSettings(Section):
+    """How launches are ranked; see FEDERATION.md for the cost model."""
+
+    max_attempts: int = Field(default=3, ge=1, le=10, description="Members tried for one launch before giving up.")
+    load_spill_factor: float = Field(
+        default=1.25, ge=1.0, description="A member more loaded than this times the mean load spills to the next."
+    )
+    near_equal: float = Field(
+        default=5.0, ge=0, description="Costs within this many seconds count as equal; rendezvous hashing picks among them."
+    )
+    region_header: str | None = Field(
+        default=None, description="Trusted request header carrying the client's region (set by your edge proxy)."
+    )
+    geoip_db: str | None = Field(default=None, description="Optional MaxMind-format GeoIP database file for client location.")
+    build_seconds: float = Field(default=120.0, ge=0, description="Estimated cost of building an image that is not cached.")
+    dataset_transfer_seconds_per_gb: float = Field(
+        default=60.0, ge=0, description="Estimated cost of fetching one GB of a dataset that is not stored at the member."
+    )
+    dataset_unknown_seconds: float = Field(
+        default=300.0, ge=0, description="Estimated cost of fetching a needed dataset of unknown size that is not stored at the member."
+    )
+    load_seconds: float = Field(
+        default=60.0, ge=0, description="Cost of a member at full load (scaled by used/total capacity)."
+    )
+    failure_seconds: float = Field(
+        default=120.0, ge=0, description="Cost of a member whose recent launches all failed (scaled by the failure rate)."
+    )
+    ready_time_weight: float = Field(
+        default=0.5, ge=0, description="Multiplier of a member's smoothed time-to-ready in its cost."
+    )
+    region_mismatch_seconds: float = Field(
+        default=30.0, ge=0, description="Cost of a member outside the client's region, when the region is known."
+    )
+    distance_seconds_per_1000km: float = Field(
+        default=5.0, ge=0, description="Cost per 1000 km between client and member, when both locations are known."
+    )
+    weight_seconds: float = Field(
+        default=20.0, ge=0, description="Admin weight w adds weight_seconds * (1/w - 1): 1 is neutral, 2 is 10 s cheaper."
+    )
+    suspect_seconds: float = Field(
+        default=600.0, ge=0, description="Cost of a member whose last poll failed but that is not yet unhealthy (hysteresis)."
+    )
+    connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect to a member's agent.")
+    event_timeout: float = Field(
+        default=90.0, gt=0, description="Seconds without any event or keepalive before a launch stream counts as dead."
+    )
+    keepalive: float = Field(default=10.0, gt=0, description="Seconds between keepalive comments on /build streams.")
+    cookie_name: str = Field(default="federation_member", description="Sticky cookie naming the member (redirect mode).")
+    cookie_max_age: int = Field(default=3600, ge=0, description="Lifetime in seconds of the sticky member cookie.")
+
+
+class RateLimitSettings(Section):
+    """Per-client-IP launch rate limit, with BinderHub's headers."""
+
+    launches: int = Field(default=0, ge=0, description="Launches allowed per client IP per period; 0 disables.")
+    period: float = Field(default=3600.0, gt=0, description="Seconds in one rate-limit period.")
+    client_ip_header: str | None = Field(
+        default=None, description="Trusted header with the client IP (first value of e.g. X-Forwarded-For), set by your proxy."
+    )
+
+
+class SpecFilter(Section):
+    """Which repositories may be launched (regular expressions on `provider/spec`)."""
+
+    allow: list[str] = Field(default_factory=list, description="If non-empty, only matching specs may launch.")
+    deny: list[str] = Field(default_factory=list, description="Matching specs are refused (BinderHub's banned_specs).")
+
+
+class BrokerConfig(Section):
+    """Everything ``fedbroker serve`` reads from ``broker.toml``."""
+
+    broker_id: str = Field(default="broker", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="This broker's id (the `iss` of its tokens).")
+    public_url: str = Field(default="http://127.0.0.1:8585", description="The URL users reach the broker at.")
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8585, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
+    db_url: str = Field(
+        default="sqlite+aiosqlite:///registry.sqlite",
+        description="SQLAlchemy URL of the registry. Relative SQLite paths are next to the config; "
+        "use postgresql+asyncpg://... for several replicas.",
+    )
+    keys_dir: str = Field(default="keys", description="Directory of the broker's Ed25519 private keys.")
+    mode: Literal["relay", "redirect"] = Field(
+        default="relay", description="relay: stream launches through the broker; redirect: answer 307 to the member."
+    )
+    dev: bool = Field(default=False, description="Allow plain http to members on loopback and file:// repos.")
+    cors_allow_origins: list[str] = Field(default_factory=list, description="Origins allowed to call /build cross-origin.")
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest request body accepted.")
+    snapshot_refresh: float = Field(
+        default=2.0, gt=0, description="Seconds between registry change checks (how soon other replicas see a change)."
+    )
+    admin_token_ttl_days: float = Field(default=365.0, gt=0, description="Lifetime of the admin token made by `init`.")
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    specs: SpecFilter = Field(default_factory=SpecFilter)
+
+    # Not read from the file: where it was loaded from, to resolve relative paths.
+    base_dir: Path = Field(default=Path("."), exclude=True, description="Directory relative paths are resolved against.")
+
+    @classmethod
+    def load(cls, path: Path) -> BrokerConfig:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"no config file at {path}; run `fedbroker init DIR` first") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        try:
+            return cls.model_validate({**data, "base_dir": path.parent.resolve()})
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def resolve(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def resolved_db_url(self) -> str:
+        """The db_url with a relative SQLite path made absolute next to the config."""
+        prefix = "sqlite+aiosqlite:///"
+        if self.db_url.startswith(prefix):
+            rest = self.db_url[len(prefix):]
+            if rest and not rest.startswith("/") and rest != ":memory:":
+                return prefix + str(self.resolve(rest))
+        return self.db_url
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message says why."""

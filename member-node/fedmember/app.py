@@ -1,0 +1,93 @@
+"""The agent's application factory: wires config, keys, backend and services into aiohttp."""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from fedproto.clock import Clock, SystemClock
+from fedproto.keys import KeyRing, PublicKeySet
+from fedproto.replay import ReplayCache
+
+from . import appkeys
+from .auth import auth_middleware
+from .backends import backend_class
+from .backends.base import Backend, BackendContext
+from .config import MemberConfig
+from .errors import error_middleware
+from .handlers import routes
+from .healthcheck import HealthService
+from .launches import KEEPALIVE_INTERVAL, LaunchService
+from .metrics import AgentMetrics
+from .statusad import StatusAdvertiser
+
+log = logging.getLogger(__name__)
+
+
+def make_backend(config: MemberConfig, clock: Clock, dev: bool) -> Backend:
+    """The configured backend, told about the site through its context."""
+    context = BackendContext(
+        member_id=config.member.id,
+        state_dir=config.state_dir,
+        public_url=config.member.public_url,
+        dev=dev,
+        datasets=list(config.member.datasets),
+        cors_allow_origins=list(config.member.cors_allow_origins),
+        clock=clock,
+    )
+    return backend_class(config.backend.kind)(config.backend, context)
+
+
+def make_app(
+    config: MemberConfig,
+    *,
+    backend: Backend | None = None,
+    member_keys: KeyRing | None = None,
+    broker_keys: PublicKeySet | None = None,
+    clock: Clock | None = None,
+    dev: bool | None = None,
+    keepalive_interval: float = KEEPALIVE_INTERVAL,
+) -> web.Application:
+    """The agent. Keys default to the files beside the config; ``dev`` to ``[member] dev``."""
+    clock = clock or SystemClock()
+    dev = config.member.dev if dev is None else dev
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=config.member.max_body_bytes,
+    )
+    backend = backend or make_backend(config, clock, dev)
+    metrics = AgentMetrics()
+    health = HealthService(backend, clock)
+    keys = member_keys or config.load_keys()
+    app[appkeys.CONFIG] = config
+    app[appkeys.CLOCK] = clock
+    app[appkeys.MEMBER_KEYS] = keys
+    app[appkeys.BROKER_KEYS] = broker_keys if broker_keys is not None else config.load_broker_keys()
+    app[appkeys.REPLAY] = ReplayCache()
+    app[appkeys.BACKEND] = backend
+    app[appkeys.METRICS] = metrics
+    app[appkeys.HEALTH] = health
+    app[appkeys.LAUNCHES] = LaunchService(
+        backend, metrics, launch_timeout=config.member.launch_timeout, dev=dev, keepalive_interval=keepalive_interval
+    )
+    app[appkeys.STATUS] = StatusAdvertiser(config, backend, health, keys, clock)
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_backend_lifetime)
+    app.on_shutdown.append(_end_streams)
+    return app
+
+
+async def _backend_lifetime(app: web.Application) -> AsyncIterator[None]:
+    backend = app[appkeys.BACKEND]
+    await backend.start()
+    try:
+        yield
+    finally:
+        # stop() must stop every server, so a clean shutdown leaves nothing running.
+        await backend.stop()
+
+
+async def _end_streams(app: web.Application) -> None:
+    await app[appkeys.LAUNCHES].shutdown()

@@ -1,0 +1,31 @@
+"""The typed keys of everything the agent keeps on its ``web.Application``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from fedproto.clock import Clock
+from fedproto.keys import KeyRing, PublicKeySet
+from fedproto.replay import ReplayCache
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .config import MemberConfig
+    from .healthcheck import HealthService
+    from .launches import LaunchService
+    from .metrics import AgentMetrics
+    from .statusad import StatusAdvertiser
+
+CONFIG: web.AppKey[MemberConfig] = web.AppKey("config")
+CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)
+MEMBER_KEYS: web.AppKey[KeyRing] = web.AppKey("member_keys", KeyRing)
+# None until the member has enrolled: every signed route then answers 401 not_enrolled.
+BROKER_KEYS: web.AppKey[PublicKeySet | None] = web.AppKey("broker_keys")
+REPLAY: web.AppKey[ReplayCache] = web.AppKey("replay", ReplayCache)
+BACKEND: web.AppKey[Backend] = web.AppKey("backend")
+METRICS: web.AppKey[AgentMetrics] = web.AppKey("metrics")
+HEALTH: web.AppKey[HealthService] = web.AppKey("health")
+LAUNCHES: web.AppKey[LaunchService] = web.AppKey("launches")
+STATUS: web.AppKey[StatusAdvertiser] = web.AppKey("status")

@@ -1,0 +1,288 @@
+"""The ``binderhub`` backend: relays an existing BinderHub's ``/build`` stream, ``/health`` and ``/versions``.
+
+Launch: ``GET {url}/build/{provider}/{spec}`` with ``Accept: text/event-stream``.
+Every event is passed on with BinderHub's own fields (``imageName``, the build
+pod's ``Pending``/``Running``/``Succeed``/``Building`` phases, the ``ready``
+fields). BinderHub keeps the stream open after ``ready`` (up to a minute), so the
+connection is closed here as soon as ``ready`` or ``failed`` arrives.
+
+Failures, so the broker knows whether to try another member:
+
+* HTTP 429 from BinderHub, a ``failed`` event with ``status_code`` 429 (its per-IP
+  rate limit) or a quota message ("Too many users ...") → ``failed``/429.
+* HTTP 503 → 503; any other 5xx, an unexpected 4xx (a wrong URL or token is the
+  site's fault, not the user's) or a non-event-stream answer → 502.
+* Connection refused, DNS or TLS errors → 503; no terminal event within
+  ``launch_timeout`` → 504; the stream closing before ``ready`` → 502.
+* A bare ``failed`` without ``status_code`` is the repo's fault: 404 when BinderHub
+  cannot find the repo or ref, 400 otherwise (see :mod:`.binderhub_events`).
+
+Stopping a server: BinderHub's API cannot delete one launch. When ``hub_api_url``
+and a hub token are configured, ``stop_server`` deletes the user's server through
+the JupyterHub API (the user name is in the ``ready`` url, ``/user/<name>/``);
+without them it returns False and BinderHub's idle culler ends the server.
+
+Capacity: from the ``Pod quota`` check of ``/health`` when BinderHub reports one;
+otherwise ``max_servers``, with ``used`` counting the servers launched through this
+agent in the last ``server_lifetime`` seconds (BinderHub culls them unseen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, ClassVar, Literal
+from urllib.parse import quote, unquote
+
+import aiohttp
+from pydantic import Field, HttpUrl
+from yarl import URL
+
+from fedproto.errors import SpecError
+from fedproto.launch import BUILD_TERMINAL_PHASES, TERMINAL_PHASES, LaunchEvent, LaunchRequest
+from fedproto.repospec import PROVIDERS, RepoSpec
+from fedproto.status import Capacity, HealthCheck
+
+from .base import Backend, BackendConfig, BackendContext, failed
+from .binderhub_events import BinderHubHealth, parse_health, quota_capacity, server_user, to_launch_event, versions_of
+from .secrets import SecretConfigError, TokenSource
+from .sse import StreamEnded, StreamTimeout, iter_sse_json, json_or_none
+
+log = logging.getLogger(__name__)
+
+
+class BinderHubConfig(BackendConfig):
+    """Settings of the ``binderhub`` backend."""
+
+    kind: Literal["binderhub"] = "binderhub"
+    url: HttpUrl = Field(description="BinderHub's base URL, e.g. https://binder.example.org/ (its /build, /health, /versions).")
+    api_token: TokenSource = Field(
+        default_factory=TokenSource,
+        description="Token sent as `Authorization: token ...` when BinderHub requires one (API-only mode behind hub auth).",
+    )
+    request_timeout: float = Field(default=10.0, gt=0, description="Seconds for /health, /versions, hub calls and connecting to /build.")
+    launch_timeout: float = Field(default=900.0, gt=0, description="Seconds from request to `ready`/`failed` before the launch fails with 504.")
+    health_cache_seconds: float = Field(default=5.0, ge=0, description="Reuse a /health answer this long (health and capacity share it).")
+    max_servers: int = Field(default=100, ge=0, description="Capacity reported when BinderHub's /health has no Pod quota check.")
+    server_lifetime: float = Field(
+        default=3600.0, gt=0, description="Without a Pod quota check, count a launched server as running this many seconds."
+    )
+    hub_api_url: HttpUrl | None = Field(
+        default=None, description="The JupyterHub API behind BinderHub (…/hub/api); lets DELETE stop a launched server."
+    )
+    hub_token: TokenSource = Field(
+        default_factory=TokenSource, description="Hub API token with the admin:servers scope (a JupyterHub service token)."
+    )
+
+
+@dataclass
+class _Launched:
+    user: str | None
+    url: str
+    started: float
+
+
+class BinderHubBackend(Backend):
+    """Launches through a BinderHub. See the module docstring for the failure mapping."""
+
+    kind: ClassVar[str] = "binderhub"
+    providers: ClassVar[tuple[str, ...]] = PROVIDERS
+    Config: ClassVar[type[BackendConfig]] = BinderHubConfig
+    config: BinderHubConfig
+
+    def __init__(self, config: BackendConfig, context: BackendContext) -> None:
+        super().__init__(config, context)
+        self._base = str(self.config.url).rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+        self._launched: dict[str, _Launched] = {}
+        self._in_flight = 0
+        self._health: tuple[float, BinderHubHealth] | None = None
+        self._versions: dict[str, str] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # No total timeout: a launch stream lives for minutes; reads have their own deadline.
+            timeout = aiohttp.ClientTimeout(total=None, connect=self.config.request_timeout)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    async def start(self) -> None:
+        await self._fetch_versions()
+
+    async def stop(self) -> None:
+        if self.config.hub_api_url is not None and self.config.hub_token.configured:
+            await asyncio.gather(*(self.stop_server(i) for i in list(self._launched)), return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- launch ----------------------------------------------------------------------
+
+    def _build_url(self, request: LaunchRequest) -> URL:
+        """The /build URL; the spec is re-validated so it can only name a repo, never another path."""
+        RepoSpec.parse(request.provider, request.spec, allow_file=self.context.dev)
+        if any(unquote(part) in (".", "..") for part in request.spec.split("/")):
+            raise SpecError("spec must not contain '.' or '..' path segments", reason="bad_spec")
+        # '%' stays as sent: git specs arrive URL-escaped and BinderHub expects them so.
+        spec = quote(request.spec, safe="/%")
+        return URL(f"{self._base}/build/{request.provider}/{spec}", encoded=True)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream"}
+        if self.config.api_token.configured:
+            headers["Authorization"] = f"token {self.config.api_token.read('BinderHub API')}"
+        return headers
+
+    def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+        return self._relay(request, params={}, terminal=TERMINAL_PHASES)
+
+    async def build(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+        # BinderHub's API-only mode builds without launching when asked with build_only=true.
+        async for event in self._relay(request, params={"build_only": "true"}, terminal=BUILD_TERMINAL_PHASES | {"ready"}):
+            yield event.model_copy(update={"phase": "built"}) if event.phase == "ready" else event
+
+    async def _relay(self, request: LaunchRequest, params: dict[str, str], terminal: frozenset[str]) -> AsyncIterator[LaunchEvent]:
+        try:
+            url = self._build_url(request).update_query(params) if params else self._build_url(request)
+            headers = self._headers()
+        except SpecError as exc:
+            yield failed(exc.message, 400)
+            return
+        except SecretConfigError as exc:
+            yield failed(f"member misconfigured: {exc}", 503)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.launch_timeout
+        self._in_flight += 1
+        try:
+            async for event in self._stream(url, headers, deadline, terminal):
+                if event.phase == "ready":
+                    event = self._record_ready(request.launch_id, event)
+                yield event
+        finally:
+            self._in_flight -= 1
+
+    async def _stream(self, url: URL, headers: dict[str, str], deadline: float, terminal: frozenset[str]) -> AsyncIterator[LaunchEvent]:
+        try:
+            response = await asyncio.wait_for(self._http().get(url, headers=headers), self.config.request_timeout)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            yield failed(f"BinderHub at {self._base} is unreachable: {exc.__class__.__name__}", 503)
+            return
+        # Closing (not releasing) drops the connection BinderHub would otherwise hold open.
+        try:
+            problem = _http_failure(response)
+            if problem is not None:
+                yield problem
+                return
+            async for data in iter_sse_json(response, deadline=deadline):
+                event = to_launch_event(data)
+                yield event
+                if event.phase in terminal:
+                    return
+        except StreamTimeout:
+            yield failed(f"BinderHub sent no ready event within {self.config.launch_timeout:.0f} s", 504)
+        except StreamEnded:
+            yield failed("BinderHub closed the event stream before the launch finished", 502)
+        except aiohttp.ClientError as exc:
+            yield failed(f"BinderHub connection broke: {exc.__class__.__name__}", 502)
+        finally:
+            response.close()
+
+    def _record_ready(self, launch_id: str, event: LaunchEvent) -> LaunchEvent:
+        url = event.url or ""
+        if url and not url.endswith("/"):
+            url += "/"
+            event = event.model_copy(update={"url": url})
+        self._launched[launch_id] = _Launched(server_user(url), url, self.context.clock.now())
+        return event
+
+    # -- stop ------------------------------------------------------------------------
+
+    async def stop_server(self, launch_id: str) -> bool:
+        launched = self._launched.get(launch_id)
+        if launched is None or launched.user is None or self.config.hub_api_url is None or not self.config.hub_token.configured:
+            # BinderHub has no per-launch delete; its idle culler ends the server.
+            return False
+        hub = str(self.config.hub_api_url).rstrip("/")
+        url = URL(f"{hub}/users/{quote(launched.user, safe='')}/server", encoded=True)
+        headers = {"Authorization": f"token {self.config.hub_token.read('JupyterHub API')}"}
+        try:
+            async with self._http().delete(url, headers=headers, timeout=aiohttp.ClientTimeout(total=self.config.request_timeout)) as resp:
+                done = resp.status in (202, 204, 404)  # 404: the server or user is already gone
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("stopping %s through the hub API failed: %s", launched.user, exc)
+            return False
+        if done:
+            self._launched.pop(launch_id, None)
+        else:
+            log.warning("hub API answered HTTP %s when stopping %s", resp.status, launched.user)
+        return done
+
+    # -- health, capacity, versions --------------------------------------------------
+
+    async def _get_json(self, path: str) -> tuple[int, Any]:
+        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
+        async with self._http().get(f"{self._base}/{path}", timeout=timeout, headers={"Accept": "application/json"}) as resp:
+            return resp.status, json_or_none(await resp.text())
+
+    async def _read_health(self) -> BinderHubHealth:
+        now = self.context.clock.now()
+        if self._health is not None and now - self._health[0] < self.config.health_cache_seconds:
+            return self._health[1]
+        try:
+            status, body = await self._get_json("health")
+            health = parse_health(status, body)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            check = HealthCheck(service="BinderHub", ok=False, detail={"error": f"unreachable: {exc.__class__.__name__}"})
+            health = BinderHubHealth(ok=False, checks=[check], pod_quota=None)
+        self._health = (now, health)
+        return health
+
+    async def health(self) -> list[HealthCheck]:
+        health = await self._read_health()
+        if health.ok and not self._versions:
+            await self._fetch_versions()
+        return health.checks
+
+    async def capacity(self) -> Capacity:
+        health = await self._read_health()
+        if not health.ok:
+            return Capacity(total=0, used=0)
+        from_quota = quota_capacity(health.pod_quota) if health.pod_quota else None
+        if from_quota is not None:
+            return from_quota
+        cutoff = self.context.clock.now() - self.config.server_lifetime
+        for launch_id in [i for i, s in self._launched.items() if s.started < cutoff]:
+            del self._launched[launch_id]
+        return Capacity(total=self.config.max_servers, used=len(self._launched), building=self._in_flight)
+
+    async def _fetch_versions(self) -> None:
+        try:
+            status, body = await self._get_json("versions")
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            log.info("BinderHub /versions unavailable: %s", exc.__class__.__name__)
+            return
+        if status == 200:
+            self._versions = versions_of(body)
+
+    def versions(self) -> dict[str, str]:
+        return dict(self._versions)
+
+
+def _http_failure(response: aiohttp.ClientResponse) -> LaunchEvent | None:
+    """A ``failed`` event for an answer that is not an event stream, else None."""
+    if response.status == 429:
+        retry = response.headers.get("Retry-After") or response.headers.get("x-ratelimit-reset")
+        hint = f" (retry after {retry})" if retry else ""
+        return failed(f"BinderHub is rate limiting launches{hint}", 429)
+    if response.status == 503:
+        return failed("BinderHub is unavailable (HTTP 503)", 503)
+    if response.status != 200:
+        return failed(f"BinderHub answered HTTP {response.status}", 502)
+    if response.content_type != "text/event-stream":
+        return failed(f"BinderHub answered {response.content_type or 'no content type'}, not an event stream", 502)
+    return None
+

@@ -1,0 +1,69 @@
+"""Reading server-sent event streams (BinderHub's ``/build``, JupyterHub's spawn progress) as JSON events.
+
+Both upstreams frame every event as one ``data: {json}`` line, send ``:`` keepalive
+comments, and may hold the connection open after the last event that matters. The
+reader here enforces a deadline on every read (so a silent or held-open stream
+cannot hang a launch) and leaves closing the response to its caller, who knows
+which event is the last one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, AsyncIterator
+
+import aiohttp
+
+from fedproto.launch import parse_sse_data
+
+# A line longer than this is not an event we can use (BinderHub's longest, `ready`, is ~1 kB).
+MAX_LINE_BYTES = 1 << 20
+
+
+class StreamTimeout(Exception):
+    """The stream's deadline passed before the next event arrived."""
+
+
+class StreamEnded(Exception):
+    """The upstream closed the stream (EOF) — the caller decides whether that was early."""
+
+
+async def iter_sse_json(
+    response: aiohttp.ClientResponse, *, deadline: float, loop_time: Any = None
+) -> AsyncIterator[dict[str, Any]]:
+    """Yield the JSON object of each ``data:`` line until EOF or ``deadline`` (event-loop time).
+
+    Comments, blank lines, other SSE fields and lines that are not JSON objects are
+    skipped: a proxy that injects something odd must not end a launch that is going well.
+    Raises :class:`StreamTimeout` when the deadline passes and :class:`StreamEnded` at EOF.
+    """
+    now = loop_time or asyncio.get_running_loop().time
+    while True:
+        remaining = deadline - now()
+        if remaining <= 0:
+            raise StreamTimeout("no terminal event before the deadline")
+        try:
+            # wait_for on each read keeps the timeout inside this await: a deadline spanning
+            # the generator's yields would cancel the consumer's task instead of ours.
+            line = await asyncio.wait_for(response.content.readline(), remaining)
+        except asyncio.TimeoutError:
+            raise StreamTimeout("no terminal event before the deadline") from None
+        if not line:
+            raise StreamEnded("stream closed by the server")
+        if len(line) > MAX_LINE_BYTES:
+            continue
+        try:
+            event = parse_sse_data(line)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if event is not None:
+            yield event
+
+
+def json_or_none(text: str) -> Any:
+    """Parse JSON, or None when the body is not JSON (an HTML error page from a proxy)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

@@ -1,0 +1,182 @@
+"""The member's configuration: ``member.toml`` and the key files beside it.
+
+``member.toml`` has three tables: ``[member]`` (who this site is and how the
+agent serves), ``[broker]`` (filled by ``fedmember enroll``) and ``[backend]``
+(``kind`` plus that backend's own settings, validated by its ``Config`` model).
+Private keys live in ``keys/`` and the pinned broker keys in ``broker.jwks.json``;
+relative paths are resolved against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fedproto.datasets import Dataset
+from fedproto.errors import KeyMaterialError
+from fedproto.keys import KeyRing, PublicKeySet
+from fedproto.location import Location
+from fedproto.member import MEMBER_ID_PATTERN
+
+from .backends import backend_class
+from .backends.base import BackendConfig
+
+CONFIG_NAME = "member.toml"
+KEYS_DIR = "keys"
+BROKER_JWKS_NAME = "broker.jwks.json"
+DEFAULT_PORT = 8585
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message says what to fix."""
+
+
+class MemberSettings(BaseModel):
+    """The ``[member]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=MEMBER_ID_PATTERN, description="Stable member id, a DNS label such as 'uni-x'.")
+    display_name: str = Field(default="", max_length=200, description="Human name shown on the broker's pages.")
+    agent_url: str = Field(default="", description="Where the broker calls this agent (https:// outside development).")
+    public_url: str = Field(default="", description="Where browsers reach this site's notebook servers.")
+    host: str = Field(default="127.0.0.1", description="Address the agent listens on.")
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535, description="Port the agent listens on (0: any free port).")
+    status_ttl: float = Field(default=60.0, gt=0, le=3600, description="Seconds a signed status ad stays valid.")
+    dev: bool = Field(default=False, description="Development mode: plain http on loopback and file:// repos.")
+    cors_allow_origins: list[str] = Field(
+        default_factory=list, description="Browser origins launched servers accept ('*' for any)."
+    )
+    launch_timeout: float = Field(default=900.0, gt=0, description="Seconds a launch may take before it fails with 504.")
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body accepted (413 beyond).")
+    state_dir: str = Field(default="state", description="Directory for backend state (clones, environments).")
+    location: Location = Field(default_factory=Location, description="Where this site is.")
+    datasets: list[Dataset] = Field(default_factory=list, description="Datasets stored at this site.")
+
+
+class BrokerSettings(BaseModel):
+    """The ``[broker]`` table, written by ``fedmember enroll``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(default="", description="The broker this member enrolled with.")
+    id: str = Field(default="", description="The broker's id: the issuer of every request token it sends.")
+
+
+class MemberConfig(BaseModel):
+    """The whole ``member.toml``, plus the directory it was read from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    member: MemberSettings
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    backend: BackendConfig = Field(description="`kind` and the backend's own settings.")
+    config_dir: Path = Field(default=Path("."), exclude=True, description="Directory relative paths start from.")
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_by_kind(cls, value: Any) -> BackendConfig:
+        if isinstance(value, BackendConfig):
+            return value
+        if not isinstance(value, dict) or not isinstance(value.get("kind"), str):
+            raise ValueError("[backend] needs a kind")
+        return backend_class(value["kind"]).Config.model_validate(value)
+
+    # -- paths -------------------------------------------------------------
+    def path(self, relative: str) -> Path:
+        return (self.config_dir / relative).resolve()
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.config_dir / KEYS_DIR
+
+    @property
+    def broker_jwks_path(self) -> Path:
+        return self.config_dir / BROKER_JWKS_NAME
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.member.state_dir)
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / CONFIG_NAME
+
+    # -- keys --------------------------------------------------------------
+    def load_keys(self) -> KeyRing:
+        try:
+            return KeyRing.load(self.keys_dir)
+        except KeyMaterialError as exc:
+            raise ConfigError(f"member keys: {exc.message} (run 'fedmember init')") from exc
+
+    def load_broker_keys(self) -> PublicKeySet | None:
+        """The pinned broker keys, or None before enrollment."""
+        if not self.broker_jwks_path.exists():
+            return None
+        try:
+            return PublicKeySet.from_jwks(json.loads(self.broker_jwks_path.read_text()))
+        except (ValueError, KeyMaterialError) as exc:
+            raise ConfigError(f"{self.broker_jwks_path} is not a usable JWKS: {exc}") from exc
+
+
+def load_config(path: Path | str) -> MemberConfig:
+    """Read and validate ``member.toml`` (a file, or a directory holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_NAME
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no config file at {path} (run 'fedmember init DIR')") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    try:
+        return MemberConfig.model_validate({**data, "config_dir": path.parent.resolve()})
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("FEDMEMBER_CONFIG", CONFIG_NAME))
+
+
+_BROKER_TABLE = re.compile(r"^\[broker\][ \t]*(?:#.*)?$", re.MULTILINE)
+_NEXT_TABLE = re.compile(r"^\[", re.MULTILINE)
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def set_broker(config_file: Path, url: str, broker_id: str) -> None:
+    """Set ``[broker] url`` and ``id`` in place, keeping the file's comments; atomic."""
+    text = config_file.read_text()
+    lines = f"url = {_toml_string(url)}\nid = {_toml_string(broker_id)}\n"
+    match = _BROKER_TABLE.search(text)
+    if match is None:
+        text = text.rstrip("\n") + "\n\n[broker]\n" + lines
+    else:
+        start = match.end() + 1
+        nxt = _NEXT_TABLE.search(text, start)
+        end = nxt.start() if nxt else len(text)
+        body = [ln for ln in text[start:end].splitlines(keepends=True) if not re.match(r"^\s*(url|id)\s*=", ln)]
+        text = text[:start] + lines + "".join(body) + text[end:]
+    tomllib.loads(text)  # never write a file we could not read back
+    atomic_write(config_file, text.encode())
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

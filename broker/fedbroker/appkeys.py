@@ -17,7 +17,16 @@ from .config import BrokerConfig
 from .snapshot import SnapshotHolder
 
 if TYPE_CHECKING:
-    pass  # owners add: from .registry import Registry, etc.
+    from fedproto.replay import ReplayCache
+
+    from .registry import Registry
+    # health, routing and the front door
+    from .dispatcher import Dispatcher
+    from .health import HealthTable
+    from .memberclient import MemberClient
+    from .metrics import BrokerMetrics
+    from .poller import Poller
+    from .relay import LaunchRelay
 
 CONFIG = web.AppKey("config", BrokerConfig)
 CLOCK = web.AppKey("clock", Clock)
@@ -26,3 +35,16 @@ SNAPSHOT = web.AppKey("snapshot", SnapshotHolder)
 
 # Owners declare theirs below in the form
 #   REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
+
+# Registry (registry.py): the store and the snapshot refresher.
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
+# Replay cache for member-signed requests to the broker (enrollment, key rotation).
+REPLAY: web.AppKey[ReplayCache] = web.AppKey("replay")
+
+# Health, routing and the front door (fedbroker.wiring sets these up).
+HEALTH: web.AppKey[HealthTable] = web.AppKey("health")
+METRICS: web.AppKey[BrokerMetrics] = web.AppKey("metrics")
+DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
+MEMBER_CLIENT: web.AppKey[MemberClient] = web.AppKey("member_client")
+RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
+POLLER: web.AppKey[Poller] = web.AppKey("poller")

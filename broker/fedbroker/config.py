@@ -117,6 +117,11 @@ class BrokerConfig(Section):
         description="SQLAlchemy URL of the registry. Relative SQLite paths are next to the config; "
         "use postgresql+asyncpg://... for several replicas.",
     )
+    db_url_file: str | None = Field(
+        default=None,
+        description="File holding the registry's SQLAlchemy URL (first line, whitespace stripped); overrides "
+        "db_url. Use it for URLs with passwords, mounted from a Secret.",
+    )
     keys_dir: str = Field(default="keys", description="Directory of the broker's Ed25519 private keys.")
     mode: Literal["relay", "redirect"] = Field(
         default="relay", description="relay: stream launches through the broker; redirect: answer 307 to the member."
@@ -156,13 +161,19 @@ class BrokerConfig(Section):
 
     @property
     def resolved_db_url(self) -> str:
-        """The db_url with a relative SQLite path made absolute next to the config."""
+        """The registry URL (from db_url_file when set), relative SQLite paths made absolute next to the config."""
+        url = self.db_url
+        if self.db_url_file:
+            try:
+                url = self.resolve(self.db_url_file).read_text().strip().splitlines()[0].strip()
+            except (OSError, IndexError):
+                raise ConfigError(f"db_url_file {self.db_url_file} cannot be read or is empty") from None
         prefix = "sqlite+aiosqlite:///"
-        if self.db_url.startswith(prefix):
-            rest = self.db_url[len(prefix):]
+        if url.startswith(prefix):
+            rest = url[len(prefix):]
             if rest and not rest.startswith("/") and rest != ":memory:":
                 return prefix + str(self.resolve(rest))
-        return self.db_url
+        return url
 
 
 class ConfigError(Exception):

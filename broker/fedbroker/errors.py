@@ -89,7 +89,8 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
     except ValidationError as exc:
         return json_error(400, "invalid_body", _validation_message(exc))
     except web.HTTPRequestEntityTooLarge as exc:
-        return json_error(413, "body_too_large", f"request body is larger than {exc.max_size} bytes")
+        # aiohttp keeps the limit on the request, not on the exception.
+        return json_error(413, "body_too_large", f"request body is larger than {request.client_max_size} bytes")
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -29,3 +29,7 @@ METRICS: web.AppKey[AgentMetrics] = web.AppKey("metrics")
 HEALTH: web.AppKey[HealthService] = web.AppKey("health")
 LAUNCHES: web.AppKey[LaunchService] = web.AppKey("launches")
 STATUS: web.AppKey[StatusAdvertiser] = web.AppKey("status")
+
+# Per request: what the auth middleware verified.
+REQUEST_CLAIMS: web.RequestKey[dict[str, Any]] = web.RequestKey("claims", dict)
+REQUEST_BODY: web.RequestKey[bytes] = web.RequestKey("body", bytes)

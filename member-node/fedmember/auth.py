@@ -18,8 +18,6 @@ from . import appkeys
 from .errors import Handler, error_response
 
 PUBLIC_PATHS = frozenset({"/health", "/.well-known/jwks.json", "/metrics"})
-# The verified claims, for handlers that want to log who asked.
-CLAIMS = "fedmember.claims"
 
 
 def _reject(request: web.Request, status: int, reason: str, message: str) -> web.Response:
@@ -59,18 +57,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             issuer=config.broker.id or None,
             audience=config.member.id,
             method=request.method,
-            path_qs=request.path_qs,
+            path_qs=request.raw_path,
             body=body,
             clock=app[appkeys.CLOCK],
             replay=app[appkeys.REPLAY],
         )
     except TokenError as exc:
         return _reject(request, 401, exc.reason, exc.message)
-    request[CLAIMS] = claims
-    request["fedmember.body"] = body
+    request[appkeys.REQUEST_CLAIMS] = claims
+    request[appkeys.REQUEST_BODY] = body
     return await handler(request)
 
 
 def verified_body(request: web.Request) -> bytes:
     """The body the token was checked against (already read by the middleware)."""
-    return request.get("fedmember.body", b"")
+    return request.get(appkeys.REQUEST_BODY, b"")

@@ -15,6 +15,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -180,3 +181,25 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+_LOOPBACK_HOSTS = ("localhost", "::1")
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def require_secure_url(url: str, *, dev: bool, what: str) -> None:
+    """Refuse a URL that is not https, except http on loopback in development mode."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname:
+        if dev and is_loopback(parts.hostname):
+            return
+        hint = "plain http is only allowed on loopback with --dev (or FEDERATION_DEV=1)"
+        raise ConfigError(f"{what} {url!r} is not https: {hint}")
+    raise ConfigError(f"{what} {url!r} must be an https:// URL")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, ClassVar, Literal
 from urllib.parse import quote, unquote
@@ -124,7 +125,8 @@ class BinderHubBackend(Backend):
     def _build_url(self, request: LaunchRequest) -> URL:
         """The /build URL; the spec is re-validated so it can only name a repo, never another path."""
         RepoSpec.parse(request.provider, request.spec, allow_file=self.context.dev)
-        if any(unquote(part) in (".", "..") for part in request.spec.split("/")):
+        # Checked on the unescaped spec too: BinderHub unescapes a git URL before using it.
+        if any(part in (".", "..") for part in unquote(request.spec).split("/")):
             raise SpecError("spec must not contain '.' or '..' path segments", reason="bad_spec")
         # '%' stays as sent: git specs arrive URL-escaped and BinderHub expects them so.
         spec = quote(request.spec, safe="/%")
@@ -141,8 +143,10 @@ class BinderHubBackend(Backend):
 
     async def build(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
         # BinderHub's API-only mode builds without launching when asked with build_only=true.
-        async for event in self._relay(request, params={"build_only": "true"}, terminal=BUILD_TERMINAL_PHASES | {"ready"}):
-            yield event.model_copy(update={"phase": "built"}) if event.phase == "ready" else event
+        relay = self._relay(request, params={"build_only": "true"}, terminal=BUILD_TERMINAL_PHASES | {"ready"})
+        async with aclosing(relay) as events:
+            async for event in events:
+                yield event.model_copy(update={"phase": "built"}) if event.phase == "ready" else event
 
     async def _relay(self, request: LaunchRequest, params: dict[str, str], terminal: frozenset[str]) -> AsyncIterator[LaunchEvent]:
         try:
@@ -158,10 +162,12 @@ class BinderHubBackend(Backend):
         deadline = loop.time() + self.config.launch_timeout
         self._in_flight += 1
         try:
-            async for event in self._stream(url, headers, deadline, terminal):
-                if event.phase == "ready":
-                    event = self._record_ready(request.launch_id, event)
-                yield event
+            # aclosing: when our consumer stops early, the upstream connection closes now, not at GC.
+            async with aclosing(self._stream(url, headers, deadline, terminal)) as events:
+                async for event in events:
+                    if event.phase == "ready":
+                        event = self._record_ready(request.launch_id, event)
+                    yield event
         finally:
             self._in_flight -= 1
 
@@ -177,11 +183,12 @@ class BinderHubBackend(Backend):
             if problem is not None:
                 yield problem
                 return
-            async for data in iter_sse_json(response, deadline=deadline):
-                event = to_launch_event(data)
-                yield event
-                if event.phase in terminal:
-                    return
+            async with aclosing(iter_sse_json(response, deadline=deadline)) as stream:
+                async for data in stream:
+                    event = to_launch_event(data)
+                    yield event
+                    if event.phase in terminal:
+                        return
         except StreamTimeout:
             yield failed(f"BinderHub sent no ready event within {self.config.launch_timeout:.0f} s", 504)
         except StreamEnded:

@@ -18,6 +18,9 @@ from fedproto.repospec import RepoSpec
 from . import procs
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
+# Legal in a URL but never needed for a repository, and the stuff of shell injection
+# should the URL ever reach a shell (a hook, a credential helper): refuse them outright.
+_SHELL_CHARS = re.compile(r"[;|&$`<>(){}\\\s]")
 
 
 class FetchError(Exception):
@@ -58,6 +61,8 @@ class GitFetcher:
         """Clone ``spec.repo_url`` into ``dest`` (which must not exist) and check out ``spec.ref``."""
         if spec.provider not in ("git", "gh"):
             raise FetchError(f"provider {spec.provider} cannot be fetched with git here")
+        if _SHELL_CHARS.search(spec.repo_url) or spec.repo_url.startswith("-"):
+            raise FetchError("the repository URL contains characters that are not allowed")
         if spec.repo_url.startswith("file:") and not self.allow_file:
             raise FetchError("file:// repositories are only allowed in development mode (--dev)")
         try:

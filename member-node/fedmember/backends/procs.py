@@ -30,14 +30,22 @@ async def terminate(proc: asyncio.subprocess.Process, grace: float = 5.0) -> Non
     """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds; "already gone" is done."""
     if proc.returncode is not None:
         return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            await asyncio.wait_for(proc.wait(), wait)
-            return
-        except TimeoutError:
-            continue
+    try:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            _killpg(proc, sig)
+            try:
+                await asyncio.wait_for(proc.wait(), wait)
+                return
+            except TimeoutError:
+                continue
+    except asyncio.CancelledError:
+        _killpg(proc, signal.SIGKILL)  # cancelled mid-way: never leave the child running
+        raise
+
+
+def _killpg(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
 
 
 async def spawn(

@@ -29,16 +29,14 @@ class StreamEnded(Exception):
     """The upstream closed the stream (EOF) — the caller decides whether that was early."""
 
 
-async def iter_sse_json(
-    response: aiohttp.ClientResponse, *, deadline: float, loop_time: Any = None
-) -> AsyncIterator[dict[str, Any]]:
+async def iter_sse_json(response: aiohttp.ClientResponse, *, deadline: float) -> AsyncIterator[dict[str, Any]]:
     """Yield the JSON object of each ``data:`` line until EOF or ``deadline`` (event-loop time).
 
     Comments, blank lines, other SSE fields and lines that are not JSON objects are
     skipped: a proxy that injects something odd must not end a launch that is going well.
     Raises :class:`StreamTimeout` when the deadline passes and :class:`StreamEnded` at EOF.
     """
-    now = loop_time or asyncio.get_running_loop().time
+    now = asyncio.get_running_loop().time
     while True:
         remaining = deadline - now()
         if remaining <= 0:

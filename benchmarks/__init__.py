@@ -1,0 +1,1 @@
+"""Benchmarks of binder-federation: tools that measure the broker and members without a network."""

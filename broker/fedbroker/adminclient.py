@@ -1,0 +1,64 @@
+"""The admin CLI's HTTP calls to a running broker (stdlib only: the CLI stays synchronous)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+
+class AdminClientError(Exception):
+    """The broker refused a call, or could not be reached; the message says which and why."""
+
+
+class AdminClient:
+    """Calls ``/api/v1`` with an admin bearer token."""
+
+    def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
+        self.base = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise AdminClientError(_describe_http_error(exc)) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise AdminClientError(f"cannot reach the broker at {self.base}: {reason}") from None
+
+    def list_members(self) -> Any:
+        return self.call("GET", "/api/v1/members")
+
+    def get_member(self, member_id: str) -> Any:
+        return self.call("GET", f"/api/v1/members/{_seg(member_id)}")
+
+    def member_action(self, member_id: str, action: str) -> Any:
+        return self.call("POST", f"/api/v1/members/{_seg(member_id)}/{action}")
+
+    def remove_member(self, member_id: str) -> Any:
+        return self.call("DELETE", f"/api/v1/members/{_seg(member_id)}")
+
+    def create_enroll_token(self, name: str, ttl: float, auto_approve: bool) -> Any:
+        return self.call("POST", "/api/v1/enroll-tokens", {"name": name, "ttl": ttl, "auto_approve": auto_approve})
+
+
+def _seg(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _describe_http_error(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read())
+        return f"{exc.code} {body['error']}: {body['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{exc.code} {exc.reason}"

@@ -1,0 +1,104 @@
+"""The broker's Prometheus metrics, in a registry of the app's own (never the global one).
+
+Labels are bounded: member ids (bounded by the registry) and fixed enums. Repo specs never
+become label values, since every new repo would be a new series. Enum values are created up
+front so dashboards show zeros instead of gaps.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .health import HealthState, HealthView
+
+# How one launch attempt on a member ended.
+LAUNCH_OUTCOMES = ("ready", "failed", "retried", "repo_error", "cancelled")
+# Launches refused before any member was involved are counted under this member label.
+NO_MEMBER = "none"
+REFUSAL_OUTCOMES = ("rate_limited", "denied", "bad_request", "unroutable")
+# One-hot health states; `ejected` and `expired` override the poll state.
+HEALTH_STATES = tuple(s.value for s in HealthState) + ("ejected", "expired")
+
+
+def health_label(view: HealthView) -> str:
+    """The one state a dashboard shows for a member."""
+    if view.ad is not None and view.ad_expired:
+        return "expired"
+    if view.ejected:
+        return "ejected"
+    return view.state.value
+
+
+class _HealthCollector(Collector):
+    """Reads member health and load at scrape time, so removed members leave no stale series."""
+
+    def __init__(self, views: Callable[[], Mapping[str, HealthView]]) -> None:
+        self._views = views
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "fedbroker_member_health", "1 for the member's current health state.", labels=["member", "state"]
+        )
+        load = GaugeMetricFamily("fedbroker_member_load", "Member load (used+building)/total, 0..1.", labels=["member"])
+        for member_id, view in sorted(self._views().items()):
+            current = health_label(view)
+            for s in HEALTH_STATES:
+                state.add_metric([member_id, s], 1.0 if s == current else 0.0)
+            if view.load is not None:
+                load.add_metric([member_id], view.load)
+        yield state
+        yield load
+
+
+class BrokerMetrics:
+    """Every broker metric, registered in ``self.registry``."""
+
+    def __init__(self, health_views: Callable[[], Mapping[str, HealthView]]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.launches = Counter(
+            "fedbroker_launches", "Launch attempts by member and outcome.", ["member", "outcome"], registry=self.registry
+        )
+        self.decision_seconds = Histogram(
+            "fedbroker_routing_decision_seconds",
+            "Time to rank members for one launch.",
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=self.registry,
+        )
+        self.failovers = Counter(
+            "fedbroker_failovers", "Launches moved to the next member, by the member that failed.", ["member"],
+            registry=self.registry,
+        )
+        self.streams_open = Gauge("fedbroker_relay_streams_open", "Launch streams being relayed now.", registry=self.registry)
+        self.registry.register(_HealthCollector(health_views))
+        for outcome in REFUSAL_OUTCOMES:
+            self.launches.labels(NO_MEMBER, outcome)
+        self._known: set[str] = set()
+
+    def member_seen(self, member_id: str) -> None:
+        """Create a member's series at zero the first time it is seen."""
+        if member_id in self._known:
+            return
+        self._known.add(member_id)
+        for outcome in LAUNCH_OUTCOMES:
+            self.launches.labels(member_id, outcome)
+        self.failovers.labels(member_id)
+
+    def launch(self, member_id: str, outcome: str) -> None:
+        assert outcome in LAUNCH_OUTCOMES, outcome
+        self.member_seen(member_id)
+        self.launches.labels(member_id, outcome).inc()
+
+    def refused(self, outcome: str) -> None:
+        assert outcome in REFUSAL_OUTCOMES, outcome
+        self.launches.labels(NO_MEMBER, outcome).inc()
+
+    def failover(self, member_id: str) -> None:
+        self.member_seen(member_id)
+        self.failovers.labels(member_id).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

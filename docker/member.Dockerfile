@@ -1,0 +1,45 @@
+# The member agent: `fedmember serve` with its config at /etc/fedmember/member.toml.
+#
+#   docker build -f docker/member.Dockerfile -t binder-federation/member .
+#   docker run -p 8585:8585 -v "$PWD/site:/etc/fedmember" binder-federation/member
+#
+# /etc/fedmember holds what `fedmember init DIR --backend KIND` and `fedmember enroll` wrote:
+# member.toml, keys/ and the pinned broker.jwks.json. Enrolling from inside the container needs the
+# mount writable:
+#   docker run --rm -v "$PWD/site:/etc/fedmember" binder-federation/member \
+#       enroll https://binder.example.org --token T --config /etc/fedmember/member.toml
+# The image carries the kubernetes backend's client; the local backend's jupyter-server is not
+# installed (that backend is for single machines, not containers).
+
+FROM python:3.12-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY specs/fedproto specs/fedproto
+COPY broker/fedbroker broker/fedbroker
+COPY member-node/fedmember member-node/fedmember
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[kubernetes]"
+
+FROM python:3.12-slim
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+COPY --from=build /opt/venv /opt/venv
+# git: the binderhub and kubernetes backends resolve repo refs. A fixed numeric uid/gid, so
+# Kubernetes' runAsNonRoot can verify it without a passwd lookup.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 fedmember \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin fedmember \
+    && mkdir -p /etc/fedmember/keys /var/lib/fedmember \
+    && chown -R 10001:10001 /etc/fedmember /var/lib/fedmember
+USER 10001:10001
+WORKDIR /etc/fedmember
+EXPOSE 8585
+# The JWKS answers as soon as the agent serves and needs no backend; /health reflects the
+# backend (BinderHub, cluster), which the broker judges from the signed status ads instead.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8585/.well-known/jwks.json', timeout=4)"]
+ENTRYPOINT ["fedmember"]
+CMD ["serve", "--config", "/etc/fedmember/member.toml", "--host", "0.0.0.0", "--port", "8585"]

@@ -1,0 +1,262 @@
+"""The ``jupyterhub`` backend: launches through a JupyterHub's REST API with a service token.
+
+Each launch gets its own hub user (``user_prefix`` + a random suffix): create the
+user, start its server with ``user_options`` (the image or profile chosen by the
+first matching rule, else ``default_user_options``), follow the spawn's progress
+event stream (``launching`` events), then create an API token for that user,
+scoped to its own server (``access:servers!user=<name>``, hub 2.0+), and answer
+``ready`` with ``{public_hub_url}/user/<name>/`` and that token.
+
+The hub does not build images: the repo picks an image/profile through ``rules``
+(``match`` is a regular expression on the repo key, ``gh:org/repo``); a repo that no
+rule matches uses ``default_user_options``, or fails 404 when that is unset.
+String values in user options may use ``$repo_url``, ``$ref``, ``$provider``,
+``$repo`` and ``$launch_id`` (``string.Template``: no attribute access, no code).
+
+Failures: ``max_servers`` reached → 429 before any hub call that changes state;
+hub unreachable → 503; the spawn failing → 503; no ``ready`` within
+``start_timeout`` → 504; anything else from the hub → 502. A launch that fails
+after its user was created removes the user again.
+
+The service token needs the scopes ``admin:users``, ``admin:servers``,
+``list:users``, ``read:users``, ``tokens`` and ``access:servers`` (see README-backends.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import aclosing
+import re
+import secrets
+from string import Template
+from typing import Any, AsyncIterator, ClassVar, Literal
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from fedproto.errors import SpecError
+from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.repospec import PROVIDERS, RepoSpec
+from fedproto.status import Capacity, HealthCheck
+
+from .base import Backend, BackendConfig, BackendContext, failed
+from .jupyterhub_api import HubAPI, HubError
+from .secrets import SecretConfigError, TokenSource
+from .sse import StreamEnded, StreamTimeout, iter_sse_json
+
+log = logging.getLogger(__name__)
+
+
+class ImageRule(BaseModel):
+    """Launch repos whose key matches ``match`` with these user options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: str = Field(description="Regular expression searched in the repo key (`provider:repo`, e.g. `gh:org/repo`).")
+    user_options: dict[str, Any] = Field(description="user_options for the spawner, e.g. {\"image\": ..., \"profile\": ...}.")
+
+
+class JupyterHubConfig(BackendConfig):
+    """Settings of the ``jupyterhub`` backend."""
+
+    kind: Literal["jupyterhub"] = "jupyterhub"
+    hub_api_url: HttpUrl = Field(description="The hub's REST API, e.g. http://hub:8081/hub/api (may be an internal address).")
+    public_hub_url: HttpUrl | None = Field(
+        default=None, description="Where browsers reach the hub (its proxy); server URLs are built on it. Default: the member's public_url."
+    )
+    token: TokenSource = Field(description="Where the service token is: token_file or token_env (never the token itself).")
+    user_prefix: str = Field(
+        default="fed-", pattern=r"^[a-z][a-z0-9-]{0,30}$", description="Prefix of the hub users this agent creates; it also finds them again."
+    )
+    max_servers: int = Field(default=10, ge=0, description="Servers this agent may run at once on the hub.")
+    start_timeout: float = Field(default=300.0, gt=0, description="Seconds from the start request to a ready server before failing with 504.")
+    stop_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a server to stop before its user is deleted anyway.")
+    request_timeout: float = Field(default=10.0, gt=0, description="Seconds for each hub API call.")
+    token_lifetime: int = Field(default=86400, gt=0, description="Lifetime in seconds of the token handed to the browser.")
+    default_user_options: dict[str, Any] | None = Field(
+        default_factory=dict, description="user_options for repos no rule matches; null refuses them (404)."
+    )
+    rules: list[ImageRule] = Field(default_factory=list, description="Repo → user_options rules, first match wins.")
+
+
+class JupyterHubBackend(Backend):
+    """Starts one hub user and server per launch. See the module docstring."""
+
+    kind: ClassVar[str] = "jupyterhub"
+    providers: ClassVar[tuple[str, ...]] = PROVIDERS
+    Config: ClassVar[type[BackendConfig]] = JupyterHubConfig
+    config: JupyterHubConfig
+
+    def __init__(self, config: BackendConfig, context: BackendContext) -> None:
+        super().__init__(config, context)
+        self._session: aiohttp.ClientSession | None = None
+        self._servers: dict[str, str] = {}  # launch id -> hub user name
+        self._starting: set[str] = set()
+        self._version: str | None = None
+        public = str(self.config.public_hub_url or context.public_url or self.config.hub_api_url)
+        self._public = public.rstrip("/").removesuffix("/hub/api")
+
+    def _hub(self) -> HubAPI:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        token = self.config.token.read("JupyterHub service")
+        return HubAPI(self._session, str(self.config.hub_api_url), token, self.config.request_timeout)
+
+    async def stop(self) -> None:
+        for launch_id in list(self._servers):
+            try:
+                await self.stop_server(launch_id)
+            except (HubError, SecretConfigError) as exc:
+                log.warning("could not remove the server of %s at shutdown: %s", launch_id, exc)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _user_options(self, repo: RepoSpec, request: LaunchRequest) -> dict[str, Any] | None:
+        options = next((r.user_options for r in self.config.rules if re.search(r.match, repo.key)), self.config.default_user_options)
+        if options is None:
+            return None
+        values = {"repo_url": repo.repo_url, "ref": repo.ref, "provider": repo.provider, "repo": repo.repo, "launch_id": request.launch_id}
+        return {k: Template(v).safe_substitute(values) if isinstance(v, str) else v for k, v in options.items()}
+
+    async def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+        try:
+            repo = RepoSpec.parse(request.provider, request.spec, allow_file=self.context.dev)
+            hub = self._hub()
+        except SpecError as exc:
+            yield failed(exc.message, 400)
+            return
+        except SecretConfigError as exc:
+            yield failed(f"member misconfigured: {exc}", 503)
+            return
+        options = self._user_options(repo, request)
+        if options is None:
+            yield failed(f"this member has no image for {repo.key}", 404)
+            return
+        try:
+            active = await self._active(hub)
+        except HubError as exc:
+            yield failed(str(exc), exc.status_code)
+            return
+        if len(set(active) | self._starting) >= self.config.max_servers:
+            yield failed(f"all {self.config.max_servers} servers of this member are in use", 429)
+            return
+        name = f"{self.config.user_prefix}{secrets.token_hex(5)}"
+        # aclosing: a consumer that goes away mid-launch gets the user removed now, not at GC.
+        async with aclosing(self._spawn(hub, name, request, repo, options)) as events:
+            async for event in events:
+                yield event
+
+    async def _spawn(self, hub: HubAPI, name: str, request: LaunchRequest, repo: RepoSpec, options: dict[str, Any]) -> AsyncIterator[LaunchEvent]:
+        self._starting.add(name)
+        self._servers[request.launch_id] = name
+        ready = False
+        try:
+            yield LaunchEvent(phase="launching", message="Requesting a server from JupyterHub...\n")
+            await hub.create_user(name)
+            await hub.start_server(name, options)
+            deadline = asyncio.get_running_loop().time() + self.config.start_timeout
+            async with aclosing(self._follow_progress(hub, name, deadline)) as progress:
+                async for event in progress:
+                    yield event
+            token = await hub.create_token(name, note=f"binder-federation launch {request.launch_id}", expires_in=self.config.token_lifetime, scopes=await self._token_scopes(hub, name))
+            ready = True
+            yield self._ready_event(name, token, repo, options)
+        except HubError as exc:
+            yield failed(str(exc), exc.status_code)
+        except (StreamTimeout, asyncio.TimeoutError):
+            yield failed(f"the server did not start within {self.config.start_timeout:.0f} s", 504)
+        finally:
+            self._starting.discard(name)
+            if not ready:
+                self._servers.pop(request.launch_id, None)
+                await self._remove_quietly(hub, name)
+
+    async def _follow_progress(self, hub: HubAPI, name: str, deadline: float) -> AsyncIterator[LaunchEvent]:
+        async with hub.progress(name) as response:
+            try:
+                async for data in iter_sse_json(response, deadline=deadline):
+                    message = str(data.get("message") or "").rstrip("\n")
+                    if data.get("failed"):
+                        raise HubError(f"the server failed to start: {message}", status_code=503)
+                    if message:
+                        yield LaunchEvent(phase="launching", message=message + "\n")
+                    if data.get("ready"):
+                        return
+            except StreamEnded:
+                raise HubError("JupyterHub ended the progress stream before the server was ready") from None
+
+    async def _token_scopes(self, hub: HubAPI, name: str) -> list[str] | None:
+        # Scopes exist from JupyterHub 2.0; an older hub rejects the field, and its tokens are user-wide.
+        version = self._version or await hub.version()
+        self._version = version
+        major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
+        return [f"access:servers!user={name}"] if major >= 2 else None
+
+    def _ready_event(self, name: str, token: str, repo: RepoSpec, options: dict[str, Any]) -> LaunchEvent:
+        url = f"{self._public}/user/{quote(name, safe='')}/"
+        image = options.get("image") or options.get("profile")
+        return LaunchEvent(
+            phase="ready", message=f"server running at {url}\n", url=url, token=token,
+            image=str(image) if image else None, repo_url=repo.repo_url, binder_request=repo.binder_request,
+            binder_launch_host=f"{self._public}/",
+        )
+
+    async def _remove_quietly(self, hub: HubAPI, name: str) -> None:
+        try:
+            await self._remove(hub, name)
+        except HubError as exc:
+            log.warning("could not remove hub user %s: %s", name, exc)
+
+    async def _remove(self, hub: HubAPI, name: str) -> None:
+        """Stop the server and delete the user; "not found" counts as done."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.stop_timeout
+        while True:
+            # The hub refuses (400) to delete a user whose server is mid-spawn or mid-stop: ask it to stop, then retry.
+            if await hub.delete_user(name) in (204, 404):
+                return
+            await hub.stop_server(name)
+            if loop.time() > deadline:
+                raise HubError(f"hub user {name} was still busy after {self.config.stop_timeout:.0f} s")
+            await asyncio.sleep(0.25)
+
+    async def stop_server(self, launch_id: str) -> bool:
+        name = self._servers.pop(launch_id, None)
+        if name is None:
+            return False
+        await self._remove(self._hub(), name)
+        return True
+
+    async def _active(self, hub: HubAPI) -> dict[str, bool]:
+        """This agent's users with an active server → whether it is still spawning."""
+        active = {}
+        for user in await hub.active_users():
+            name = str(user.get("name", ""))
+            if name.startswith(self.config.user_prefix):
+                servers = user.get("servers") or {}
+                active[name] = any((s or {}).get("pending") == "spawn" for s in servers.values())
+        return active
+
+    async def capacity(self) -> Capacity:
+        try:
+            active = await self._active(self._hub())
+        except (HubError, SecretConfigError):
+            return Capacity(total=0, used=0)
+        building = sum(active.values()) + len(self._starting - set(active))
+        return Capacity(total=self.config.max_servers, used=len(active) - sum(active.values()), building=building)
+
+    async def health(self) -> list[HealthCheck]:
+        try:
+            hub = self._hub()
+            self._version = await hub.version()
+            who = await hub.whoami()
+        except (HubError, SecretConfigError) as exc:
+            return [HealthCheck(service="JupyterHub API", ok=False, detail={"error": str(exc)})]
+        detail = {"version": self._version, "as": str(who.get("name", "")), "kind": str(who.get("kind", ""))}
+        return [HealthCheck(service="JupyterHub API", ok=True, detail=detail)]
+
+    def versions(self) -> dict[str, str]:
+        return {"jupyterhub": self._version} if self._version else {}

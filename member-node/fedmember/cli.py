@@ -1,0 +1,125 @@
+"""The ``fedmember`` command: ``init``, ``enroll`` and ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from . import appkeys
+from .app import make_app
+from .backends import BACKEND_MODULES
+from .config import ConfigError, MemberConfig, default_config_path, load_config, require_secure_url
+from .enroll import EnrollError, enroll
+from .scaffold import init_member
+
+log = logging.getLogger("fedmember")
+
+
+def dev_mode(flag: bool) -> bool:
+    return flag or os.environ.get("FEDERATION_DEV", "") in ("1", "true", "yes")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedmember", description="The binder-federation member agent.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="write DIR/member.toml and DIR/keys/")
+    init.add_argument("directory", type=Path)
+    init.add_argument("--backend", required=True, choices=list(BACKEND_MODULES))
+    init.add_argument("--id", dest="member_id", help="member id (a DNS label); default: from DIR's name")
+    init.add_argument("--agent-url", default="", help="where the broker calls this agent")
+    init.add_argument("--public-url", default="", help="where browsers reach this site's servers")
+    init.add_argument("--force", action="store_true", help="overwrite an existing member.toml")
+    enroll_cmd = sub.add_parser("enroll", help="enroll with a broker and pin its keys")
+    enroll_cmd.add_argument("broker_url")
+    enroll_cmd.add_argument("--token", required=True, help="the one-time enrollment token from the broker admin")
+    enroll_cmd.add_argument("--config", type=Path, default=None)
+    enroll_cmd.add_argument("--dev", action="store_true", help="allow plain http to a loopback broker")
+    serve = sub.add_parser("serve", help="run the agent")
+    serve.add_argument("--config", type=Path, default=None)
+    serve.add_argument("--dev", action="store_true", help="allow plain http on loopback and file:// repos")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    return parser
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = init_member(
+        args.directory, args.backend, member_id=args.member_id, agent_url=args.agent_url,
+        public_url=args.public_url, force=args.force,
+    )  # fmt: skip
+    print(f"wrote {path} and {path.parent / 'keys'}/")
+    print(f"next: edit it, then `fedmember enroll BROKER_URL --token T --config {path}`")
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    config = load_config(args.config or default_config_path())
+    require_secure_url(args.broker_url, dev=dev_mode(args.dev) or config.member.dev, what="broker URL")
+    response = asyncio.run(enroll(config, args.broker_url, args.token))
+    print(f"enrolled {response.member_id} with broker {response.broker_id}: state {response.state.value}")
+    print(f"pinned {len(response.broker_jwks.get('keys', []))} broker key(s) in {config.broker_jwks_path}")
+    return 0
+
+
+def check_serve(config: MemberConfig, dev: bool) -> None:
+    """Refuse what production must not do: plain http to or from the broker."""
+    if config.broker.url:
+        require_secure_url(config.broker.url, dev=dev, what="[broker] url")
+    if not config.member.agent_url:
+        raise ConfigError("[member] agent_url is not set: the broker needs it to call this agent")
+    require_secure_url(config.member.agent_url, dev=dev, what="[member] agent_url")
+
+
+async def _serve(config: MemberConfig, dev: bool, host: str, port: int) -> None:
+    app = make_app(config, dev=dev)
+    if app[appkeys.BROKER_KEYS] is None:
+        log.warning("not enrolled yet: every signed route answers 401 until `fedmember enroll`")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    print(f"fedmember listening on http://{host}:{bound}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: ending open streams and stopping servers")
+        await runner.cleanup()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config or default_config_path())
+    dev = dev_mode(args.dev) or config.member.dev
+    check_serve(config, dev)
+    host = args.host or config.member.host
+    port = config.member.port if args.port is None else args.port
+    asyncio.run(_serve(config, dev, host, port))
+    return 0
+
+
+COMMANDS = {"init": cmd_init, "enroll": cmd_enroll, "serve": cmd_serve}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("FEDMEMBER_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, EnrollError) as exc:
+        print(f"fedmember: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Routing: a pure ranking over a snapshot and health views."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+
+from fedproto.clock import FakeClock
+from fedproto.datasets import Dataset
+from fedproto.keys import KeyRing, PrivateKey
+from fedproto.location import Location
+from fedproto.member import MemberRecord, MemberState
+from fedproto.repospec import RepoSpec
+from fedproto.routing import RouteDecision
+from fedproto.status import Capacity, ImageSummary, StatusAd
+
+from fedbroker.config import HealthSettings, RoutingSettings
+from fedbroker.health import HealthView, MemberHealth
+from fedbroker.routing import RouteRequest, rank
+from fedbroker.snapshot import MemberEntry
+
+from brokerkit import snapshot_of
+
+KEYS = KeyRing([PrivateKey.generate(created=1.0)]).public_set()
+SETTINGS = RoutingSettings()
+GB = 1024**3
+
+
+@dataclass
+class M:
+    """One member for a routing table test."""
+
+    id: str
+    state: MemberState = MemberState.active
+    weight: float = 1.0
+    used: int = 0
+    total: int = 10
+    images: list[str] = field(default_factory=list)
+    datasets: list[Dataset] = field(default_factory=list)
+    region: str | None = None
+    providers: list[str] = field(default_factory=list)
+    poll: str = "ok"  # ok | err-once | unhealthy | never | expired
+    launch_failures: int = 0
+    ready_seconds: float | None = None
+
+
+def build(members: list[M], clock: FakeClock | None = None) -> tuple[object, dict[str, HealthView]]:
+    clock = clock or FakeClock()
+    entries, views = [], {}
+    for m in members:
+        record = MemberRecord(id=m.id, display_name=m.id, agent_url=f"https://{m.id}.agent", public_url=f"https://{m.id}",
+                              state=m.state, weight=m.weight, jwks=KEYS.to_jwks(), created_at=0, updated_at=0)
+        entries.append(MemberEntry(record=record, keys=KEYS))
+        h = MemberHealth(m.id, HealthSettings(), clock, random.Random(0))
+        now = clock.now()
+        ad = StatusAd(member_id=m.id, instance_id="i", generation=1, issued_at=now - 1,
+                      expires_at=now + (-0.5 if m.poll == "expired" else 60), healthy=True,
+                      capacity=Capacity(total=m.total, used=m.used), backend="t", providers=m.providers,
+                      datasets=m.datasets, location=Location(region=m.region), images=ImageSummary.of(m.images))
+        if m.poll != "never":
+            h.record_poll(ad)
+        if m.poll == "err-once":
+            h.record_poll(None, "connection refused")
+        if m.poll == "unhealthy":
+            h.record_poll(None, "connection refused")
+            h.record_poll(None, "connection refused")
+        for _ in range(m.launch_failures):
+            h.record_launch_failure()
+        if m.ready_seconds is not None:
+            h.record_launch_success(m.ready_seconds)
+        views[m.id] = h.view()
+    return snapshot_of(entries), views
+
+
+def route(members: list[M], spec: str = "org/repo/HEAD", provider: str = "gh", data: tuple[str, ...] = (),
+          region: str | None = None, settings: RoutingSettings = SETTINGS) -> RouteDecision:
+    snapshot, views = build(members)
+    req = RouteRequest(repo=RepoSpec.parse(provider, spec), data=data, client_region=region)
+    return rank(snapshot, views, req, settings, decision_id="d1")  # type: ignore[arg-type]
+
+
+def far(settings: RoutingSettings = SETTINGS) -> RoutingSettings:
+    """Settings where near-equal is off, so the cost order alone decides."""
+    return settings.model_copy(update={"near_equal": 0.0})
+
+
+ZENODO = "10.5281/zenodo.3242074"
+WINS = [
+    pytest.param([M("a"), M("b", datasets=[Dataset(id="doi:10.1/big", size_bytes=5 * GB)])],
+                 dict(data=("https://doi.org/10.1/BIG",)), "b", id="dataset-locality-wins"),
+    pytest.param([M("a"), M("b", datasets=[Dataset(id="s3://bucket/", prefix=True)])],
+                 dict(data=("s3://bucket/climate/2020",)), "b", id="dataset-prefix-matches"),
+    pytest.param([M("a"), M("b", datasets=[Dataset(id=ZENODO)])],
+                 dict(provider="zenodo", spec=ZENODO), "b", id="zenodo-record-is-a-dataset"),
+    pytest.param([M("a"), M("b", images=["gh:org/repo"])], {}, "b", id="image-affinity"),
+    pytest.param([M("a", used=9), M("b", used=1)], {}, "b", id="free-capacity"),
+    pytest.param([M("a", region="eu"), M("b", region="us")], dict(region="us"), "b", id="client-region"),
+    pytest.param([M("a", launch_failures=2), M("b")], {}, "b", id="recent-failures-cost"),
+    pytest.param([M("a", ready_seconds=100), M("b", ready_seconds=10)], {}, "b", id="faster-time-to-ready"),
+    pytest.param([M("a", weight=1), M("b", weight=4)], {}, "b", id="admin-weight"),
+    pytest.param([M("a", poll="err-once"), M("b")], {}, "b", id="suspect-after-one-failed-poll"),
+]
+
+
+@pytest.mark.parametrize(("members", "kw", "winner"), WINS)
+def test_cost_parts_decide(members: list[M], kw: dict, winner: str) -> None:
+    decision = route(members, settings=far(), **kw)
+    assert decision.chosen == winner, decision.candidates
+
+
+UNROUTABLE = [
+    pytest.param(M("x", state=MemberState.draining), "draining", id="draining"),
+    pytest.param(M("x", state=MemberState.disabled), "disabled", id="disabled"),
+    pytest.param(M("x", state=MemberState.pending), "pending", id="pending"),
+    pytest.param(M("x", state=MemberState.retired), "retired", id="retired"),
+    pytest.param(M("x", weight=0), "weight 0", id="weight-0"),
+    pytest.param(M("x", poll="never"), "no status yet", id="never-polled"),
+    pytest.param(M("x", poll="expired"), "expired ad", id="expired-ad"),
+    pytest.param(M("x", poll="unhealthy"), "unhealthy", id="failed-last-polls"),
+    pytest.param(M("x", launch_failures=3), "ejected", id="ejected"),
+    pytest.param(M("x", used=10), "no capacity", id="full"),
+    pytest.param(M("x", total=0), "no capacity", id="no-slots"),
+    pytest.param(M("x", providers=["git"]), "provider not supported", id="provider"),
+]
+
+
+@pytest.mark.parametrize(("member", "why"), UNROUTABLE)
+def test_unroutable_members_rank_last_with_why(member: M, why: str) -> None:
+    # x would win on cost (cached image) if it were routable.
+    member.images = ["gh:org/repo"]
+    decision = route([member, M("ok")])
+    assert decision.chosen == "ok"
+    last = decision.candidates[-1]
+    assert (last.member_id, last.routable, last.cost) == ("x", False, None)
+    assert last.reason.startswith(why)
+
+
+def test_nothing_routable_has_no_choice() -> None:
+    decision = route([M("a", poll="unhealthy"), M("b", state=MemberState.draining)])
+    assert decision.chosen is None
+    assert [c.routable for c in decision.candidates] == [False, False]
+
+
+def test_every_candidate_explains_its_cost() -> None:
+    decision = route([M("a", images=["gh:org/repo"]), M("b", used=5)], settings=far())
+    first, second = decision.candidates
+    assert first.reason == "chosen: lowest cost"
+    assert set(first.parts) == {"data", "image", "load", "reliability", "ready_time", "region", "weight", "suspect"}
+    assert first.cost == pytest.approx(sum(first.parts.values()))
+    assert "mostly image" in second.reason
+
+
+def test_same_repo_sticks_across_refs_and_spreads_across_repos() -> None:
+    members = [M("a"), M("b"), M("c")]
+    chosen = {route(members, spec=f"org/repo/{ref}").chosen for ref in ("HEAD", "main", "v1.0", "abc123")}
+    assert len(chosen) == 1
+    spread = Counter(route(members, spec=f"org/repo{i}/HEAD").chosen for i in range(300))
+    assert set(spread) == {"a", "b", "c"} and min(spread.values()) > 60
+
+
+def test_rendezvous_respects_weight() -> None:
+    spread = Counter(route([M("a", weight=1), M("b", weight=3)], spec=f"o/r{i}/HEAD",
+                           settings=SETTINGS.model_copy(update={"weight_seconds": 0})).chosen for i in range(400))
+    assert 2.2 < spread["b"] / spread["a"] < 4.2
+
+
+def test_hot_member_spills_to_the_next() -> None:
+    # Find a repo that hashes to "a" when loads are equal, then make "a" much busier.
+    spec = next(s for s in (f"o/r{i}/HEAD" for i in range(100)) if route([M("a"), M("b")], spec=s).chosen == "a")
+    settings = SETTINGS.model_copy(update={"load_seconds": 0.0})  # load only via the spill rule
+    decision = route([M("a", used=8), M("b", used=2)], spec=spec, settings=settings)
+    assert decision.chosen == "b"
+    spilled = decision.candidates[1]
+    assert spilled.member_id == "a" and spilled.reason.startswith("spilled: load 0.80")
+    # Mildly above the mean is not enough to spill.
+    assert route([M("a", used=5), M("b", used=4)], spec=spec, settings=settings).chosen == "a"
+
+
+def test_deterministic() -> None:
+    members = [M(f"m{i}", used=i % 4, images=["gh:org/repo"] if i % 3 == 0 else []) for i in range(8)]
+    decisions = {route(members).model_dump_json() for _ in range(5)}
+    assert len(decisions) == 1
+
+
+def test_decision_time_is_small_for_many_members() -> None:
+    members = [M(f"m{i}", used=i % 10, images=[f"gh:org/r{i}"], datasets=[Dataset(id=f"10.1/d{i}")])
+               for i in range(200)]
+    snapshot, views = build(members)
+    req = RouteRequest(repo=RepoSpec.parse("gh", "org/r5/HEAD"), data=("10.1/d7",))
+    started = time.perf_counter()
+    for _ in range(20):
+        rank(snapshot, views, req, SETTINGS, decision_id="d")  # type: ignore[arg-type]
+    per_decision = (time.perf_counter() - started) / 20
+    assert per_decision < 0.05, per_decision
+
+
+def test_worked_example_in_federation_md() -> None:
+    """The numbers broker/FEDERATION-routing.md quotes."""
+    ds = [Dataset(id="10.5281/zenodo.42", size_bytes=2 * GB)]
+    members = [M("alpha", region="eu", images=["gh:org/analysis"], used=8), M("beta", region="us", used=2, datasets=ds),
+               M("gamma", region="eu", used=5, datasets=ds, weight=2, ready_seconds=20)]
+    with_data = route(members, spec="org/analysis/HEAD", data=("doi:10.5281/zenodo.42",), region="eu")
+    assert [(c.member_id, c.cost) for c in with_data.candidates] == [("gamma", 150.0), ("beta", 172.0), ("alpha", 178.0)]
+    without = route(members, spec="org/analysis/HEAD", region="eu")
+    assert [(c.member_id, c.cost) for c in without.candidates] == [("alpha", 58.0), ("gamma", 150.0), ("beta", 172.0)]

@@ -1,0 +1,141 @@
+"""The jupyterhub backend against a real JupyterHub, configurable-http-proxy and jupyter-singleuser processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from fedproto.launch import LaunchRequest
+from fedproto.repospec import RepoSpec
+from fedmember.backends import backend_class
+from fedmember.backends.jupyterhub import JupyterHubBackend, JupyterHubConfig
+
+from backend_fixtures import collect, free_port, jupyterhub_server, make_context  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def backend(tmp_path: Path, hub: dict[str, Any], **config: Any) -> JupyterHubBackend:
+    values = {"hub_api_url": hub["api_url"], "public_hub_url": hub["public_url"], "token": {"token_file": hub["token_file"]},
+              "user_prefix": f"t{free_port()}-", "start_timeout": 60}
+    values.update(config)
+    return JupyterHubBackend(JupyterHubConfig(**values), make_context(tmp_path))
+
+
+def request(launch_id: str, spec: str = "org/repo/HEAD") -> LaunchRequest:
+    return LaunchRequest(provider="gh", spec=spec, launch_id=launch_id)
+
+
+async def test_jupyterhub_backend_is_registered_by_kind() -> None:
+    assert backend_class("jupyterhub") is JupyterHubBackend
+
+
+async def test_jupyterhub_real_hub_launch_to_ready_capacity_and_stop(jupyterhub_server: dict[str, Any], tmp_path: Path) -> None:
+    hub = backend(tmp_path, jupyterhub_server, max_servers=2)
+    checks = await hub.health()
+    assert checks[0].ok and checks[0].detail["kind"] == "service"
+    events = await collect(hub.launch(request("launch-hub-0001")))
+    ready = events[-1]
+    assert ready.phase == "ready", events
+    assert [e.phase for e in events[:-1]] == ["launching"] * (len(events) - 1)
+    assert ready.url.startswith(jupyterhub_server["public_url"] + "/user/") and ready.url.endswith("/")
+
+    async with aiohttp.ClientSession() as http:  # through the proxy, with the token the browser gets
+        async with http.get(f"{ready.url}api/status", headers={"Authorization": f"token {ready.token}"}) as resp:
+            assert resp.status == 200, await resp.text()
+            assert "started" in await resp.json()
+        async with http.get(f"{ready.url}api/status", headers={"Authorization": "token wrong"}, allow_redirects=False) as resp:
+            assert resp.status in (302, 403)
+
+    capacity = await hub.capacity()
+    assert (capacity.total, capacity.used, capacity.building) == (2, 1, 0)
+
+    assert await hub.stop_server("launch-hub-0001") is True
+    assert await hub.stop_server("launch-hub-0001") is False
+    assert (await hub.capacity()).used == 0
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"token {jupyterhub_server['token']}"}
+        name = ready.url.rstrip("/").rsplit("/", 1)[1]
+        async with http.get(f"{jupyterhub_server['api_url']}/users/{name}", headers=headers) as resp:
+            assert resp.status == 404  # the user is gone, not only its server
+    assert hub.versions()["jupyterhub"]
+    await hub.stop()
+
+
+async def test_jupyterhub_real_hub_max_servers_fails_429_before_creating_anything(jupyterhub_server: dict[str, Any], tmp_path: Path) -> None:
+    hub = backend(tmp_path, jupyterhub_server, max_servers=0)
+    events = await collect(hub.launch(request("launch-hub-0002")))
+    assert [(e.phase, e.status_code) for e in events] == [("failed", 429)]
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"token {jupyterhub_server['token']}"}
+        async with http.get(f"{jupyterhub_server['api_url']}/users", headers=headers) as resp:
+            names = [u["name"] for u in await resp.json()]
+    assert not [n for n in names if n.startswith(hub.config.user_prefix)]
+    await hub.stop()
+
+
+async def test_jupyterhub_real_hub_stop_removes_every_server_it_started(jupyterhub_server: dict[str, Any], tmp_path: Path) -> None:
+    hub = backend(tmp_path, jupyterhub_server, max_servers=3)
+    events = await collect(hub.launch(request("launch-hub-0003")))
+    assert events[-1].phase == "ready"
+    await hub.stop()
+    checker = backend(tmp_path, jupyterhub_server, user_prefix=hub.config.user_prefix)
+    assert (await checker.capacity()).used == 0
+    await checker.stop()
+
+
+async def test_jupyterhub_unreachable_hub_fails_503_and_is_unhealthy(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("x")
+    hub = JupyterHubBackend(
+        JupyterHubConfig(hub_api_url=f"http://127.0.0.1:{free_port()}/hub/api", token={"token_file": token_file}, request_timeout=2),
+        make_context(tmp_path, public_url="http://127.0.0.1:1/"),
+    )
+    events = await collect(hub.launch(request("launch-hub-0004")))
+    checks = await hub.health()
+    await hub.stop()
+    assert [(e.phase, e.status_code) for e in events] == [("failed", 503)]
+    assert not checks[0].ok
+
+
+async def test_jupyterhub_hostile_spec_and_unmatched_repo_fail_before_the_hub(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("x")
+    config = JupyterHubConfig(
+        hub_api_url=f"http://127.0.0.1:{free_port()}/hub/api", token={"token_file": token_file},
+        default_user_options=None, rules=[{"match": r"^gh:org/allowed$", "user_options": {"image": "img:$ref"}}],
+    )
+    hub = JupyterHubBackend(config, make_context(tmp_path))
+    bad = await collect(hub.launch(request("launch-hub-0005", spec="../../etc/HEAD")))
+    unmatched = await collect(hub.launch(request("launch-hub-0006", spec="org/other/HEAD")))
+    await hub.stop()
+    assert bad[-1].status_code == 400
+    assert unmatched[-1].status_code == 404
+    repo = RepoSpec.parse("gh", "org/allowed/v1")
+    assert hub._user_options(repo, request("launch-hub-0007")) == {"image": "img:v1"}
+
+
+async def test_jupyterhub_missing_token_env_fails_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_SUCH_HUB_TOKEN", raising=False)
+    hub = JupyterHubBackend(
+        JupyterHubConfig(hub_api_url="http://127.0.0.1:1/hub/api", token={"token_env": "NO_SUCH_HUB_TOKEN"}), make_context(tmp_path)
+    )
+    events = await collect(hub.launch(request("launch-hub-0008")))
+    assert events[-1].status_code == 503 and "NO_SUCH_HUB_TOKEN" in events[-1].message
+    assert not (await hub.health())[0].ok
+    await hub.stop()
+
+
+async def test_jupyterhub_real_hub_consumer_leaving_mid_launch_removes_the_user(jupyterhub_server: dict[str, Any], tmp_path: Path) -> None:
+    hub = backend(tmp_path, jupyterhub_server, max_servers=3)
+    events = hub.launch(request("launch-hub-0009"))
+    async for event in events:
+        if event.phase == "launching" and "Requesting" not in event.message:
+            break  # the user exists and its server is spawning
+    await events.aclose()
+    assert (await hub.capacity()).used + (await hub.capacity()).building == 0
+    assert await hub.stop_server("launch-hub-0009") is False
+    await hub.stop()

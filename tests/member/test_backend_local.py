@@ -1,0 +1,202 @@
+"""The local backend for real: git clone, virtualenv, jupyter-server, culling, stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import aiohttp
+import pytest
+from agentkit import Signer, git_spec_of, launch_body, member_config, post_launch, read_events
+
+from fedmember.app import make_app
+from fedmember.backends.base import BackendContext
+from fedmember.backends.local import LocalBackend, LocalConfig
+from fedproto.clock import FakeClock, SystemClock
+from fedproto.launch import LaunchRequest
+
+pytestmark = pytest.mark.slow
+
+
+async def _api_status(url: str, token: str) -> int | None:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+            async with session.get(url + "api/status", headers={"Authorization": f"token {token}"}) as resp:
+                return resp.status
+    except aiohttp.ClientError:
+        return None
+
+
+def _backend(tmp_path: Path, clock: Any = None, **settings: Any) -> LocalBackend:
+    config = LocalConfig(pip_args=["--no-index"], **settings)
+    context = BackendContext(
+        member_id="site-a", state_dir=tmp_path / "state", dev=True, public_url="http://127.0.0.1/", clock=clock or SystemClock()
+    )
+    return LocalBackend(config, context)
+
+
+async def _launch(backend: LocalBackend, spec: str, launch_id: str, **extra: Any) -> list[Any]:
+    request = LaunchRequest(provider="git", spec=spec, launch_id=launch_id, **extra)
+    return [event async for event in backend.launch(request)]
+
+
+async def test_launch_through_the_agent_to_a_real_server(
+    aiohttp_client: Any, tmp_path: Path, make_repo: Callable[..., Path], broker_ring: Any, signer: Signer
+) -> None:
+    repo = make_repo({"requirements.txt": "pyyaml\n"})
+    config = member_config(tmp_path, backend={"kind": "local", "pip_args": ["--no-index"], "capacity": 2})
+    client = await aiohttp_client(make_app(config, broker_keys=broker_ring.public_set()))
+    events = await read_events(await post_launch(client, signer, launch_body(git_spec_of(repo), "git")))
+    phases = [e["phase"] for e in events]
+    assert phases[0] == "fetching" and phases[-1] == "ready", events
+    assert any("Requirement already satisfied" in e["message"] for e in events if e["phase"] == "building")
+    ready = events[-1]
+    assert ready["url"].startswith("http://127.0.0.1:") and ready["url"].endswith("/")
+    assert ready["image"].startswith("env-") and ready["launch_id"] == "launch-0001"
+    assert ready["binder_request"].startswith("v2/git/") and ready["binder_persistent_request"].startswith("v2/git/")
+    assert await _api_status(ready["url"], ready["token"]) == 200
+    assert await _api_status(ready["url"], "wrong-token") == 403
+    ad_resp = await client.get("/api/v1/status", headers=signer.headers("GET", "/api/v1/status"))
+    assert ad_resp.status == 200
+    path = "/api/v1/launches/launch-0001"
+    assert (await client.delete(path, headers=signer.headers("DELETE", path))).status == 204
+    assert await _api_status(ready["url"], ready["token"]) is None
+
+
+async def test_second_launch_reuses_the_environment(tmp_path: Path, make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"requirements.txt": "pyyaml\n"})
+    backend = _backend(tmp_path)
+    await backend.start()
+    try:
+        first, second = await asyncio.gather(
+            _launch(backend, git_spec_of(repo), "launch-0001"), _launch(backend, git_spec_of(repo), "launch-0002")
+        )
+        third = await _launch(backend, git_spec_of(repo), "launch-0003")
+        pip_lines = [e for e in first + second + third if "Requirement already satisfied" in e.message]
+        assert len(pip_lines) == 1  # two concurrent launches built once; the third reused it
+        assert any("Using cached environment" in e.message for e in third)
+        assert first[-1].image == second[-1].image == third[-1].image
+        assert await backend.images() == [f"git:file://{repo}"]
+        assert (await backend.capacity()).used == 3
+    finally:
+        await backend.stop()
+    assert (await backend.capacity()).used == 0
+    assert await _api_status(first[-1].url, first[-1].token) is None
+    assert not list((tmp_path / "state" / "local" / "servers").iterdir())
+
+
+async def test_capacity_is_enforced_before_any_work(tmp_path: Path, make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    backend = _backend(tmp_path, capacity=1)
+    await backend.start()
+    try:
+        assert (await _launch(backend, git_spec_of(repo), "launch-0001"))[-1].phase == "ready"
+        second = await _launch(backend, git_spec_of(repo), "launch-0002")
+        assert [(e.phase, e.status_code) for e in second] == [("failed", 429)]
+        assert not (tmp_path / "state" / "local" / "servers" / "launch-0002").exists()
+    finally:
+        await backend.stop()
+
+
+async def test_idle_servers_are_culled(tmp_path: Path, make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    clock = FakeClock(SystemClock().now())
+    backend = _backend(tmp_path, clock=clock, cull_idle_seconds=60)
+    await backend.start()
+    try:
+        ready = (await _launch(backend, git_spec_of(repo), "launch-0001"))[-1]
+        assert await backend.cull_once() == []
+        clock.advance(120)
+        assert await backend.cull_once() == ["launch-0001"]
+        assert await _api_status(ready.url, ready.token) is None
+    finally:
+        await backend.stop()
+
+
+async def test_culling_runs_in_the_background(tmp_path: Path, make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    backend = _backend(tmp_path, cull_idle_seconds=0.5, cull_interval_seconds=0.25)
+    await backend.start()
+    try:
+        await _launch(backend, git_spec_of(repo), "launch-0001")
+        for _ in range(40):
+            if not backend.pool.servers:
+                break
+            await asyncio.sleep(0.25)
+        assert not backend.pool.servers
+    finally:
+        await backend.stop()
+
+
+async def test_timeout_while_starting_leaves_nothing_running(
+    aiohttp_client: Any, tmp_path: Path, make_repo: Callable[..., Path], broker_ring: Any, signer: Signer, monkeypatch: Any
+) -> None:
+    from fedmember.backends.servers import ServerPool
+
+    started: list[Any] = []
+
+    async def never_ready(self: ServerPool, server: Any) -> None:
+        started.append(server)
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(ServerPool, "wait_ready", never_ready)
+    repo = make_repo()
+    config = member_config(tmp_path, launch_timeout=4)
+    client = await aiohttp_client(make_app(config, broker_keys=broker_ring.public_set()))
+    events = await read_events(await post_launch(client, signer, launch_body(git_spec_of(repo), "git")))
+    assert events[-1]["phase"] == "failed" and events[-1]["status_code"] == 504
+    assert started, "the server process was started before the deadline"
+    assert started[0].proc.returncode is not None  # the half-started process was stopped
+    assert not list((tmp_path / "state" / "local" / "servers").iterdir())
+
+
+async def test_agent_shutdown_stops_servers(aiohttp_server: Any, tmp_path: Path, make_repo: Callable[..., Path], broker_ring: Any, signer: Signer) -> None:
+    repo = make_repo()
+    server = await aiohttp_server(make_app(member_config(tmp_path), broker_keys=broker_ring.public_set()))
+    body = launch_body(git_spec_of(repo), "git")
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(server.make_url("/api/v1/launches"), data=body, headers=signer.headers("POST", "/api/v1/launches", body))
+        ready = (await read_events(resp))[-1]
+    assert await _api_status(ready["url"], ready["token"]) == 200
+    await server.close()
+    assert await _api_status(ready["url"], ready["token"]) is None
+
+
+async def test_datasets_are_linked_and_origins_allowed(tmp_path: Path, make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    data = tmp_path / "zenodo-1"
+    data.mkdir()
+    (data / "table.csv").write_text("a,b\n")
+    backend = _backend(tmp_path)
+    backend.context.datasets = [__import__("fedproto.datasets", fromlist=["Dataset"]).Dataset(id="10.5281/zenodo.1", mount_path=str(data))]
+    backend.context.cors_allow_origins = ["https://example.org"]
+    await backend.start()
+    try:
+        events = await _launch(backend, git_spec_of(repo), "launch-0001", data=["https://doi.org/10.5281/zenodo.1", "10.1/elsewhere"])
+        ready = events[-1]
+        messages = "".join(e.message for e in events)
+        assert "available read-only at data/10.5281_zenodo.1" in messages and "10.1/elsewhere is not stored" in messages
+        root = backend.pool.servers["launch-0001"].workdir / "repo"
+        assert (root / "data" / "10.5281_zenodo.1" / "table.csv").read_text() == "a,b\n"
+        async with aiohttp.ClientSession() as session:
+            headers = {"Authorization": f"token {ready.token}", "Origin": "https://example.org"}
+            async with session.get(ready.url + "api/contents", headers=headers) as resp:
+                assert resp.headers.get("Access-Control-Allow-Origin") == "https://example.org"
+                assert "data" in json.dumps(await resp.json())
+    finally:
+        await backend.stop()
+
+
+async def test_unknown_ref_and_missing_repo_fail_cleanly(tmp_path: Path, make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    backend = _backend(tmp_path)
+    await backend.start()
+    try:
+        for spec in [git_spec_of(repo, "no-such-branch"), git_spec_of(tmp_path / "missing")]:
+            events = await _launch(backend, spec, "launch-0001")
+            assert events[-1].phase == "failed" and events[-1].status_code == 404, events
+        assert (await backend.capacity()).building == 0
+    finally:
+        await backend.stop()

@@ -92,6 +92,7 @@ class MemberHealth:
     def record_poll(self, ad: StatusAd | None, error: str | None = None) -> None:
         """Feed one poll result: a verified ad (healthy or not), or ``error`` when the poll failed."""
         now = self._clock.now()
+        never_answered = self.ad is None
         if ad is not None:
             if self.ad is None or ad.issued_at >= self.ad.issued_at:
                 self.ad = ad
@@ -104,15 +105,16 @@ class MemberHealth:
             self._ok_streak, self._fail_streak = self._ok_streak + 1, 0
         else:
             self._ok_streak, self._fail_streak = 0, self._fail_streak + 1
-        self._apply_hysteresis(passed)
+        self._apply_hysteresis(passed, never_answered)
         if passed and self.ejected and self.ejected_until is not None and now >= self.ejected_until:
             self.ejected, self.ejected_until, self._launch_fail_streak = False, None, 0
         self.next_poll_at = now + self._interval()
 
-    def _apply_hysteresis(self, passed: bool) -> None:
-        # The first answer decides at once: a broker that just started should route without
-        # waiting several intervals. After that, flips need consecutive evidence.
-        if self.state is HealthState.unknown:
+    def _apply_hysteresis(self, passed: bool, never_answered: bool) -> None:
+        # The first answer decides at once: a broker that just started, or a member that just
+        # enrolled and came up, should route without waiting several intervals. After that,
+        # flips need consecutive evidence.
+        if self.state is HealthState.unknown or (never_answered and passed):
             self.state = HealthState.healthy if passed else HealthState.unhealthy
         elif self.state is HealthState.healthy and self._fail_streak >= self._s.unhealthy_after:
             self.state = HealthState.unhealthy
@@ -121,6 +123,10 @@ class MemberHealth:
 
     def _interval(self) -> float:
         base = self._s.unhealthy_interval if self.state is HealthState.unhealthy else self._s.interval
+        if self.ad is None:
+            # Never answered: usually a member that enrolled and is still starting, so
+            # retry on a short doubling back-off (1, 2, 4 ... s) before the slow interval.
+            base = min(base, 2.0 ** min(max(self._fail_streak - 1, 0), 10))
         # Jitter spreads polls so members restarted together are not polled in lockstep.
         return base * (1.0 + self._s.jitter * (2.0 * self._rng.random() - 1.0))
 

@@ -36,8 +36,10 @@ HYSTERESIS = [
     pytest.param(["ok", "err", "err"], ["healthy", "healthy", "unhealthy"], id="two-failures-flip"),
     pytest.param(["ok", "err", "ok", "err"], ["healthy"] * 4, id="alternating-stays-healthy"),
     pytest.param(["ok", "sick", "sick"], ["healthy", "healthy", "unhealthy"], id="ad-saying-unhealthy-counts"),
-    pytest.param(["err", "ok"], ["unhealthy", "unhealthy"], id="one-pass-is-not-enough"),
-    pytest.param(["err", "ok", "ok"], ["unhealthy", "unhealthy", "healthy"], id="two-passes-recover"),
+    pytest.param(["err", "ok"], ["unhealthy", "healthy"], id="never-answered-first-pass-decides-at-once"),
+    pytest.param(["ok", "err", "err", "ok"], ["healthy", "healthy", "unhealthy", "unhealthy"], id="one-pass-is-not-enough"),
+    pytest.param(["ok", "err", "err", "ok", "ok"], ["healthy", "healthy", "unhealthy", "unhealthy", "healthy"],
+                 id="two-passes-recover"),
 ]
 
 
@@ -68,9 +70,24 @@ def test_new_member_is_due_at_once_and_polled_on_jittered_interval() -> None:
 def test_unhealthy_members_are_polled_slower() -> None:
     clock = FakeClock()
     h = make(clock)
-    h.record_poll(None, "refused")
+    h.record_poll(ad(clock))
+    for _ in range(2):
+        h.record_poll(None, "refused")
     assert h.state is HealthState.unhealthy
     assert 24.0 <= h.next_poll_at - clock.now() <= 36.0
+
+
+def test_member_that_never_answered_is_retried_on_a_short_back_off() -> None:
+    """A just-enrolled member whose agent is still starting must not wait the slow interval."""
+    clock = FakeClock()
+    h = make(clock)
+    gaps = []
+    for _ in range(7):
+        h.record_poll(None, "refused")
+        gaps.append(round(h.next_poll_at - clock.now(), 3))
+        clock.advance(gaps[-1])
+    expected = [1, 2, 4, 8, 16, 30, 30]  # doubling, capped by the unhealthy interval; then jittered ±20%
+    assert all(0.8 * e <= g <= 1.2 * e for g, e in zip(gaps, expected, strict=True)), gaps
 
 
 def test_jitter_differs_between_polls() -> None:

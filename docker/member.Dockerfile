@@ -1,7 +1,7 @@
 # The member agent: `fedmember serve` with its config at /etc/fedmember/member.toml.
 #
 #   docker build -f docker/member.Dockerfile -t binder-federation/member .
-#   docker run -p 8585:8585 -v "$PWD/site:/etc/fedmember" binder-federation/member
+#   docker run -p 8586:8586 -v "$PWD/site:/etc/fedmember" binder-federation/member
 #
 # /etc/fedmember holds what `fedmember init DIR --backend KIND` and `fedmember enroll` wrote:
 # member.toml, keys/ and the pinned broker.jwks.json. Enrolling from inside the container needs the
@@ -36,10 +36,10 @@ RUN apt-get update \
     && chown -R 10001:10001 /etc/fedmember /var/lib/fedmember
 USER 10001:10001
 WORKDIR /etc/fedmember
-EXPOSE 8585
+EXPOSE 8586
 # The JWKS answers as soon as the agent serves and needs no backend; /health reflects the
 # backend (BinderHub, cluster), which the broker judges from the signed status ads instead.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8585/.well-known/jwks.json', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8586/.well-known/jwks.json', timeout=4)"]
 ENTRYPOINT ["fedmember"]
-CMD ["serve", "--config", "/etc/fedmember/member.toml", "--host", "0.0.0.0", "--port", "8585"]
+CMD ["serve", "--config", "/etc/fedmember/member.toml", "--host", "0.0.0.0", "--port", "8586"]

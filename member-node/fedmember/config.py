@@ -31,7 +31,7 @@ from .backends.base import BackendConfig
 CONFIG_NAME = "member.toml"
 KEYS_DIR = "keys"
 BROKER_JWKS_NAME = "broker.jwks.json"
-DEFAULT_PORT = 8585
+DEFAULT_PORT = 8586
 
 
 class ConfigError(Exception):

@@ -368,10 +368,11 @@ def exec_form(args: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("dockerfile", "command", "config"),
-    [("broker.Dockerfile", "fedbroker", "/etc/fedbroker/broker.toml"), ("member.Dockerfile", "fedmember", "/etc/fedmember/member.toml")],
+    ("dockerfile", "command", "config", "port"),
+    [("broker.Dockerfile", "fedbroker", "/etc/fedbroker/broker.toml", "8585"),
+     ("member.Dockerfile", "fedmember", "/etc/fedmember/member.toml", "8586")],
 )
-def test_dockerfile(dockerfile: str, command: str, config: str) -> None:
+def test_dockerfile(dockerfile: str, command: str, config: str, port: str) -> None:
     final = instructions(ROOT / "docker" / dockerfile)
     ops = {op: args for op, args in final}  # the last of each instruction wins, as in Docker
     assert final[0][1].startswith("python:") and "slim" in final[0][1]
@@ -379,7 +380,7 @@ def test_dockerfile(dockerfile: str, command: str, config: str) -> None:
     assert user not in ("root", "0"), "the image must run as a non-root user"
     assert user.isdigit(), "a numeric uid lets Kubernetes' runAsNonRoot check it"
     assert "CMD" in ops["HEALTHCHECK"] and "/health " not in ops["HEALTHCHECK"]
-    assert ops["EXPOSE"].split() == ["8585"]
+    assert ops["EXPOSE"].split() == [port]
     assert exec_form(ops["ENTRYPOINT"]) == [command]
     cmd = exec_form(ops["CMD"])
     assert cmd[0] == "serve" and cmd[cmd.index("--config") + 1] == config

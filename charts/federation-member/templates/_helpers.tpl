@@ -59,7 +59,7 @@ backend, its namespace and the datasets' claims.
 */}}
 {{- define "federation-member.config" -}}
 {{- $config := deepCopy .Values.config -}}
-{{- $member := merge (dict "host" "0.0.0.0" "port" 8585 "state_dir" "/var/lib/fedmember/state") $config.member -}}
+{{- $member := merge (dict "host" "0.0.0.0" "port" 8586 "state_dir" "/var/lib/fedmember/state") $config.member -}}
 {{- $datasets := default (list) $member.datasets -}}
 {{- range .Values.datasets -}}
 {{- $entry := dict "id" .id "mount_path" .mountPath -}}

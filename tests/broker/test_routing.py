@@ -199,7 +199,7 @@ def test_decision_time_is_small_for_many_members() -> None:
 
 
 def test_worked_example_in_federation_md() -> None:
-    """The numbers broker/FEDERATION-routing.md quotes."""
+    """The numbers FEDERATION.md (section 7, worked example) quotes."""
     ds = [Dataset(id="10.5281/zenodo.42", size_bytes=2 * GB)]
     members = [M("alpha", region="eu", images=["gh:org/analysis"], used=8), M("beta", region="us", used=2, datasets=ds),
                M("gamma", region="eu", used=5, datasets=ds, weight=2, ready_seconds=20)]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Callable
+import subprocess
+from typing import Callable, Iterator
 
 import pytest
 
 from fedproto.clock import FakeClock
+
+import pgserver  # tests/pgserver.py
 
 
 def _in_ci() -> bool:
@@ -37,3 +40,24 @@ def require_component() -> Callable[[bool, str], None]:
         pytest.skip(why)
 
     return require
+
+
+@pytest.fixture(scope="session")
+def postgres(require_component: Callable[[bool, str], None]) -> Iterator[pgserver.PostgresServer]:
+    """Start PostgreSQL (initdb + pg_ctl, as the postgres user when run as root) for this session.
+
+    Skips with the reason when PostgreSQL cannot be had, except under CI=true, where it fails.
+    """
+    require_component(pgserver.available(), "PostgreSQL: initdb/pg_ctl not found")
+    workdir = pgserver.new_workdir()
+    port = pgserver.free_port()
+    try:
+        pgserver.start(workdir, port)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, KeyError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        pgserver.stop(workdir)
+        require_component(False, f"PostgreSQL did not start: {exc} {detail.decode(errors='replace')[-500:]}")
+    try:
+        yield pgserver.PostgresServer(port=port)
+    finally:
+        pgserver.stop(workdir)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .registry import Registry
     # health, routing and the front door
     from .dispatcher import Dispatcher
+    from .htmlpage import PageTemplates
     from .health import HealthTable
     from .memberclient import MemberClient
     from .metrics import BrokerMetrics
@@ -48,3 +49,6 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 MEMBER_CLIENT: web.AppKey[MemberClient] = web.AppKey("member_client")
 RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
 POLLER: web.AppKey[Poller] = web.AppKey("poller")
+
+# The human pages (fedbroker.handlers.pages): templates read once at startup.
+PAGES: web.AppKey[PageTemplates] = web.AppKey("pages")

@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         routecmd = None  # type: ignore[assignment]
     if routecmd is not None and hasattr(routecmd, "add_parser"):
         routecmd.add_parser(sub)
+    from . import democmd
+
+    democmd.add_parser(sub)
     return parser
 
 

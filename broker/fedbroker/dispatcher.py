@@ -21,11 +21,13 @@ from .config import BrokerConfig, ConfigError
 from .health import HealthTable
 from .metrics import BrokerMetrics
 from .ratelimit import RateDecision, RateLimiter
-from .routing import RouteRequest, new_decision_id, rank
+from .routing import RouteRequest, RoutingMemo, new_decision_id, rank
 from .snapshot import RegistrySnapshot, SnapshotHolder
 from .specfilter import SpecFilter
 
 log = logging.getLogger(__name__)
+_LOGGED_CANDIDATES = 8
+_DETAILED_CANDIDATES = 10
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Dispatcher:
         self._limiter = RateLimiter(config.rate_limit, clock)
         geoip_db = config.routing.geoip_db
         self._geoip = _GeoIP(str(config.resolve(geoip_db))) if geoip_db else None
+        self._memo = RoutingMemo()
 
     def client_ip(self, headers: Mapping[str, str], remote: str | None) -> str:
         """The client's IP: the trusted header's first value when configured, else the peer."""
@@ -112,22 +115,35 @@ class Dispatcher:
         location = self._geoip.locate(client_ip) if self._geoip is not None and client_ip else None
         request = RouteRequest(repo=repo, data=tuple(data), client_region=region, client_location=location)
         started = time.perf_counter()
-        decision = rank(self._snapshots.current, self._health.views(), request, self._config.routing,
-                        decision_id=new_decision_id())
+        settings = self._config.routing
+        # Real launches need only the candidates failover may try; dry runs explain every member.
+        detail = None if dry_run else max(_DETAILED_CANDIDATES, settings.max_attempts)
+        decision = rank(self._snapshots.current, self._health.views(), request, settings,
+                        decision_id=new_decision_id(), memo=self._memo, detail=detail)
         if dry_run:
             return decision
         self._metrics.decision_seconds.observe(time.perf_counter() - started)
         if decision.chosen is None:
             self._metrics.refused("unroutable")
-        log.info(
-            "decision %s repo=%s chosen=%s candidates=%s", decision.decision_id, decision.repo_key,
-            decision.chosen or "-",
-            " ".join(f"{c.member_id}={c.cost:g}" if c.routable else f"{c.member_id}=x" for c in decision.candidates),
-        )
+        if log.isEnabledFor(logging.INFO):
+            # The first candidates only: with 1,000 members, formatting all of them on every
+            # launch cost more than the decision. The dry-run API explains a decision in full.
+            shown = decision.candidates[:_LOGGED_CANDIDATES]
+            log.info(
+                "decision %s repo=%s chosen=%s candidates=%s%s", decision.decision_id, decision.repo_key,
+                decision.chosen or "-",
+                " ".join(f"{c.member_id}={c.cost:g}" if c.routable else f"{c.member_id}=x" for c in shown),
+                f" (+{len(decision.candidates) - len(shown)} more)" if len(decision.candidates) > len(shown) else "",
+            )
         return decision
 
     def snapshot(self) -> RegistrySnapshot:
         return self._snapshots.current
+
+    def routable(self, member_id: str, provider: str) -> bool:
+        """Whether the member could take a ``provider`` launch at the last decision (for sticky cookies,
+        which may name a member outside the decision's detailed candidates)."""
+        return self._memo.why_not(member_id, provider) is None
 
     def spec_refusal(self, provider: str, spec: str) -> str | None:
         """The spec filter alone (for dry runs, which must not count against the rate limit)."""

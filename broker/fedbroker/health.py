@@ -16,14 +16,18 @@ Time comes from an injected :class:`~fedproto.clock.Clock` and jitter from an in
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
+from types import MappingProxyType
 from typing import Iterable, Mapping
 
 from fedproto.clock import Clock
 from fedproto.status import StatusAd
 
 from .config import HealthSettings
+
+RECENT_OUTCOMES = 10  # launch outcomes kept per member for the status page
 
 
 class HealthState(str, Enum):
@@ -49,6 +53,9 @@ class HealthView:
     success_rate: float
     ready_seconds: float | None
     recent_launches: int
+    last_poll_at: float | None = None
+    # The latest launch outcomes, oldest first, as (time, "ready" | "failed" | "repo_error").
+    outcomes: tuple[tuple[float, str], ...] = ()
 
     @property
     def load(self) -> float | None:
@@ -68,8 +75,13 @@ class HealthView:
 class MemberHealth:
     """One member's health state machine. Every method takes its time from the clock."""
 
-    def __init__(self, member_id: str, settings: HealthSettings, clock: Clock, rng: random.Random) -> None:
+    def __init__(
+        self, member_id: str, settings: HealthSettings, clock: Clock, rng: random.Random,
+        changed: set[str] | None = None,
+    ) -> None:
         self.member_id = member_id
+        # The table's set of members whose view must be rebuilt (see HealthTable.views).
+        self._changed = changed if changed is not None else set()
         self._s = settings
         self._clock = clock
         self._rng = rng
@@ -87,11 +99,15 @@ class MemberHealth:
         self.success_rate = 1.0  # neutral until launches say otherwise
         self.ready_seconds: float | None = None
         self.recent_launches = 0
+        self.last_poll_at: float | None = None
+        self._outcomes: deque[tuple[float, str]] = deque(maxlen=RECENT_OUTCOMES)
 
     # -- polls -----------------------------------------------------------------
     def record_poll(self, ad: StatusAd | None, error: str | None = None) -> None:
         """Feed one poll result: a verified ad (healthy or not), or ``error`` when the poll failed."""
         now = self._clock.now()
+        self._changed.add(self.member_id)
+        self.last_poll_at = now
         never_answered = self.ad is None
         if ad is not None:
             if self.ad is None or ad.issued_at >= self.ad.issued_at:
@@ -138,9 +154,11 @@ class MemberHealth:
 
     # -- launches ----------------------------------------------------------------
     def record_launch_started(self) -> None:
+        self._changed.add(self.member_id)
         self.recent_launches += 1
 
     def record_launch_success(self, seconds_to_ready: float) -> None:
+        self._changed.add(self.member_id)
         a = self._s.ewma_alpha
         self.success_rate = (1 - a) * self.success_rate + a
         self.ready_seconds = seconds_to_ready if self.ready_seconds is None else (
@@ -148,12 +166,20 @@ class MemberHealth:
         )
         self._launch_fail_streak = 0
         self._ejections = 0  # a good launch forgives earlier ejections
+        self._outcomes.append((self._clock.now(), "ready"))
+
+    def record_repo_error(self) -> None:
+        """A launch that failed because of the repository: shown on the status page, no effect on health."""
+        self._changed.add(self.member_id)
+        self._outcomes.append((self._clock.now(), "repo_error"))
 
     def record_launch_failure(self) -> None:
         """A launch that failed because of the member (not because of the repo)."""
+        self._changed.add(self.member_id)
         a = self._s.ewma_alpha
         self.success_rate = (1 - a) * self.success_rate
         self._launch_fail_streak += 1
+        self._outcomes.append((self._clock.now(), "failed"))
         if not self.ejected and self._launch_fail_streak >= self._s.eject_after_failures:
             hold = min(self._s.eject_base * 2 ** self._ejections, self._s.eject_max)
             self.ejected, self.ejected_until = True, self._clock.now() + hold
@@ -172,6 +198,8 @@ class MemberHealth:
             success_rate=self.success_rate,
             ready_seconds=self.ready_seconds,
             recent_launches=self.recent_launches,
+            last_poll_at=self.last_poll_at,
+            outcomes=tuple(self._outcomes),
         )
 
 
@@ -183,6 +211,13 @@ class HealthTable:
         self._clock = clock
         self._rng = rng or random.Random()
         self._members: dict[str, MemberHealth] = {}
+        # Views are cached between changes: routing reads every member's view on every
+        # launch, and rebuilding 1,000 of them per request dominated a decision. A view is
+        # rebuilt when its member recorded something, or when time passes an ad's expiry.
+        self._changed: set[str] = set()
+        self._views: dict[str, HealthView] = {}
+        self._expiry_floor = float("inf")  # earliest expires_at among cached unexpired ads
+        self._proxy: Mapping[str, HealthView] = MappingProxyType(self._views)
 
     def sync(self, member_ids: Iterable[str]) -> None:
         """Add state for new members and forget removed ones (their soft state goes with them)."""
@@ -190,7 +225,8 @@ class HealthTable:
         for gone in set(self._members) - wanted:
             del self._members[gone]
         for new in wanted - set(self._members):
-            self._members[new] = MemberHealth(new, self._settings, self._clock, self._rng)
+            self._members[new] = MemberHealth(new, self._settings, self._clock, self._rng, self._changed)
+        self._views = {}  # membership changed: rebuild every view once (never mutate a handed-out dict)
 
     def get(self, member_id: str) -> MemberHealth | None:
         return self._members.get(member_id)
@@ -198,7 +234,8 @@ class HealthTable:
     def member(self, member_id: str) -> MemberHealth:
         """The member's state, created on first use (a launch may finish after a sync removed it)."""
         if member_id not in self._members:
-            self._members[member_id] = MemberHealth(member_id, self._settings, self._clock, self._rng)
+            self._members[member_id] = MemberHealth(member_id, self._settings, self._clock, self._rng, self._changed)
+            self._changed.add(member_id)
         return self._members[member_id]
 
     def ids(self) -> list[str]:
@@ -211,4 +248,27 @@ class HealthTable:
         return min((h.next_poll_at for h in self._members.values()), default=None)
 
     def views(self) -> Mapping[str, HealthView]:
-        return {m: h.view() for m, h in self._members.items()}
+        """Every member's current view, read-only. The same mapping object comes back until
+        something changes (copy-on-write), so routing can tell "nothing changed" by identity."""
+        if len(self._views) != len(self._members) or self._clock.now() >= self._expiry_floor:
+            self._views = {m: h.view() for m, h in self._members.items()}
+            self._expiry_floor = min(map(_expiry, self._views.values()), default=_NEVER)
+            self._proxy = MappingProxyType(self._views)
+        elif self._changed:
+            views = dict(self._views)
+            for m in self._changed:
+                if m in self._members:
+                    views[m] = self._members[m].view()
+                    # A later expiry than before only makes the floor early (a harmless rebuild).
+                    self._expiry_floor = min(self._expiry_floor, _expiry(views[m]))
+            self._views, self._proxy = views, MappingProxyType(views)
+        self._changed.clear()
+        return self._proxy
+
+
+_NEVER = float("inf")
+
+
+def _expiry(view: HealthView) -> float:
+    """When this view goes stale by time alone: its ad's expiry, unless already expired or absent."""
+    return view.ad.expires_at if view.ad is not None and not view.ad_expired else _NEVER

@@ -192,6 +192,11 @@ async def member_client_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the shared session for the app's lifetime and close it on shutdown."""
     config = app[CONFIG]
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.routing.connect_timeout)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    # No pool limit: aiohttp's default of 100 connections let 100 long launch streams (builds
+    # take minutes) hold every slot, so the 101st launch and every status poll queued behind
+    # them, and healthy members timed out into "unhealthy". Launches are bounded upstream
+    # (one per client request, rate limits); polls by health.concurrency.
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         app[MEMBER_CLIENT] = MemberClient(config, app[KEYRING], app[CLOCK], session)
         yield

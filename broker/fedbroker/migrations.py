@@ -63,6 +63,16 @@ async def current_version(conn: AsyncConnection) -> int:
     return int(value or 0)
 
 
+async def _lock(conn: AsyncConnection) -> None:
+    """Hold the migration lock until the transaction ends (SQLite's BEGIN IMMEDIATE does this there).
+
+    Without it, replicas starting together on an empty database race: both see no
+    ``schema_version`` table and both create the tables, and one fails to start.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+
+
 async def migrate(engine: AsyncEngine, now: float, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
     """Bring the schema up to the newest version; return that version.
 
@@ -70,8 +80,7 @@ async def migrate(engine: AsyncEngine, now: float, migrations: tuple[Migration, 
     """
     newest = migrations[-1].version if migrations else 0
     async with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+        await _lock(conn)
         await conn.run_sync(lambda sync: tables.schema_version.create(sync, checkfirst=True))
         version = await current_version(conn)
         if version > newest:

@@ -132,6 +132,7 @@ class LaunchRelay:
                             attempt.error = event.message.strip() or f"failed with {event.status_code}"
                             break
                         self._metrics.launch(entry.id, "repo_error")
+                        health.record_repo_error()
                         attempt.done = True
                         yield event
                         return

@@ -7,20 +7,24 @@ The cost model (seconds-equivalent, lower is better) is documented in FEDERATION
 
 from __future__ import annotations
 
+import heapq
 import secrets
 from dataclasses import dataclass
 from typing import Mapping
 
-from fedproto.datasets import Dataset, normalise_dataset_id
+from fedproto.datasets import normalise_dataset_id
 from fedproto.location import Location
-from fedproto.member import MemberState
 from fedproto.repospec import RepoSpec
 from fedproto.routing import Candidate, RouteDecision
+from fedproto.status import image_hash
 
 from . import rendezvous
 from .config import RoutingSettings
-from .health import HealthState, HealthView
-from .snapshot import MemberEntry, RegistrySnapshot
+from .health import HealthView
+from .routingfacts import MemberFacts, MemberPool, RoutingMemo, unroutable_reason
+from .snapshot import RegistrySnapshot
+
+__all__ = ["RouteRequest", "RoutingMemo", "availability", "new_decision_id", "rank", "unroutable_reason"]
 
 GB = 1024**3
 
@@ -47,73 +51,40 @@ def new_decision_id() -> str:
     return secrets.token_urlsafe(9)
 
 
-def _stored(entry: MemberEntry, view: HealthView | None) -> list[Dataset]:
-    ad_sets = list(view.ad.datasets) if view is not None and view.ad is not None else []
-    return ad_sets + list(entry.record.datasets)
-
-
-def _location(entry: MemberEntry, view: HealthView | None) -> Location:
-    if view is not None and view.ad is not None and view.ad.location != Location():
-        return view.ad.location
-    return entry.record.location
-
-
-def unroutable_reason(entry: MemberEntry, view: HealthView | None, provider: str | None) -> str | None:
-    """Why this member cannot take the launch, or None when it can. Checked before any cost.
-
-    ``provider`` None skips the provider check (for "could it take any launch", as /health asks).
-    """
-    state = entry.record.state
-    if state is not MemberState.active:
-        return f"{state.value}: takes no new launches"
-    if entry.record.weight <= 0:
-        return "weight 0: the admin set it to take no new launches"
-    if view is None or view.ad is None:
-        return "no status yet: never answered a poll"
-    if view.ad_expired:
-        return "expired ad: its last status ad has expired (member gone)"
-    if view.state is not HealthState.healthy:
-        return f"unhealthy: {view.last_error or 'failed its recent polls'}"
-    if view.ejected:
-        return "ejected: consecutive launch failures; back after a passing poll"
-    if provider is not None and view.ad.providers and provider not in view.ad.providers:
-        return f"provider not supported: {provider}"
-    if view.free <= 0:
-        return "no capacity: every slot is used or building"
-    return None
-
-
-def _dataset_sizes(snapshot: RegistrySnapshot, health: Mapping[str, HealthView], wanted: list[str]) -> dict[str, int]:
-    """The largest size any member reports for each wanted dataset (exact ids only, not prefixes)."""
-    sizes: dict[str, int] = {}
-    for entry in snapshot.members.values():
-        for ds in _stored(entry, health.get(entry.id)):
-            if ds.prefix or ds.size_bytes is None:
-                continue
-            for w in wanted:
-                if ds.matches(w):
-                    sizes[w] = max(sizes.get(w, 0), ds.size_bytes)
-    return sizes
-
-
 def availability(snapshot: RegistrySnapshot, health: Mapping[str, HealthView]) -> dict[str, str | None]:
     """Every member's reason it cannot take launches now (None when it can), for any provider."""
     return {m: unroutable_reason(e, health.get(m), None) for m, e in sorted(snapshot.members.items())}
 
 
+def _dataset_sizes(facts: list[MemberFacts], wanted: list[str]) -> dict[str, int]:
+    """The largest size any member reports for each wanted dataset (exact ids only, not prefixes)."""
+    sizes: dict[str, int] = {}
+    for w in wanted:
+        known = [size for f in facts if (size := f.exact.get(w)) is not None]
+        if known:
+            sizes[w] = max(known)
+    return sizes
+
+
 @dataclass(frozen=True)
 class _Context:
+    """One decision's request-dependent inputs, computed once for all members."""
+
     request: RouteRequest
     settings: RoutingSettings
     wanted: list[str]
     sizes: dict[str, int]
-    neutral_ready: float
+    neutral_ready: float  # the rounded ready-time part of a member without launches yet
+    image: str  # the repo's image hash
+    build: float  # the rounded image part of a member without the image
+    client_region: str | None  # lower-cased
+    mismatch: float  # the rounded region part of a member in another region (no coordinates)
 
 
-def _data_cost(stored: list[Dataset], ctx: _Context) -> float:
+def _data_cost(f: MemberFacts, ctx: _Context) -> float:
     cost = 0.0
     for w in ctx.wanted:
-        if any(ds.matches(w) for ds in stored):
+        if f.stores(w):
             continue
         size = ctx.sizes.get(w)
         s = ctx.settings
@@ -121,39 +92,63 @@ def _data_cost(stored: list[Dataset], ctx: _Context) -> float:
     return cost
 
 
-def _region_cost(loc: Location, ctx: _Context) -> float:
+def _region_cost(f: MemberFacts, ctx: _Context) -> float:
     s, req = ctx.settings, ctx.request
     cost = 0.0
-    if req.client_region and loc.region and loc.region.lower() != req.client_region.lower():
+    if ctx.client_region and f.region and f.region != ctx.client_region:
         cost += s.region_mismatch_seconds
     if req.client_location is not None:
-        km = req.client_location.distance_km(loc)
+        km = req.client_location.distance_km(f.location)
         if km is not None:
             cost += km / 1000.0 * s.distance_seconds_per_1000km
     return cost
 
 
-def cost_parts(entry: MemberEntry, view: HealthView, ctx: _Context) -> dict[str, float]:
-    """The named parts of a routable member's cost."""
-    s = ctx.settings
-    assert view.ad is not None
-    ready = view.ready_seconds if view.ready_seconds is not None else ctx.neutral_ready
-    parts = {
-        "data": _data_cost(_stored(entry, view), ctx),
-        "image": 0.0 if view.ad.images.has(ctx.request.repo.key) else s.build_seconds,
-        "load": (view.load or 0.0) * s.load_seconds,
-        "reliability": (1.0 - view.success_rate) * s.failure_seconds,
-        "ready_time": ready * s.ready_time_weight,
-        "region": _region_cost(_location(entry, view), ctx),
-        "weight": s.weight_seconds * (1.0 / entry.record.weight - 1.0),
-        "suspect": s.suspect_seconds if view.last_poll_ok is False else 0.0,
-    }
-    return {k: round(v, 3) for k, v in parts.items()}
+def _region_part(f: MemberFacts, ctx: _Context) -> float:
+    if ctx.request.client_location is not None:
+        return round(_region_cost(f, ctx), 3)
+    return ctx.mismatch if ctx.client_region and f.region and f.region != ctx.client_region else 0.0
 
 
-def _neutral_ready(views: list[HealthView]) -> float:
-    known = [v.ready_seconds for v in views if v.ready_seconds is not None]
-    return sum(known) / len(known) if known else 0.0
+PART_NAMES = ("data", "image", "load", "reliability", "ready_time", "region", "weight", "suspect")
+
+
+def cost_parts(f: MemberFacts, ctx: _Context) -> dict[str, float]:
+    """The named, rounded parts of a routable member's cost (what an explanation shows)."""
+    return dict(zip(PART_NAMES, (
+        round(_data_cost(f, ctx), 3) if ctx.wanted else 0.0,
+        0.0 if ctx.image in f.images else ctx.build,
+        f.load,
+        f.reliability,
+        f.ready if f.ready_seconds is not None else ctx.neutral_ready,
+        _region_part(f, ctx),
+        f.weight,
+        f.suspect,
+    )))
+
+
+def _total(f: MemberFacts, ctx: _Context) -> float:
+    """``round(sum(cost_parts(f, ctx).values()), 3)``, bit for bit (same parts, same order), without
+    building the dict: this runs for every routable member on every launch. A test holds them equal."""
+    return round(
+        (round(_data_cost(f, ctx), 3) if ctx.wanted else 0.0)
+        + (0.0 if ctx.image in f.images else ctx.build)
+        + f.load + f.reliability
+        + (f.ready if f.ready_seconds is not None else ctx.neutral_ready)
+        + (_region_part(f, ctx) if ctx.client_region or ctx.request.client_location is not None else 0.0)
+        + f.weight + f.suspect,
+        3,
+    )
+
+
+def _context(request: RouteRequest, settings: RoutingSettings, pool: MemberPool) -> _Context:
+    wanted = request.needed_datasets()
+    return _Context(
+        request=request, settings=settings, wanted=wanted, sizes=_dataset_sizes(pool.facts, wanted),
+        neutral_ready=pool.neutral_ready, image=image_hash(request.repo.key), build=round(settings.build_seconds, 3),
+        client_region=request.client_region.lower() if request.client_region else None,
+        mismatch=round(settings.region_mismatch_seconds, 3),
+    )
 
 
 def rank(
@@ -163,73 +158,107 @@ def rank(
     settings: RoutingSettings,
     *,
     decision_id: str,
+    memo: RoutingMemo | None = None,
+    detail: int | None = None,
 ) -> RouteDecision:
-    """Rank every member in the snapshot for ``request``: routable by preference, then the rest with why."""
-    costed: dict[str, tuple[float, dict[str, float]]] = {}
-    blocked: list[tuple[str, str]] = []
-    routable_views = []
-    for entry in snapshot.members.values():
-        why = unroutable_reason(entry, health.get(entry.id), request.repo.provider)
-        if why is None:
-            routable_views.append(health[entry.id])
-        else:
-            blocked.append((entry.id, why))
-    wanted = request.needed_datasets()
-    ctx = _Context(request, settings, wanted, _dataset_sizes(snapshot, health, wanted), _neutral_ready(routable_views))
-    for view in routable_views:
-        parts = cost_parts(snapshot.members[view.member_id], view, ctx)
-        costed[view.member_id] = (round(sum(parts.values()), 3), parts)
-    ordered, reasons = _order(snapshot, health, costed, request.repo.key, settings)
+    """Rank every member in the snapshot for ``request``: routable by preference, then the rest with why.
+
+    ``memo`` only saves work across calls (see :class:`RoutingMemo`); the decision is the same
+    without it, provided ``snapshot`` and ``health`` are not mutated after being passed in.
+    ``detail`` (for real launches) lists only the best ``detail`` routable candidates, and the
+    unroutable ones only when none is routable: what failover and the refusal message use. Materialising and explaining all 1,000 candidates of a large federation on every launch
+    cost several milliseconds; dry runs (``detail=None``) still explain every member.
+    """
+    memo = memo or RoutingMemo()
+    pool = memo.pool(snapshot, health, settings, request.repo.provider)
+    # A client location is a pydantic model (not hashable) and rarely repeats: not remembered.
+    key = (request.repo, request.data, request.client_region, detail) if request.client_location is None else None
+    known = memo.decision(key) if key is not None else None
+    if known is not None:
+        return known.model_copy(update={"decision_id": decision_id})
+    decision = _rank(pool, request, settings, decision_id, detail)
+    if key is not None:
+        memo.remember(key, decision)
+    return decision
+
+
+def _rank(pool: MemberPool, request: RouteRequest, settings: RoutingSettings, decision_id: str,
+          detail: int | None) -> RouteDecision:
+    ctx = _context(request, settings, pool)
+    by_id = {f.id: f for f in pool.routable}
+    totals = {f.id: _total(f, ctx) for f in pool.routable}
+    ordered, spilled = _order(by_id, totals, request.repo.key, settings, detail)
+    reasons = _reasons(ordered, spilled, by_id, totals, ctx)
+    # model_construct: every value below was computed here from validated inputs, and
+    # validating the candidates again cost more than ranking them.
     candidates = [
-        Candidate(member_id=m, rank=i + 1, routable=True, cost=costed[m][0], parts=costed[m][1], reason=reasons[m])
+        Candidate.model_construct(member_id=m, rank=i + 1, routable=True, cost=totals[m],
+                                  parts=cost_parts(by_id[m], ctx), reason=reasons[m])
         for i, m in enumerate(ordered)
     ]
-    for member_id, why in sorted(blocked):
-        candidates.append(
-            Candidate(member_id=member_id, rank=len(candidates) + 1, routable=False, cost=None, reason=why)
-        )
-    return RouteDecision(
-        decision_id=decision_id,
-        provider=request.repo.provider,
-        spec=request.repo.spec,
-        repo_key=request.repo.key,
-        data=wanted,
-        client_region=request.client_region,
-        candidates=candidates,
+    if detail is None or not pool.routable:
+        for member_id, why in pool.blocked:
+            candidates.append(Candidate.model_construct(member_id=member_id, rank=len(candidates) + 1,
+                                                        routable=False, cost=None, parts={}, reason=why))
+    return RouteDecision.model_construct(
+        decision_id=decision_id, provider=request.repo.provider, spec=request.repo.spec, repo_key=request.repo.key,
+        data=ctx.wanted, client_region=request.client_region, candidates=candidates,
     )
 
 
+@dataclass(frozen=True)
+class _Spill:
+    """Which near-equal members spilled for load, and the numbers that explain it."""
+
+    members: frozenset[str]
+    loads: dict[str, float]
+    mean: float
+    sticky: int  # how many near-equal members the rendezvous hash ordered
+
+
 def _order(
-    snapshot: RegistrySnapshot,
-    health: Mapping[str, HealthView],
-    costed: dict[str, tuple[float, dict[str, float]]],
-    repo_key: str,
-    s: RoutingSettings,
-) -> tuple[list[str], dict[str, str]]:
-    """Near-equal candidates by weighted rendezvous hash with bounded load; the rest by cost."""
-    if not costed:
-        return [], {}
-    by_cost = sorted(costed, key=lambda m: (costed[m][0], m))
-    best = costed[by_cost[0]][0]
-    near = [m for m in by_cost if costed[m][0] <= best + s.near_equal]
-    loads = {m: health[m].load or 0.0 for m in near}
+    by_id: dict[str, MemberFacts], totals: dict[str, float], repo_key: str, s: RoutingSettings, detail: int | None
+) -> tuple[list[str], _Spill]:
+    """Near-equal candidates by weighted rendezvous hash with bounded load; the rest by cost.
+
+    With ``detail``, only that many are returned (a partial selection instead of a full sort).
+    """
+    if not totals:
+        return [], _Spill(frozenset(), {}, 0.0, 0)
+    best = min(totals.values())
+    near = [m for m, c in totals.items() if c <= best + s.near_equal]
+    loads = {m: by_id[m].load_share for m in near}
     mean = sum(loads.values()) / len(near)
-    spilled = {m for m in near if len(near) > 1 and mean > 0 and loads[m] > s.load_spill_factor * mean}
-    sticky = rendezvous.order(repo_key, {m: snapshot.members[m].record.weight for m in near if m not in spilled})
-    rest = sorted((m for m in costed if m not in sticky), key=lambda m: (costed[m][0], m))
-    ordered = sticky + rest
+    spilled = frozenset(m for m in near if len(near) > 1 and mean > 0 and loads[m] > s.load_spill_factor * mean)
+    sticky = rendezvous.order(repo_key, {m: by_id[m].entry.record.weight for m in near if m not in spilled})
+    in_sticky = set(sticky)
+    others = ((totals[m], m) for m in totals if m not in in_sticky)
+    if detail is None:
+        rest = [m for _, m in sorted(others)]
+    else:
+        sticky = sticky[:detail]
+        rest = [m for _, m in heapq.nsmallest(max(0, detail - len(sticky)), others)]
+    return sticky + rest, _Spill(spilled, loads, mean, len(in_sticky))
+
+
+def _reasons(ordered: list[str], spill: _Spill, by_id: dict[str, MemberFacts], totals: dict[str, float],
+             ctx: _Context) -> dict[str, str]:
+    """Why each listed member won or lost."""
+    if not ordered:
+        return {}
+    s = ctx.settings
     winner = ordered[0]
-    reasons = {winner: _winner_reason(len(sticky), len(spilled), s)}
-    for m in sticky[1:]:
-        reasons[m] = f"near-equal cost; repo affinity (rendezvous hash) prefers {winner}"
-    for m in rest:
-        if m in spilled:
-            reasons[m] = (
-                f"spilled: load {loads[m]:.2f} is above {s.load_spill_factor:g}x the near-equal mean {mean:.2f}"
-            )
+    best = (totals[winner], cost_parts(by_id[winner], ctx))
+    reasons = {winner: _winner_reason(spill.sticky, len(spill.members), s)}
+    for i, m in enumerate(ordered[1:], start=1):
+        if i < spill.sticky:
+            reasons[m] = f"near-equal cost; repo affinity (rendezvous hash) prefers {winner}"
+        elif m in spill.members:
+            reasons[m] = (f"spilled: load {spill.loads[m]:.2f} is above {s.load_spill_factor:g}x "
+                          f"the near-equal mean {spill.mean:.2f}")
         else:
-            reasons[m] = _loser_reason(costed[m], costed[winner])
-    return ordered, reasons
+            reasons[m] = _loser_reason((totals[m], cost_parts(by_id[m], ctx)), best)
+    return reasons
 
 
 def _winner_reason(n_sticky: int, n_spilled: int, s: RoutingSettings) -> str:

@@ -62,16 +62,26 @@ def _member_summary(entry_id: str, snapshot: RegistrySnapshot, view: HealthView 
         "datasets": [d.model_dump(include={"id", "prefix", "size_bytes"}, exclude_none=True) for d in datasets.values()],
         "providers": list(ad.providers) if ad is not None else [],
         "success_rate": round(view.success_rate, 3) if view is not None else None,
+        "last_poll_at": view.last_poll_at if view is not None else None,
+        "last_poll_ok": view.last_poll_ok if view is not None else None,
+        "recent_outcomes": [{"at": at, "outcome": outcome} for at, outcome in view.outcomes] if view is not None else [],
     }
 
 
-def federation_summary(snapshot: RegistrySnapshot, health: Mapping[str, HealthView]) -> dict[str, Any]:
-    """Members with state, health, load, location and datasets, for anyone to read."""
+def federation_summary(
+    snapshot: RegistrySnapshot, health: Mapping[str, HealthView], *, now: float | None = None
+) -> dict[str, Any]:
+    """Members with state, health, load, location, datasets, last poll and recent outcomes, for anyone to read.
+
+    ``now`` (the broker's clock) lets readers turn ``last_poll_at`` into an age without
+    trusting their own clock.
+    """
     reasons = availability(snapshot, health)
     members = [_member_summary(m, snapshot, health.get(m), why) for m, why in reasons.items()
                if snapshot.members[m].record.state.value != "retired"]
     return {
         "federation_version": __version__,
+        "generated_at": now,
         "routable": sum(1 for m in members if m["routable"]),
         "members": members,
     }

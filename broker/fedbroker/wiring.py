@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .appkeys import CLOCK, CONFIG, DISPATCHER, HEALTH, MEMBER_CLIENT, METRICS, RELAY, SNAPSHOT
 from .dispatcher import Dispatcher
-from .handlers import federation, frontdoor, launchpage, route, system
+from .handlers import federation, frontdoor, launchpage, pages, route, system
 from .health import HealthTable
 from .memberclient import member_client_ctx
 from .metrics import BrokerMetrics
@@ -37,6 +37,7 @@ def setup_front_door(app: web.Application, *, poll: bool = True) -> None:
         app.cleanup_ctx.append(poller_ctx)
     for module in (frontdoor, route, system, federation):
         app.add_routes(module.routes)
+    pages.add_routes(app)  # home, status, badge and static files, in both modes
     if config.mode == "redirect":
         app.router.add_get("/v2/{provider}/{spec:.+}", frontdoor.v2_redirect)
     else:

@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -169,81 +165,7 @@ def do_enroll(clock: FakeClock) -> Callable[..., Awaitable[Any]]:
     return run
 
 
-# -- PostgreSQL -----------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pg_bin(name: str) -> str | None:
-    for candidate in [f"/usr/local/bin/{name}", *sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))]:
-        if Path(candidate).exists():
-            return str(candidate)
-    return shutil.which(name)
-
-
-@dataclass
-class PostgresServer:
-    """A throwaway PostgreSQL cluster; each test gets its own database from :meth:`new_database`."""
-
-    port: int
-    counter: int = 0
-
-    def url(self, database: str) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
-
-    async def new_database(self) -> str:
-        import asyncpg
-
-        self.counter += 1
-        name = f"registry_{os.getpid()}_{self.counter}"
-        conn = await asyncpg.connect(host="127.0.0.1", port=self.port, user="postgres", database="postgres")
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        return self.url(name)
-
-
-def _start_postgres(workdir: Path, port: int) -> None:
-    run_as: dict[str, Any] = {"user": "postgres"} if os.geteuid() == 0 else {}
-    if run_as:
-        shutil.chown(workdir, "postgres")
-    data = workdir / "data"
-    subprocess.run([_pg_bin("initdb") or "initdb", "-D", str(data), "-U", "postgres", "-A", "trust",
-                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True, timeout=120, **run_as)
-    options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([_pg_bin("pg_ctl") or "pg_ctl", "-D", str(data), "-o", options, "-l",
-                    str(workdir / "log"), "-w", "-t", "60", "start"],
-                   check=True, capture_output=True, timeout=90, **run_as)
-
-
-@pytest.fixture(scope="session")
-def postgres(require_component: Callable[[bool, str], None]) -> Iterator[PostgresServer]:
-    """Start PostgreSQL (initdb + pg_ctl, as the postgres user when run as root) for this session.
-
-    Skips with the reason when PostgreSQL cannot be had, except under CI=true, where it fails.
-    """
-    require_component(bool(_pg_bin("initdb") and _pg_bin("pg_ctl")), "PostgreSQL: initdb/pg_ctl not found")
-    workdir = Path(tempfile.mkdtemp(prefix="fedbroker-pg-"))
-    os.chmod(workdir, 0o755)
-    port = free_port()
-    try:
-        _start_postgres(workdir, port)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, KeyError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        shutil.rmtree(workdir, ignore_errors=True)
-        require_component(False, f"PostgreSQL did not start: {exc} {detail.decode(errors='replace')[-500:]}")
-    try:
-        yield PostgresServer(port=port)
-    finally:
-        run_as = {"user": "postgres"} if os.geteuid() == 0 else {}
-        subprocess.run([_pg_bin("pg_ctl") or "pg_ctl", "-D", str(workdir / "data"), "-m", "immediate",
-                        "-w", "stop"], capture_output=True, timeout=60, **run_as)
-        shutil.rmtree(workdir, ignore_errors=True)
-
+# -- PostgreSQL (the session's server is the ``postgres`` fixture of tests/conftest.py) ------
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:

@@ -153,7 +153,7 @@ async def test_metrics_never_name_repos(client: TestClient) -> None:
 async def test_launch_page_placeholder(client: TestClient) -> None:
     resp = await client.get("/v2/gh/org/repo/HEAD", params={"urlpath": "lab", "data": "10.1/x"})
     html = await resp.text()
-    assert resp.status == 200 and "EventSource" in html
+    assert resp.status == 200 and "/static/launch.js" in html
     assert '"/build/gh/org/repo/HEAD?data=10.1%2Fx"' in html and '"lab"' in html
 
 

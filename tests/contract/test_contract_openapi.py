@@ -19,7 +19,7 @@ from fedproto.keys import KeyRing, PrivateKey
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = ROOT / "specs" / "openapi"
 # Not API surface: static assets are files, not operations.
-UNDOCUMENTED_PREFIXES = ("/static/",)
+UNDOCUMENTED_PREFIXES = ("/static",)  # aiohttp names a static resource by its prefix, "/static"
 
 
 def _spec(name: str) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import HEALTH, SNAPSHOT
+from ..appkeys import CLOCK, HEALTH, SNAPSHOT
 from ..summary import federation_summary
 
 routes = web.RouteTableDef()
@@ -12,4 +12,5 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/v1/federation")
 async def federation(request: web.Request) -> web.Response:
-    return web.json_response(federation_summary(request.app[SNAPSHOT].current, request.app[HEALTH].views()))
+    app = request.app
+    return web.json_response(federation_summary(app[SNAPSHOT].current, app[HEALTH].views(), now=app[CLOCK].now()))

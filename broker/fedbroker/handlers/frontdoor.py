@@ -167,7 +167,8 @@ def redirect(request: web.Request, prefix: str) -> web.Response:
     decision = dispatcher.decide(repo, data, region=dispatcher.client_region(request.headers), client_ip=ip)
     headers = {DECISION_HEADER: decision.decision_id, **rate_headers}
     sticky = request.cookies.get(config.routing.cookie_name)
-    member_id = sticky if sticky in decision.routable_ids() else decision.chosen
+    keep = sticky is not None and decision.chosen is not None and dispatcher.routable(sticky, repo.provider)
+    member_id = sticky if keep else decision.chosen
     if member_id is None:
         headers["Retry-After"] = "30"
         return json_error(503, "no_member", nothing_routable_message(decision), headers)

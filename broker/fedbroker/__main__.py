@@ -1,0 +1,7 @@
+"""``python -m fedbroker``: the ``fedbroker`` command, for when the console script is not on PATH."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

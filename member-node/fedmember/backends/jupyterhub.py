@@ -19,7 +19,7 @@ hub unreachable → 503; the spawn failing → 503; no ``ready`` within
 after its user was created removes the user again.
 
 The service token needs the scopes ``admin:users``, ``admin:servers``,
-``list:users``, ``read:users``, ``tokens`` and ``access:servers`` (see README-backends.md).
+``list:users``, ``read:users``, ``tokens`` and ``access:servers`` (see the README, "Beside a JupyterHub").
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import re
 import secrets
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 from urllib.parse import urljoin
 
 from fedproto.clock import Clock
@@ -50,6 +50,18 @@ class LaunchTarget:
     origin: str | None = None
 
 
+# Routes the launch again: a fresh decision and the snapshot it was made from.
+Redecide = Callable[[], tuple[RouteDecision, RegistrySnapshot]]
+
+
+def _next_candidate(decision: RouteDecision, snapshot: RegistrySnapshot, tried: set[str]) -> MemberEntry | None:
+    """The decision's best routable member not tried yet (and still in the registry)."""
+    for member_id in decision.routable_ids():
+        if member_id not in tried and member_id in snapshot.members:
+            return snapshot.members[member_id]
+    return None
+
+
 @dataclass
 class _Attempt:
     """How one member's attempt ended: ``done`` when a terminal event went to the client."""
@@ -62,8 +74,10 @@ class LaunchRelay:
     """Relays launches with bounded failover; records outcomes in health and metrics."""
 
     def __init__(
-        self, client: MemberClient, health: HealthTable, metrics: BrokerMetrics, settings: RoutingSettings, clock: Clock
+        self, client: MemberClient, health: HealthTable, metrics: BrokerMetrics, settings: RoutingSettings, clock: Clock,
+        launch_host: str | None = None,
     ) -> None:
+        self._launch_host = launch_host.rstrip("/") + "/" if launch_host else None
         self._client = client
         self._health = health
         self._metrics = metrics
@@ -71,28 +85,41 @@ class LaunchRelay:
         self._clock = clock
 
     async def relay(
-        self, decision: RouteDecision, snapshot: RegistrySnapshot, target: LaunchTarget
+        self, decision: RouteDecision, snapshot: RegistrySnapshot, target: LaunchTarget,
+        redecide: Redecide | None = None,
     ) -> AsyncIterator[LaunchEvent]:
-        """Events for the client, ending with exactly one ``ready`` or ``failed``."""
-        entries = [snapshot.members[m] for m in decision.routable_ids() if m in snapshot.members]
-        entries = entries[: self._settings.max_attempts]
+        """Events for the client, ending with exactly one ``ready`` or ``failed``.
+
+        ``redecide`` routes the launch again when the decision's candidates are used up but
+        attempts are left: the members it listed may all have failed while another member came
+        back (or was full) at decision time, and health knows about the failures by now.
+        """
         failures: list[str] = []
+        tried: set[str] = set()
         self._metrics.streams_open.inc()
         try:
-            for i, entry in enumerate(entries):
+            entry = _next_candidate(decision, snapshot, tried)
+            for i in range(self._settings.max_attempts):
+                if entry is None:
+                    break
+                tried.add(entry.id)
                 attempt = _Attempt()
                 async for event in self._attempt(entry, self._request(decision, target), attempt):
                     yield event
                 if attempt.done:
                     return
                 failures.append(f"{entry.id}: {attempt.error}")
-                if i + 1 < len(entries):
-                    self._metrics.failover(entry.id)
+                failed, entry = entry, _next_candidate(decision, snapshot, tried)
+                if entry is None and redecide is not None:
+                    decision, snapshot = redecide()
+                    entry = _next_candidate(decision, snapshot, tried)
+                if entry is not None and i + 1 < self._settings.max_attempts:
+                    self._metrics.failover(failed.id)
                     yield LaunchEvent(
                         phase="waiting",
-                        member=entry.id,
-                        message=f"Member {entry.id} could not launch this ({attempt.error}); "
-                        f"trying member {entries[i + 1].id} (attempt {i + 2} of {len(entries)}).\n",
+                        member=failed.id,
+                        message=f"Member {failed.id} could not launch this ({attempt.error}); "
+                        f"trying member {entry.id} (attempt {i + 2} of {self._settings.max_attempts}).\n",
                     )
             yield _gave_up(failures)
         finally:
@@ -125,7 +152,7 @@ class LaunchRelay:
                         health.record_launch_success(self._clock.now() - started)
                         self._metrics.launch(entry.id, "ready")
                         attempt.done = True
-                        yield _finish_ready(event, entry, request.decision_id)
+                        yield _finish_ready(event, entry, request.decision_id, self._launch_host)
                         return
                     if event.phase == "failed":
                         if is_retryable(event):
@@ -148,13 +175,19 @@ class LaunchRelay:
         self._metrics.launch(entry.id, "failed")
 
 
-def _finish_ready(event: LaunchEvent, entry: MemberEntry, decision_id: str | None) -> LaunchEvent:
-    """``ready`` as clients need it: the decision id, and ``url`` absolute with a trailing slash."""
+def _finish_ready(
+    event: LaunchEvent, entry: MemberEntry, decision_id: str | None, launch_host: str | None
+) -> LaunchEvent:
+    """``ready`` as clients need it: the decision id, ``url`` absolute with a trailing slash, and
+    ``binder_launch_host`` naming the broker (the Binder the user launched from, as BinderHub does)."""
     url = event.url
     if url is not None:
         url = urljoin(entry.record.public_url.rstrip("/") + "/", url)
         url = url if url.endswith("/") else url + "/"
-    return event.model_copy(update={"decision": decision_id, "url": url})
+    update: dict[str, object] = {"decision": decision_id, "url": url}
+    if launch_host is not None:
+        update["binder_launch_host"] = launch_host
+    return event.model_copy(update=update)
 
 
 def _gave_up(failures: list[str]) -> LaunchEvent:

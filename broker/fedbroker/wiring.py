@@ -18,7 +18,10 @@ from .relay import LaunchRelay
 
 async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
     # The relay needs the member client, which only exists inside its cleanup_ctx.
-    app[RELAY] = LaunchRelay(app[MEMBER_CLIENT], app[HEALTH], app[METRICS], app[CONFIG].routing, app[CLOCK])
+    app[RELAY] = LaunchRelay(
+        app[MEMBER_CLIENT], app[HEALTH], app[METRICS], app[CONFIG].routing, app[CLOCK],
+        launch_host=app[CONFIG].public_url,
+    )
     yield
 
 

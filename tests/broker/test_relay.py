@@ -62,6 +62,8 @@ async def test_good_member_relays_to_ready(fed: Fed) -> None:
     assert ready["decision"] == resp.headers["X-Federation-Decision"]
     assert ready["url"] == f"https://good.example/user/{doubles['good'].launches[0].launch_id}/"
     assert doubles["good"].launches[0].decision_id == ready["decision"]
+    # Like BinderHub, binder_launch_host names the Binder the user launched from: the broker.
+    assert ready["binder_launch_host"] == BrokerConfig().public_url + "/"
 
 
 async def test_failover_through_every_kind_of_member_failure(fed: Fed) -> None:

@@ -17,11 +17,13 @@ from aiohttp import web
 from fedproto.errors import SpecError
 from fedproto.launch import KEEPALIVE, MAX_DATASETS_PER_LAUNCH, LaunchEvent
 from fedproto.repospec import RepoSpec
+from fedproto.routing import RouteDecision
 
 from ..appkeys import CONFIG, DISPATCHER, RELAY
 from ..dispatcher import nothing_routable_message
 from ..errors import json_error
 from ..relay import LaunchTarget
+from ..snapshot import RegistrySnapshot
 
 routes = web.RouteTableDef()
 
@@ -127,13 +129,18 @@ async def build(request: web.Request) -> web.StreamResponse:
     if admission.refusal is not None:
         refused = LaunchEvent(phase="failed", status_code=admission.status, message=admission.refusal)
         return await one_event(request, refused, headers)
-    decision = dispatcher.decide(repo, data, region=dispatcher.client_region(request.headers), client_ip=ip)
+    region = dispatcher.client_region(request.headers)
+    decision = dispatcher.decide(repo, data, region=region, client_ip=ip)
     headers[DECISION_HEADER] = decision.decision_id
     if decision.chosen is None:
         msg = nothing_routable_message(decision) + "\n"
         return await one_event(request, LaunchEvent(phase="failed", status_code=503, message=msg), headers)
     target = LaunchTarget(repo=repo, data=tuple(data), client_ip=ip, origin=request.headers.get("Origin"))
-    events = request.app[RELAY].relay(decision, dispatcher.snapshot(), target)
+
+    def redecide() -> tuple[RouteDecision, RegistrySnapshot]:
+        return dispatcher.decide(repo, data, region=region, client_ip=ip), dispatcher.snapshot()
+
+    events = request.app[RELAY].relay(decision, dispatcher.snapshot(), target, redecide)
     return await stream_events(request, events, headers, request.app[CONFIG].routing.keepalive)
 
 

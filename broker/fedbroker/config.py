@@ -42,7 +42,16 @@ class RoutingSettings(Section):
 
     max_attempts: int = Field(default=3, ge=1, le=10, description="Members tried for one launch before giving up.")
     load_spill_factor: float = Field(
-        default=1.25, ge=1.0, description="A member more loaded than this times the mean load spills to the next."
+        default=1.2,
+        ge=1.0,
+        description="A member running more than this times its weight's share of the federation's sessions "
+        "is ranked after every cooler member (within the same data-locality tier).",
+    )
+    spill_min_sessions: float = Field(
+        default=2.0,
+        ge=0,
+        description="A member is hot only when it also runs this many sessions more than its weight's share: "
+        "with few sessions in the federation, one launch must not make a member hot and cost a rebuild.",
     )
     near_equal: float = Field(
         default=5.0, ge=0, description="Costs within this many seconds count as equal; rendezvous hashing picks among them."
@@ -59,13 +68,20 @@ class RoutingSettings(Section):
         default=300.0, ge=0, description="Estimated cost of fetching a needed dataset of unknown size that is not stored at the member."
     )
     load_seconds: float = Field(
-        default=60.0, ge=0, description="Cost of a member at full load (scaled by used/total capacity)."
+        default=200.0,
+        ge=0,
+        description="Cost of a member at full load (scaled by used/total capacity). High enough that a repo whose "
+        "image is on several members goes to the least loaded of them, low enough that a half-full member "
+        "still beats a rebuild (build_seconds).",
     )
     failure_seconds: float = Field(
-        default=120.0, ge=0, description="Cost of a member whose recent launches all failed (scaled by the failure rate)."
+        default=30.0, ge=0, description="Cost of a member whose recent launches all failed (scaled by the failure rate)."
     )
     ready_time_weight: float = Field(
-        default=0.5, ge=0, description="Multiplier of a member's smoothed time-to-ready in its cost."
+        default=0.0,
+        ge=0,
+        description="Multiplier of a member's smoothed time-to-ready in its cost. Off by default: that time "
+        "includes builds, which the image part already prices.",
     )
     region_mismatch_seconds: float = Field(
         default=30.0, ge=0, description="Cost of a member outside the client's region, when the region is known."
@@ -74,7 +90,10 @@ class RoutingSettings(Section):
         default=5.0, ge=0, description="Cost per 1000 km between client and member, when both locations are known."
     )
     weight_seconds: float = Field(
-        default=20.0, ge=0, description="Admin weight w adds weight_seconds * (1/w - 1): 1 is neutral, 2 is 10 s cheaper."
+        default=0.0,
+        ge=0,
+        description="Admin weight w adds weight_seconds * (1/w - 1): 1 is neutral. Off by default: weight already "
+        "sets each member's fair share of sessions (load_spill_factor) and its rendezvous share.",
     )
     suspect_seconds: float = Field(
         default=600.0, ge=0, description="Cost of a member whose last poll failed but that is not yet unhealthy (hysteresis)."

@@ -7,7 +7,6 @@ The cost model (seconds-equivalent, lower is better) is documented in FEDERATION
 
 from __future__ import annotations
 
-import heapq
 import secrets
 from dataclasses import dataclass
 from typing import Mapping
@@ -201,8 +200,9 @@ def _rank(pool: MemberPool, request: RouteRequest, settings: RoutingSettings, de
     ctx = _context(request, settings, pool)
     by_id = pool.by_id
     totals = _totals(pool, ctx)
-    ordered, spilled = _order(by_id, totals, request.repo.key, settings, detail)
-    reasons = _reasons(ordered, spilled, by_id, totals, ctx)
+    local = _least_data(by_id, ctx)
+    ordered, spilled = _order(by_id, totals, local, pool.hot, request.repo.key, settings, detail)
+    reasons = _reasons(ordered, spilled, by_id, totals, local, ctx)
     # model_construct: every value below was computed here from validated inputs, and
     # validating the candidates again cost more than ranking them.
     candidates = [
@@ -220,58 +220,84 @@ def _rank(pool: MemberPool, request: RouteRequest, settings: RoutingSettings, de
     )
 
 
+def _least_data(by_id: dict[str, MemberFacts], ctx: _Context) -> frozenset[str]:
+    """The members with the least data to fetch for this launch (all of them when it needs none)."""
+    if not ctx.wanted:
+        return frozenset(by_id)
+    data = {m: _data_cost(f, ctx) for m, f in by_id.items()}
+    least = min(data.values(), default=0.0)
+    return frozenset(m for m, d in data.items() if d <= least)
+
+
 @dataclass(frozen=True)
 class _Spill:
-    """Which near-equal members spilled for load, and the numbers that explain it."""
+    """Which members spilled for load (ratio of their weight's share of sessions), and how many near-equal
+    members of the first tier the rendezvous hash ordered."""
 
-    members: frozenset[str]
-    loads: dict[str, float]
-    mean: float
-    sticky: int  # how many near-equal members the rendezvous hash ordered
+    members: dict[str, float]
+    sticky: int
+
+
+def _tier(
+    members: list[str], by_id: dict[str, MemberFacts], totals: dict[str, float], hot: dict[str, float],
+    repo_key: str, s: RoutingSettings,
+) -> tuple[list[str], list[str]]:
+    """One tier's (sticky, rest): the near-equal cool members by rendezvous hash, then the other cool
+    ones by cost, then the hot ones by cost."""
+    cool = [m for m in members if m not in hot]
+    hot_ones = sorted((totals[m], m) for m in members if m in hot)
+    if not cool:
+        return [], [m for _, m in hot_ones]
+    best = min(totals[m] for m in cool)
+    near = {m: by_id[m].entry.record.weight for m in cool if totals[m] <= best + s.near_equal}
+    sticky = rendezvous.order(repo_key, near)
+    rest = sorted((totals[m], m) for m in cool if m not in near)
+    return sticky, [m for _, m in rest] + [m for _, m in hot_ones]
 
 
 def _order(
-    by_id: dict[str, MemberFacts], totals: dict[str, float], repo_key: str, s: RoutingSettings, detail: int | None
+    by_id: dict[str, MemberFacts], totals: dict[str, float], local: frozenset[str], hot: dict[str, float],
+    repo_key: str, s: RoutingSettings, detail: int | None,
 ) -> tuple[list[str], _Spill]:
-    """Near-equal candidates by weighted rendezvous hash with bounded load; the rest by cost.
+    """Members with the least data to fetch first, then the others. Within each tier, members running
+    above ``load_spill_factor`` times their weight's share of sessions go last (no hot member), near-equal
+    ones by weighted rendezvous hash on the repo (sticky), the rest by cost.
 
-    With ``detail``, only that many are returned (a partial selection instead of a full sort).
+    Data locality is a tier rather than a price so that no load or image difference sends a launch
+    away from its dataset while a member storing it is routable. With ``detail``, only that many
+    are returned.
     """
     if not totals:
-        return [], _Spill(frozenset(), {}, 0.0, 0)
-    best = min(totals.values())
-    near = [m for m, c in totals.items() if c <= best + s.near_equal]
-    loads = {m: by_id[m].load_share for m in near}
-    mean = sum(loads.values()) / len(near)
-    spilled = frozenset(m for m in near if len(near) > 1 and mean > 0 and loads[m] > s.load_spill_factor * mean)
-    sticky = rendezvous.order(repo_key, {m: by_id[m].entry.record.weight for m in near if m not in spilled})
-    in_sticky = set(sticky)
-    others = ((totals[m], m) for m in totals if m not in in_sticky)
-    if detail is None:
-        rest = [m for _, m in sorted(others)]
-    else:
-        sticky = sticky[:detail]
-        rest = [m for _, m in heapq.nsmallest(max(0, detail - len(sticky)), others)]
-    return sticky + rest, _Spill(spilled, loads, mean, len(in_sticky))
+        return [], _Spill({}, 0)
+    tiers = [[m for m in totals if m in local], [m for m in totals if m not in local]]
+    ordered: list[str] = []
+    first_sticky = 0
+    for i, tier in enumerate(t for t in tiers if t):
+        sticky, rest = _tier(tier, by_id, totals, hot, repo_key, s)
+        first_sticky = len(sticky) if i == 0 else first_sticky
+        ordered += sticky + rest
+    spilled = {m: hot[m] for m in totals if m in hot}
+    return (ordered if detail is None else ordered[:detail]), _Spill(spilled, first_sticky)
 
 
 def _reasons(ordered: list[str], spill: _Spill, by_id: dict[str, MemberFacts], totals: dict[str, float],
-             ctx: _Context) -> dict[str, str]:
+             local: frozenset[str], ctx: _Context) -> dict[str, str]:
     """Why each listed member won or lost."""
     if not ordered:
         return {}
     s = ctx.settings
     winner = ordered[0]
     best = (totals[winner], cost_parts(by_id[winner], ctx))
-    reasons = {winner: _winner_reason(spill.sticky, len(spill.members), s)}
+    reasons = {winner: _winner_reason(max(1, spill.sticky), len(spill.members), s)}
     for i, m in enumerate(ordered[1:], start=1):
-        if i < spill.sticky:
-            reasons[m] = f"near-equal cost; repo affinity (rendezvous hash) prefers {winner}"
-        elif m in spill.members:
-            reasons[m] = (f"spilled: load {spill.loads[m]:.2f} is above {s.load_spill_factor:g}x "
-                          f"the near-equal mean {spill.mean:.2f}")
+        if m in spill.members:
+            why = (f"spilled: runs {spill.members[m]:.2f}x its weight's share of sessions "
+                   f"(limit {s.load_spill_factor:g}x)")
+        elif i < spill.sticky:
+            why = f"near-equal cost; repo affinity (rendezvous hash) prefers {winner}"
         else:
-            reasons[m] = _loser_reason((totals[m], cost_parts(by_id[m], ctx)), best)
+            why = _loser_reason((totals[m], cost_parts(by_id[m], ctx)), best)
+        reasons[m] = why if m in local else f"does not store the data; {why}"
     return reasons
 
 

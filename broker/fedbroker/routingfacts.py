@@ -87,6 +87,7 @@ class MemberFacts:
     location: Location
     region: str | None  # lower-cased
     load_share: float  # used share of capacity (0 when unknown)
+    occupied: float  # slots the last ad reports taken plus launches sent since (0 without an ad)
     load: float
     reliability: float
     weight: float
@@ -95,7 +96,10 @@ class MemberFacts:
     ready: float  # the rounded ready-time part, when ready_seconds is known (else the pool's neutral one)
 
     @classmethod
-    def of(cls, entry: MemberEntry, view: HealthView | None, s: RoutingSettings) -> MemberFacts:
+    def of(
+        cls, entry: MemberEntry, view: HealthView | None, s: RoutingSettings, images: frozenset[str] | None = None
+    ) -> MemberFacts:
+        """The facts; ``images``, when given, is the image set already derived from this view's ad."""
         exact, prefixes = _datasets(entry, view)
         ad = view.ad if view is not None else None
         loc = member_location(entry, view)
@@ -105,9 +109,10 @@ class MemberFacts:
         return cls(
             id=entry.record.id, entry=entry, view=view, reason=unroutable_reason(entry, view, None),
             providers=frozenset(ad.providers) if ad is not None else frozenset(),
-            images=frozenset(ad.images.hashes) if ad is not None else frozenset(),
+            images=images if images is not None else frozenset(ad.images.hashes) if ad is not None else frozenset(),
             exact=exact, prefixes=prefixes, location=loc, region=loc.region.lower() if loc.region else None,
             load_share=share, load=round(share * s.load_seconds, 3),
+            occupied=ad.capacity.used + ad.capacity.building + view.recent_launches if ad is not None and view else 0.0,
             reliability=round((1.0 - (view.success_rate if view is not None else 1.0)) * s.failure_seconds, 3),
             weight=round(s.weight_seconds * (1.0 / weight - 1.0), 3) if weight > 0 else 0.0,
             suspect=round(s.suspect_seconds, 3) if view is not None and view.last_poll_ok is False else 0.0,
@@ -156,6 +161,7 @@ class MemberPool:
     neutral_ready: float  # the ready-time part of a member with no launches yet: the routable mean
     by_id: dict[str, MemberFacts]  # the routable ones
     priced: list[tuple[MemberFacts, tuple[float, float, float, float]]]
+    hot: dict[str, float]  # members above load_spill_factor x their weight's share of sessions -> that ratio
 
     @classmethod
     def of(cls, facts: list[MemberFacts], provider: str, s: RoutingSettings) -> MemberPool:
@@ -169,7 +175,31 @@ class MemberPool:
         known = [f.ready_seconds for f in routable if f.ready_seconds is not None]
         neutral = round((sum(known) / len(known) if known else 0.0) * s.ready_time_weight, 3)
         return cls(facts, routable, sorted(blocked), neutral, {f.id: f for f in routable},
-                   [(f, preset_totals(f, neutral, s)) for f in routable])
+                   [(f, preset_totals(f, neutral, s)) for f in routable], hot_members(facts, s))
+
+
+def _counts(f: MemberFacts) -> bool:
+    """Whether the member's sessions count in the federation's total: active, weighted, with a live ad."""
+    view = f.view
+    return (
+        f.entry.record.state is MemberState.active and f.entry.record.weight > 0
+        and view is not None and view.ad is not None and not view.ad_expired
+    )
+
+
+def hot_members(facts: list[MemberFacts], s: RoutingSettings) -> dict[str, float]:
+    """Members running more than ``load_spill_factor`` times their weight's share of the federation's
+    sessions (and at least ``spill_min_sessions`` above it), with that ratio. Full members count in
+    the total too: their sessions are real."""
+    live = [f for f in facts if _counts(f)]
+    total = sum(f.occupied for f in live)
+    total_weight = sum(f.entry.record.weight for f in live)
+    hot = {}
+    for f in live:
+        fair = f.entry.record.weight / total_weight * total
+        if f.occupied > max(s.load_spill_factor * fair, fair + s.spill_min_sessions):
+            hot[f.id] = f.occupied / fair
+    return hot
 
 
 class RoutingMemo:
@@ -215,8 +245,14 @@ class RoutingMemo:
         for member_id, entry in snapshot.members.items():
             view = health.get(member_id)
             f = old.get(member_id)
-            new[member_id] = f if f is not None and f.entry is entry and f.view is view else (
-                MemberFacts.of(entry, view, settings))
+            if f is not None and f.entry is entry and f.view is view:
+                new[member_id] = f
+            else:
+                # Every launch sent to a member gives it a new view (recent_launches) with the same
+                # ad; rebuilding the image set from a list of up to 20,000 hashes each time made a
+                # million-launch replay ~4x slower. The set depends on the ad alone.
+                same_ad = f is not None and f.view is not None and view is not None and f.view.ad is view.ad
+                new[member_id] = MemberFacts.of(entry, view, settings, f.images if same_ad and f else None)
         self._facts = new
 
     def decision(self, key: Hashable) -> RouteDecision | None:

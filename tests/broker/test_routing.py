@@ -106,9 +106,14 @@ WINS = [
 ]
 
 
+# Time-to-ready and the weight's cost part are off by default (weight acts through each member's
+# fair share and its rendezvous share; see FEDERATION.md); here they are on, to show they work.
+PARTS_ON = SETTINGS.model_copy(update={"ready_time_weight": 0.5, "weight_seconds": 20.0})
+
+
 @pytest.mark.parametrize(("members", "kw", "winner"), WINS)
 def test_cost_parts_decide(members: list[M], kw: dict, winner: str) -> None:
-    decision = route(members, settings=far(), **kw)
+    decision = route(members, settings=far(PARTS_ON), **kw)
     assert decision.chosen == winner, decision.candidates
 
 
@@ -146,7 +151,7 @@ def test_nothing_routable_has_no_choice() -> None:
 
 
 def test_every_candidate_explains_its_cost() -> None:
-    decision = route([M("a", images=["gh:org/repo"]), M("b", used=5)], settings=far())
+    decision = route([M("a", images=["gh:org/repo"]), M("b", used=1)], settings=far())
     first, second = decision.candidates
     assert first.reason == "chosen: lowest cost"
     assert set(first.parts) == {"data", "image", "load", "reliability", "ready_time", "region", "weight", "suspect"}
@@ -175,7 +180,7 @@ def test_hot_member_spills_to_the_next() -> None:
     decision = route([M("a", used=8), M("b", used=2)], spec=spec, settings=settings)
     assert decision.chosen == "b"
     spilled = decision.candidates[1]
-    assert spilled.member_id == "a" and spilled.reason.startswith("spilled: load 0.80")
+    assert spilled.member_id == "a" and spilled.reason.startswith("spilled: runs 1.60x its weight's share")
     # Mildly above the mean is not enough to spill.
     assert route([M("a", used=5), M("b", used=4)], spec=spec, settings=settings).chosen == "a"
 
@@ -204,6 +209,10 @@ def test_worked_example_in_federation_md() -> None:
     members = [M("alpha", region="eu", images=["gh:org/analysis"], used=8), M("beta", region="us", used=2, datasets=ds),
                M("gamma", region="eu", used=5, datasets=ds, weight=2, ready_seconds=20)]
     with_data = route(members, spec="org/analysis/HEAD", data=("doi:10.5281/zenodo.42",), region="eu")
-    assert [(c.member_id, c.cost) for c in with_data.candidates] == [("gamma", 150.0), ("beta", 172.0), ("alpha", 178.0)]
+    assert [(c.member_id, c.cost) for c in with_data.candidates] == [("beta", 190.0), ("gamma", 220.0), ("alpha", 280.0)]
+    assert with_data.candidates[2].reason.startswith("does not store the data; spilled: runs 2.13x")
     without = route(members, spec="org/analysis/HEAD", region="eu")
-    assert [(c.member_id, c.cost) for c in without.candidates] == [("alpha", 58.0), ("gamma", 150.0), ("beta", 172.0)]
+    assert [(c.member_id, c.cost) for c in without.candidates] == [("beta", 190.0), ("gamma", 220.0), ("alpha", 160.0)]
+    assert without.candidates[2].reason.startswith("spilled: runs 2.13x")
+    calm = [M("alpha", region="eu", images=["gh:org/analysis"], used=4), *members[1:]]
+    assert route(calm, spec="org/analysis/HEAD", region="eu").chosen == "alpha"

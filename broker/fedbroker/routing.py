@@ -264,12 +264,16 @@ def _order(
     ones by weighted rendezvous hash on the repo (sticky), the rest by cost.
 
     Data locality is a tier rather than a price so that no load or image difference sends a launch
-    away from its dataset while a member storing it is routable. With ``detail``, only that many
+    away from its dataset while a member storing it is routable. Suspect members (last poll failed,
+    not yet unhealthy by hysteresis) come after every other member, data or not: a member seen
+    failing must not get the launch while another can take it. With ``detail``, only that many
     are returned.
     """
     if not totals:
         return [], _Spill({}, 0)
-    tiers = [[m for m in totals if m in local], [m for m in totals if m not in local]]
+    suspect = {m for m in totals if by_id[m].suspect > 0}
+    tiers = [[m for m in totals if m in local and m not in suspect], [m for m in totals if m not in local and m not in suspect],
+             [m for m in totals if m in local and m in suspect], [m for m in totals if m not in local and m in suspect]]
     ordered: list[str] = []
     first_sticky = 0
     for i, tier in enumerate(t for t in tiers if t):

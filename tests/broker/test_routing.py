@@ -103,6 +103,9 @@ WINS = [
     pytest.param([M("a", ready_seconds=100), M("b", ready_seconds=10)], {}, "b", id="faster-time-to-ready"),
     pytest.param([M("a", weight=1), M("b", weight=4)], {}, "b", id="admin-weight"),
     pytest.param([M("a", poll="err-once"), M("b")], {}, "b", id="suspect-after-one-failed-poll"),
+    # Found by the end-to-end test: the data tier must not put a member seen failing first.
+    pytest.param([M("a", poll="err-once", datasets=[Dataset(id=ZENODO)]), M("b")], dict(data=(ZENODO,)), "b",
+                 id="suspect-storing-the-data-is-not-chosen"),
 ]
 
 

@@ -7,6 +7,7 @@ The cost model (seconds-equivalent, lower is better) is documented in FEDERATION
 
 from __future__ import annotations
 
+import heapq
 import secrets
 from dataclasses import dataclass
 from typing import Mapping
@@ -220,10 +221,10 @@ def _rank(pool: MemberPool, request: RouteRequest, settings: RoutingSettings, de
     )
 
 
-def _least_data(by_id: dict[str, MemberFacts], ctx: _Context) -> frozenset[str]:
-    """The members with the least data to fetch for this launch (all of them when it needs none)."""
+def _least_data(by_id: dict[str, MemberFacts], ctx: _Context) -> frozenset[str] | None:
+    """The members with the least data to fetch for this launch; None (every member) when it needs none."""
     if not ctx.wanted:
-        return frozenset(by_id)
+        return None
     data = {m: _data_cost(f, ctx) for m, f in by_id.items()}
     least = min(data.values(), default=0.0)
     return frozenset(m for m, d in data.items() if d <= least)
@@ -238,25 +239,33 @@ class _Spill:
     sticky: int
 
 
+def _smallest(pairs: list[tuple[float, str]], limit: int | None) -> list[str]:
+    # A real launch needs only the best few (``detail``): a partial heap beats sorting 1,000s.
+    chosen = sorted(pairs) if limit is None else heapq.nsmallest(limit, pairs)
+    return [m for _, m in chosen]
+
+
 def _tier(
     members: list[str], by_id: dict[str, MemberFacts], totals: dict[str, float], hot: dict[str, float],
-    repo_key: str, s: RoutingSettings,
+    repo_key: str, s: RoutingSettings, limit: int | None = None,
 ) -> tuple[list[str], list[str]]:
     """One tier's (sticky, rest): the near-equal cool members by rendezvous hash, then the other cool
-    ones by cost, then the hot ones by cost."""
+    ones by cost, then the hot ones by cost; with ``limit``, only the first ``limit`` of them."""
     cool = [m for m in members if m not in hot]
-    hot_ones = sorted((totals[m], m) for m in members if m in hot)
+    hot_pairs = [(totals[m], m) for m in members if m in hot]
     if not cool:
-        return [], [m for _, m in hot_ones]
+        return [], _smallest(hot_pairs, limit)
     best = min(totals[m] for m in cool)
     near = {m: by_id[m].entry.record.weight for m in cool if totals[m] <= best + s.near_equal}
     sticky = rendezvous.order(repo_key, near)
-    rest = sorted((totals[m], m) for m in cool if m not in near)
-    return sticky, [m for _, m in rest] + [m for _, m in hot_ones]
+    left = None if limit is None else max(0, limit - len(sticky))
+    rest = _smallest([(totals[m], m) for m in cool if m not in near], left)
+    left = None if limit is None else max(0, left - len(rest))
+    return sticky, rest + (_smallest(hot_pairs, left) if left != 0 else [])
 
 
 def _order(
-    by_id: dict[str, MemberFacts], totals: dict[str, float], local: frozenset[str], hot: dict[str, float],
+    by_id: dict[str, MemberFacts], totals: dict[str, float], local: frozenset[str] | None, hot: dict[str, float],
     repo_key: str, s: RoutingSettings, detail: int | None,
 ) -> tuple[list[str], _Spill]:
     """Members with the least data to fetch first, then the others. Within each tier, members running
@@ -272,20 +281,27 @@ def _order(
     if not totals:
         return [], _Spill({}, 0)
     suspect = {m for m in totals if by_id[m].suspect > 0}
-    tiers = [[m for m in totals if m in local and m not in suspect], [m for m in totals if m not in local and m not in suspect],
-             [m for m in totals if m in local and m in suspect], [m for m in totals if m not in local and m in suspect]]
+    if local is None:  # no data needed: one tier, and the suspect members after it
+        tiers = [[m for m in totals if m not in suspect], [m for m in totals if m in suspect]] if suspect else [list(totals)]
+    else:
+        tiers = [[m for m in totals if m in local and m not in suspect],
+                 [m for m in totals if m not in local and m not in suspect],
+                 [m for m in totals if m in local and m in suspect], [m for m in totals if m not in local and m in suspect]]
     ordered: list[str] = []
     first_sticky = 0
     for i, tier in enumerate(t for t in tiers if t):
-        sticky, rest = _tier(tier, by_id, totals, hot, repo_key, s)
+        limit = None if detail is None else detail - len(ordered)
+        sticky, rest = _tier(tier, by_id, totals, hot, repo_key, s, limit)
         first_sticky = len(sticky) if i == 0 else first_sticky
         ordered += sticky + rest
+        if detail is not None and len(ordered) >= detail:
+            break
     spilled = {m: hot[m] for m in totals if m in hot}
     return (ordered if detail is None else ordered[:detail]), _Spill(spilled, first_sticky)
 
 
 def _reasons(ordered: list[str], spill: _Spill, by_id: dict[str, MemberFacts], totals: dict[str, float],
-             local: frozenset[str], ctx: _Context) -> dict[str, str]:
+             local: frozenset[str] | None, ctx: _Context) -> dict[str, str]:
     """Why each listed member won or lost."""
     if not ordered:
         return {}
@@ -301,7 +317,7 @@ def _reasons(ordered: list[str], spill: _Spill, by_id: dict[str, MemberFacts], t
             why = f"near-equal cost; repo affinity (rendezvous hash) prefers {winner}"
         else:
             why = _loser_reason((totals[m], cost_parts(by_id[m], ctx)), best)
-        reasons[m] = why if m in local else f"does not store the data; {why}"
+        reasons[m] = why if local is None or m in local else f"does not store the data; {why}"
     return reasons
 
 

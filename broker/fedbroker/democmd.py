@@ -68,13 +68,13 @@ def banner(fed: DemoFederation) -> str:
             "",
             f"The {dataset_repo.name!r} link asks for ?data={DEMO_DATASET}, so it lands on the member that stores it.",
             "Ask the broker why, without launching anything:",
-            f"  fedbroker route git/{dataset_repo.spec()} --data {DEMO_DATASET} --explain --url {url}",
+            f"  {_fedbroker()} route git/{dataset_repo.spec()} --data {DEMO_DATASET} --explain --url {url}",
         ]
     lines += [
         "",
         "Admin commands (drain or undrain a member, list members):",
         f"  export FEDBROKER_URL={url} FEDBROKER_TOKEN={fed.admin_token}",
-        "  fedbroker members list",
+        f"  {_fedbroker()} members list",
         "",
         f"State and logs: {fed.directory} ({DEMO_JSON} lists everything)",
         "Press Ctrl-C to stop; the members and their notebook servers stop too.",
@@ -144,3 +144,13 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"fedbroker demo: logs are kept in {directory}", file=sys.stderr)
     say("stopped")
     return 1 if failed else 0
+
+
+def _fedbroker() -> str:
+    """How to run fedbroker from a shell: bare when it is on PATH, else the venv's own script
+    (``make demo`` does not put .venv/bin on the user's PATH)."""
+    script = Path(sys.executable).parent / "fedbroker"
+    on_path = shutil.which("fedbroker")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "fedbroker"
+    return str(script) if script.exists() else "fedbroker"

@@ -7,6 +7,7 @@ on the status page within a couple of seconds.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,12 @@ def missing_repo_path(directory: Path) -> str:
 
 
 def save_screenshot(page: Any, name: str, *, for_docs: bool = False) -> Path:
-    """A full-page PNG under test-artifacts/browser/ (and docs/screenshots/ for the README)."""
+    """A full-page PNG under test-artifacts/browser/; with FEDERATION_UPDATE_SCREENSHOTS=1 also in
+    docs/screenshots/ for the README (opt-in, so a test run never changes the source tree)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    if for_docs:
+    if for_docs and os.environ.get("FEDERATION_UPDATE_SCREENSHOTS") == "1":
         DOC_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOC_SCREENSHOTS / f"{name}.png")
     return path

@@ -6,7 +6,7 @@ acknowledged change and its audit record are committed together or not at all.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -17,12 +17,12 @@ from fedproto.location import Location
 from fedproto.member import MEMBER_ID_PATTERN, MemberRecord, MemberState
 from fedproto.wire import WireModel
 
-from .adminauth import AdminPrincipal
+from .adminauth import AdminPrincipal, new_admin_secret
 from .config import BrokerConfig
-from .errors import BadRequest, Conflict
+from .errors import BadRequest, Conflict, Forbidden
 from .lifecycle import Action, next_state
 from .registry import Registry
-from .store import EnrollTokenRow
+from .store import AdminTokenRow, EnrollTokenRow
 from .urlpolicy import check_member_url
 
 MAX_ENROLL_TOKEN_TTL = 30 * 86400.0
@@ -60,6 +60,16 @@ class EnrollTokenCreate(WireModel):
     name: str = Field(min_length=1, max_length=200, description="Who or what the token is for.")
     ttl: float = Field(default=86400.0, gt=0, le=MAX_ENROLL_TOKEN_TTL, description="Seconds until it expires.")
     auto_approve: bool = Field(default=False, description="The member starts active instead of pending.")
+
+
+class AdminTokenCreate(WireModel):
+    """``POST /api/v1/admin-tokens``."""
+
+    name: str = Field(min_length=1, max_length=200, description="Who the token is for (the audit actor).")
+    scopes: list[Literal["members:read", "members:write", "tokens:write"]] = Field(
+        min_length=1, max_length=3, description="What it may do; at most the caller's own scopes."
+    )
+    ttl: float = Field(default=90 * 86400.0, gt=0, le=3650 * 86400.0, description="Seconds until it expires.")
 
 
 def _audit_changes(changes: dict[str, Any]) -> dict[str, Any]:
@@ -150,3 +160,16 @@ class AdminService:
                 {"name": body.name, "auto_approve": body.auto_approve, "expires_at": row.expires_at},
             )
         return token, row
+
+    async def create_admin_token(self, admin: AdminPrincipal, body: AdminTokenCreate) -> tuple[str, AdminTokenRow]:
+        """A new admin token, shown once; it can hold no scope its creator lacks (no escalation)."""
+        extra = set(body.scopes) - admin.scopes
+        if extra:
+            raise Forbidden(f"a token cannot grant scopes its creator lacks: {', '.join(sorted(extra))}",
+                            reason="scope_escalation")
+        secret = new_admin_secret()
+        async with self.registry.change() as tx:
+            row = await tx.add_admin_token(secret=secret, name=body.name, scopes=sorted(set(body.scopes)), ttl=body.ttl)
+            await tx.audit(admin.actor, "admin_token.create", row.id,
+                           {"name": row.name, "scopes": sorted(row.scopes), "expires_at": row.expires_at})
+        return secret, row

@@ -48,6 +48,9 @@ class AdminClient:
     def remove_member(self, member_id: str) -> Any:
         return self.call("DELETE", f"/api/v1/members/{_seg(member_id)}")
 
+    def create_admin_token(self, name: str, scopes: list[str], ttl: float) -> Any:
+        return self.call("POST", "/api/v1/admin-tokens", {"name": name, "scopes": scopes, "ttl": ttl})
+
     def create_enroll_token(self, name: str, ttl: float, auto_approve: bool) -> Any:
         return self.call("POST", "/api/v1/enroll-tokens", {"name": name, "ttl": ttl, "auto_approve": auto_approve})
 

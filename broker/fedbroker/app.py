@@ -10,6 +10,7 @@ from fedproto.keys import KeyRing
 from .appkeys import CLOCK, CONFIG, KEYRING, SNAPSHOT
 from .config import BrokerConfig
 from .errors import error_middleware
+from .handlers import admintokens as admin_token_handlers
 from .handlers import enroll as enroll_handlers
 from .handlers import members as member_handlers
 from .registry import setup_registry
@@ -29,4 +30,5 @@ def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRi
     setup_front_door(app)  # health polling, routing, launch relay and the public routes
     app.add_routes(enroll_handlers.routes)
     app.add_routes(member_handlers.routes)
+    app.add_routes(admin_token_handlers.routes)
     return app

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from .adminclient import AdminClient, AdminClientError
 from .config import CONFIG_NAME, BrokerConfig, ConfigError
+from .store import ADMIN_SCOPES
 
 MEMBER_ACTIONS = ("approve", "drain", "undrain", "disable")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -100,6 +101,17 @@ def cmd_enroll_token_create(args: argparse.Namespace) -> int:
         return 0
     approval = "auto-approve" if answer["auto_approve"] else "needs approval"
     print(f"enrollment token {answer['id']} ({answer['name']}, {approval}), shown only now:")
+    print(answer["token"])  # alone on the last line, for scripts
+    return 0
+
+
+def cmd_admin_token_create(args: argparse.Namespace) -> int:
+    scopes = args.scope or list(ADMIN_SCOPES)
+    answer = admin_client(args).create_admin_token(args.name, scopes, args.ttl)
+    if args.json:
+        print_json(answer)
+        return 0
+    print(f"admin token {answer['id']} ({answer['name']}: {', '.join(answer['scopes'])}), shown only now:")
     print(answer["token"])  # alone on the last line, for scripts
     return 0
 
@@ -185,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--auto-approve", action="store_true", help="the member starts active")
     _admin_options(create)
     create.set_defaults(func=cmd_enroll_token_create)
+
+    admin_tokens = sub.add_parser("admin-token", help="more admin tokens (at most the caller's scopes)")
+    admin_sub = admin_tokens.add_subparsers(dest="admin_token_command", required=True)
+    make = admin_sub.add_parser("create", help="create a token; it is printed alone on the last line")
+    make.add_argument("--name", required=True, help="who the token is for (the audit log's actor)")
+    make.add_argument("--scope", action="append", choices=list(ADMIN_SCOPES),
+                      help="repeatable; default: all three")
+    make.add_argument("--ttl", type=parse_duration, default=90 * 86400.0, help="lifetime, e.g. 12h, 90d")
+    _admin_options(make)
+    make.set_defaults(func=cmd_admin_token_create)
 
     members = sub.add_parser("members", help="list and manage members through the running broker")
     members.add_argument("action", choices=["list", "show", *MEMBER_ACTIONS, "remove"])

@@ -19,6 +19,7 @@ ENDPOINTS = [
     pytest.param("POST", "/api/v1/members/m1/approve", "members:write", id="approve"),
     pytest.param("DELETE", "/api/v1/members/m1/keys/k", "members:write", id="revoke-key"),
     pytest.param("POST", "/api/v1/enroll-tokens", "tokens:write", id="enroll-token"),
+    pytest.param("POST", "/api/v1/admin-tokens", "tokens:write", id="admin-token"),
 ]
 
 

@@ -61,6 +61,13 @@ async def test_admin_commands_against_a_running_broker(initialised, serve_broker
     token = out.strip().splitlines()[-1]
     assert EnrollmentToken.parse(token).broker_kid and token.startswith("fedenroll_")
 
+    code, out, err = await run_cli("admin-token", "create", "--name", "reader", "--scope", "members:read", env=env)
+    assert code == 0, err
+    reader = out.strip().splitlines()[-1]
+    assert reader.startswith("fedadmin_") and "members:read" in out
+    code, out, err = await run_cli("members", "list", "--json", env={**env, "FEDBROKER_TOKEN": reader})
+    assert code == 0 and json.loads(out)["members"] == [], err
+
     # Pre-register a member through the API the CLI wraps, then drive it with the CLI.
     body = {"id": "site-a", "display_name": "Site A", "agent_url": "https://a.example.org",
             "public_url": "https://a.example.org", "jwks": PublicKeySet([PrivateKey.generate().public]).to_jwks()}

@@ -17,8 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 from aiohttp import web
 
@@ -80,9 +78,7 @@ def main() -> None:
         return serve_bare()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
-    work = Path(tempfile.mkdtemp(prefix="bench-frontdoor-"))
-    procs = []
-    try:
+    with benchbroker.workspace("bench-frontdoor-") as (work, procs):
         farm = benchbroker.start_farm(work, args.members)
         procs.append(farm)
         broker = benchbroker.start_broker(work, farm.url, args.members, {"mode": "redirect"})
@@ -107,10 +103,6 @@ def main() -> None:
               f"quiet_p99_ms={q['p99']:.2f} bare_rps={base['rps']:.0f} bare_p50_ms={base['p50']:.2f} "
               f"bare_p99_ms={base['p99']:.2f} ratio={b['rps'] / base['rps']:.2f} "
               f"quiet_ratio={q['rps'] / base['rps']:.2f} {benchbroker.machine()}")
-    finally:
-        for p in reversed(procs):
-            p.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 
@@ -34,10 +31,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=30.0, help="Measured window (after every member is up).")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-polling-"))
-    (work / "idle").mkdir()
-    procs = []
-    try:
+    with benchbroker.workspace("bench-polling-") as (work, procs):
+        (work / "idle").mkdir()
         farm = benchbroker.start_farm(work, args.members)
         procs.append(farm)
         broker = benchbroker.start_broker(work, farm.url, args.members, SETTINGS)
@@ -60,10 +55,6 @@ def main() -> None:
               f"cpu_ms_per_poll={(cpu1[0] - cpu0[0] - (cpu1[1] - cpu0[1])) * 1000 / max(1, polls1 - polls0):.2f} "
               f"broker_rss_mb={rss[0] / 2**20:.1f} idle_rss_mb={rss[1] / 2**20:.1f} "
               f"kb_per_member={(rss[0] - rss[1]) / 1024 / max(1, args.members):.1f} {benchbroker.machine()}")
-    finally:
-        for p in reversed(procs):
-            p.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Awaitable, Callable
 
 import aiohttp
@@ -70,9 +67,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--members", type=int, default=50)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-streams-"))
-    procs = []
-    try:
+    with benchbroker.workspace("bench-streams-") as (work, procs):
         farm = benchbroker.start_farm(work, args.members, "--event-interval", "1")
         procs.append(farm)
         broker = benchbroker.start_broker(work, farm.url, args.members, SETTINGS)
@@ -95,10 +90,6 @@ def main() -> None:
               f"broker_kb_per_stream={relay['rss_per_stream'] / 1024:.1f} "
               f"farm_kb_per_stream={base['rss_per_stream'] / 1024:.1f} "
               f"broker_rss_mb={relay['rss_open'] / 2**20:.0f} {benchbroker.machine()}")
-    finally:
-        for p in reversed(procs):
-            p.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

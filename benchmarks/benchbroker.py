@@ -9,15 +9,18 @@ own, not the benchmark driver's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import aiohttp
 import tomli_w
@@ -141,3 +144,17 @@ def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), "unknown")
     return f'nproc={os.cpu_count()} cpu="{model}" load1={os.getloadavg()[0]:.2f}'
+
+
+@contextlib.contextmanager
+def workspace(prefix: str) -> Iterator[tuple[Path, list[Proc]]]:
+    """A scratch directory and a list of started processes; on exit every process is stopped
+    (newest first, so the broker goes before the farm it polls) and the directory removed."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    procs: list[Proc] = []
+    try:
+        yield work, procs
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        shutil.rmtree(work, ignore_errors=True)

@@ -125,11 +125,11 @@ def cost_parts(f: MemberFacts, ctx: _Context) -> dict[str, float]:
     )))
 
 
-def _total(f: MemberFacts, ctx: _Context) -> float:
+def _total(f: MemberFacts, ctx: _Context, data: float = 0.0) -> float:
     """``round(sum(cost_parts(f, ctx).values()), 3)``, bit for bit (same parts, same order), without
     building the dict: this runs for every routable member on every launch. A test holds them equal."""
     return round(
-        (round(_data_cost(f, ctx), 3) if ctx.wanted else 0.0)
+        round(data, 3)
         + (0.0 if ctx.image in f.images else ctx.build)
         + f.load + f.reliability
         + (f.ready if f.ready_seconds is not None else ctx.neutral_ready)
@@ -139,12 +139,12 @@ def _total(f: MemberFacts, ctx: _Context) -> float:
     )
 
 
-def _totals(pool: MemberPool, ctx: _Context) -> dict[str, float]:
+def _totals(pool: MemberPool, ctx: _Context, data: dict[str, float]) -> dict[str, float]:
     """Every routable member's total cost. Without needed datasets or client coordinates it is
     one of four numbers priced once per pool (image cached or not, region matches or not), so a
     launch costs a lookup per member instead of a sum: at 1,000 members that halved a decision."""
     if ctx.wanted or ctx.request.client_location is not None:
-        return {f.id: _total(f, ctx) for f in pool.routable}
+        return {f.id: _total(f, ctx, data.get(f.id, 0.0)) for f in pool.routable}
     image, region = ctx.image, ctx.client_region
     if region is None:
         return {f.id: p[0 if image in f.images else 2] for f, p in pool.priced}
@@ -200,8 +200,10 @@ def _rank(pool: MemberPool, request: RouteRequest, settings: RoutingSettings, de
           detail: int | None) -> RouteDecision:
     ctx = _context(request, settings, pool)
     by_id = pool.by_id
-    totals = _totals(pool, ctx)
-    local = _least_data(by_id, ctx)
+    # Each routable member's data part, priced once: both its total and the data tier need it.
+    data = {f.id: _data_cost(f, ctx) for f in pool.routable} if ctx.wanted else {}
+    totals = _totals(pool, ctx, data)
+    local = _least_data(data, ctx)
     ordered, spilled = _order(by_id, totals, local, pool.hot, request.repo.key, settings, detail)
     reasons = _reasons(ordered, spilled, by_id, totals, local, ctx)
     # model_construct: every value below was computed here from validated inputs, and
@@ -221,11 +223,10 @@ def _rank(pool: MemberPool, request: RouteRequest, settings: RoutingSettings, de
     )
 
 
-def _least_data(by_id: dict[str, MemberFacts], ctx: _Context) -> frozenset[str] | None:
+def _least_data(data: dict[str, float], ctx: _Context) -> frozenset[str] | None:
     """The members with the least data to fetch for this launch; None (every member) when it needs none."""
     if not ctx.wanted:
         return None
-    data = {m: _data_cost(f, ctx) for m, f in by_id.items()}
     least = min(data.values(), default=0.0)
     return frozenset(m for m, d in data.items() if d <= least)
 

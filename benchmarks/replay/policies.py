@@ -1,4 +1,5 @@
-"""Routing policies under replay: mybinder.org's two (weighted random, weighted rendezvous) and the broker's router.
+"""Routing policies under replay: mybinder.org's two (weighted random, weighted rendezvous), bounded-load
+rendezvous, and the broker's router.
 
 Every policy sees members only through what they publish (the delayed ads) and what it sent
 them, and answers with the members to try, in order. The baselines behave as mybinder.org's
@@ -112,6 +113,34 @@ class Rendezvous(_QuotaAware):
         return [m for m in order if self._has_room[m]]
 
 
+class BoundedRendezvous(_QuotaAware):
+    """Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam 2018) over weighted rendezvous:
+    the repo's rendezvous order, skipping members already above ``c`` times their weight's share of the
+    sessions (as the last ads report them, plus launches sent since); those follow, in the same order."""
+
+    name = "bounded"
+
+    def __init__(self, members: Sequence[MemberSpec], c: float = 1.25) -> None:
+        super().__init__(members)
+        self._c = c
+        self._order = Rendezvous(members)
+        self._occupied = [0] * len(members)
+        self._share = [w / sum(self._weights) for w in self._weights]
+
+    def published(self, member: int, now: float, used: int, building: int, images: ImageLedger) -> None:
+        super().published(member, now, used, building, images)
+        self._occupied[member] = used + building
+
+    def sent(self, member: int) -> None:
+        self._occupied[member] += 1
+
+    def choose(self, target: Target, now: float) -> Sequence[int]:
+        order = self._order.choose(target, now)
+        total = sum(self._occupied) + 1
+        fits = [m for m in order if self._occupied[m] + 1 <= self._c * self._share[m] * total]
+        return fits + [m for m in order if m not in fits]
+
+
 def registry_snapshot(members: Sequence[MemberSpec]) -> RegistrySnapshot:
     """The registry as the broker would hold it: every member active, with its weight, place and datasets."""
     entries = {}
@@ -178,7 +207,7 @@ class Router:
             health.record_launch_failure()
 
 
-POLICY_NAMES = ("random", "rendezvous", "router")
+POLICY_NAMES = ("random", "rendezvous", "bounded", "router")
 
 
 
@@ -197,6 +226,8 @@ def make_policy(
         return WeightedRandom(members, random.Random(seed))
     if name == "rendezvous":
         return Rendezvous(members)
+    if name == "bounded":
+        return BoundedRendezvous(members)
     if name == "router":
         return Router(members, routing, clock, poll_interval, max_attempts)
     raise KeyError(f"unknown policy {name!r}; one of {', '.join(POLICY_NAMES)}")

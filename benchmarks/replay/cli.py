@@ -27,7 +27,7 @@ from .accounting import Result
 from .federation import MemberSpec, load_federation, mybinder
 from .generator import PRESETS, generate, preset
 from .published import PublishedShape, generate_published, without_demos
-from .policies import POLICY_NAMES
+from .policies import EXTRA_POLICIES, POLICY_NAMES
 from .simulation import Replay, ReplaySettings
 from .trace import Launch, TraceError, read_trace, write_trace
 
@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     run.add_argument("trace", nargs="?", type=Path, help="CSV trace; without it, --preset is generated in memory")
     run.add_argument("--members", type=Path, help="federation as JSON (default: the built-in mybinder-like one)")
-    run.add_argument("--policies", default=",".join(POLICY_NAMES), help="comma-separated, from: " + ", ".join(POLICY_NAMES))
+    run.add_argument("--policies", default=",".join(POLICY_NAMES), help="comma-separated, from: " + ", ".join(POLICY_NAMES + EXTRA_POLICIES))
     run.add_argument("--jobs", type=int, default=min(3, multiprocessing.cpu_count()), help="parallel processes")
     run.add_argument("--poll-interval", type=float, default=ReplaySettings.poll_interval)
     run.add_argument("--max-attempts", type=int, default=ReplaySettings.max_attempts)
@@ -136,9 +136,9 @@ def _run(args: argparse.Namespace) -> int:
     federation = load_federation(args.members) if args.members else mybinder()
     settings = ReplaySettings(args.seed, args.poll_interval, max_attempts=args.max_attempts, min_hour_load=args.min_hour_load)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    unknown = sorted(set(policies) - set(POLICY_NAMES))
+    unknown = sorted(set(policies) - set(POLICY_NAMES) - set(EXTRA_POLICIES))
     if unknown:
-        raise SystemExit(f"unknown policies {', '.join(unknown)}; choose from {', '.join(POLICY_NAMES)}")
+        raise SystemExit(f"unknown policies {', '.join(unknown)}; choose from {', '.join(POLICY_NAMES + EXTRA_POLICIES)}")
     jobs = [Job(source, federation, p, settings, _routing(args.routing)) for p in policies]
     began = time.perf_counter()
     if args.jobs > 1 and len(jobs) > 1:

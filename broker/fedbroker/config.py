@@ -98,6 +98,13 @@ class RoutingSettings(Section):
     suspect_seconds: float = Field(
         default=600.0, ge=0, description="Cost of a member whose last poll failed but that is not yet unhealthy (hysteresis)."
     )
+    pending_image_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="After a launch is sent to a member that does not list the repo's image, the member counts as "
+        "holding it for this many seconds (its build is under way; its status ad lists the image only once built), "
+        "so further launches of the repo follow instead of starting builds elsewhere. 0 turns this off.",
+    )
     connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect to a member's agent.")
     event_timeout: float = Field(
         default=90.0, gt=0, description="Seconds without any event or keepalive before a launch stream counts as dead."

@@ -20,10 +20,10 @@ from fedproto.repospec import RepoSpec
 from fedproto.status import Capacity, ImageSummary, StatusAd, image_hash
 
 from fedbroker.config import HealthSettings, RoutingSettings
-from fedbroker.health import HealthTable
-from fedbroker.routeindex import PendingImages, RoutingIndex
-from fedbroker.routing import RouteRequest, rank
-from fedbroker.snapshot import MemberEntry, RegistrySnapshot
+from fedbroker.routing.health import HealthTable
+from fedbroker.registry.snapshot import MemberEntry, RegistrySnapshot
+from fedbroker.routing.index import PendingImages, RoutingIndex
+from fedbroker.routing.rank import RouteRequest, rank
 
 from test_routing import M, build
 

@@ -276,7 +276,7 @@ def _tier(
     sticky = rendezvous.order(repo_key, near)
     left = None if limit is None else max(0, limit - len(sticky))
     rest = _smallest([(totals[m], m) for m in cool if m not in near], left)
-    left = None if limit is None else max(0, left - len(rest))
+    left = None if left is None else max(0, left - len(rest))
     return sticky, rest + (_smallest(hot_pairs, left) if left != 0 else [])
 
 

@@ -1,7 +1,7 @@
 """The routing index: per-member routing facts kept up to date one member at a time, and decisions
 that look only at the members that can win.
 
-:func:`fedbroker.routing.rank` prices every routable member for every launch; at 1,000 members
+:func:`fedbroker.routing.rank.rank` prices every routable member for every launch; at 1,000 members
 that is milliseconds, and each poll result made the next decision rebuild the whole pool. The
 index instead keeps, incrementally (a poll result, a launch outcome, provisional load or a
 registry change touches only that member's entries):
@@ -17,7 +17,7 @@ A real launch then prices only: the members storing its data, those holding its 
 few do), the hot and suspect ones, and members in base order until no unseen member can enter
 the best ``detail`` (every unseen member costs at least its base plus what it lacks). That is a
 few dozen members whatever the federation's size, and the decision is the one
-:func:`~fedbroker.routing.rank` would make (``tests/broker/test_routing_index.py`` holds them
+:func:`~fedbroker.routing.rank.rank` would make (``tests/broker/test_routing_index.py`` holds them
 equal, candidate by candidate, over replayed traces). Explanations (every member's cost parts,
 for dry runs and ``--explain``) go through ``rank`` on the index's facts.
 
@@ -32,13 +32,11 @@ from typing import Callable, Iterable, Mapping
 
 from fedproto.routing import Candidate, RouteDecision
 
-from .config import RoutingSettings
+from ..config import RoutingSettings
+from ..registry.snapshot import MemberEntry, RegistrySnapshot
+from .facts import MemberFacts, MemberPool, counts_in_share
 from .health import HealthView
-from .routing import (
-    RouteRequest, _Context, _data_cost, _least_data, _order, _rank, _total, make_context,
-)
-from .routingfacts import MemberFacts, MemberPool, counts_in_share
-from .snapshot import MemberEntry, RegistrySnapshot
+from .rank import RouteRequest, _Context, _data_cost, _least_data, _order, _rank, _total, make_context
 
 __all__ = ["PendingImages", "RoutingIndex"]
 
@@ -235,6 +233,11 @@ class RoutingIndex:
     # -- queries -----------------------------------------------------------------------------------
     def facts(self) -> list[MemberFacts]:
         return list(self._facts.values())
+
+    def holds(self, member_id: str, image: str) -> bool:
+        """Whether the member's image summary lists ``image``."""
+        f = self._facts.get(member_id)
+        return f is not None and image in f.images
 
     def why_not(self, member_id: str, provider: str) -> str | None:
         """Why the member could not take a ``provider`` launch now (None: it could)."""

@@ -56,6 +56,14 @@ class RoutingSettings(Section):
     near_equal: float = Field(
         default=5.0, ge=0, description="Costs within this many seconds count as equal; rendezvous hashing picks among them."
     )
+    near_equal_max: int = Field(
+        default=16,
+        ge=1,
+        description="At most this many near-equal members (the cheapest) take part in the rendezvous hash. In a "
+        "large federation hundreds of members can be within near_equal of the best; hashing among the cheapest "
+        "few keeps a decision's cost independent of the federation's size, and a repo's later launches follow "
+        "its image (or its pending build) anyway.",
+    )
     region_header: str | None = Field(
         default=None, description="Trusted request header carrying the client's region (set by your edge proxy)."
     )

@@ -115,6 +115,13 @@ class MemberFacts:
             exact, prefixes = _datasets(entry, view)
             loc = member_location(entry, view)
             providers = frozenset(ad.providers) if ad is not None else frozenset()
+            # A new ad usually lists the same images as the last (a poll every 10 s): comparing the
+            # lists in C is far cheaper than a new set, and keeps the index's holder lists untouched.
+            old_ad = prior.view.ad if prior is not None and prior.view is not None else None
+            if images is None and ad is not None and old_ad is not None and old_ad.images.hashes == ad.images.hashes:
+                images = prior.images if prior is not None else None
+            if prior is not None and prior.exact == exact and prior.prefixes == prefixes:
+                exact, prefixes = prior.exact, prior.prefixes
         share = (view.load or 0.0) if view is not None else 0.0
         weight = entry.record.weight
         ready_seconds = view.ready_seconds if view is not None else None

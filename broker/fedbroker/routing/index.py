@@ -26,8 +26,9 @@ Pure, like routing: no I/O and no clock (callers pass ``now``).
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left, insort
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
 from fedproto.routing import Candidate, RouteDecision
@@ -87,18 +88,32 @@ def _base(f: MemberFacts) -> float:
     return f.load + f.reliability + f.weight + (f.ready if f.ready_seconds is not None else 0.0)
 
 
-def _hot_bound(occupied: float, weight: float, s: RoutingSettings) -> float:
-    """The member is hot iff the federation's sessions per unit weight are below this bound."""
-    return min(occupied / (s.load_spill_factor * weight), (occupied - s.spill_min_sessions) / weight)
+_ListKey = tuple[str | None, bool]  # (region, has a ready history)
+
+
+@dataclass
+class _Stream:
+    """Members in ascending key order; ``key + offset`` bounds the total of each from below."""
+
+    items: list[tuple[float, str]]
+    offset: float
+    pos: int = 0
+
+    def head(self) -> float:
+        return self.items[self.pos][0] + self.offset
 
 
 @dataclass
 class _Scan:
-    """One decision's candidates so far and where the base-order scan stands."""
+    """One decision's candidates so far (each priced once) and where the base-order scan stands."""
 
-    chosen: dict[str, MemberFacts]
-    known: int = 0
-    unknown: int = 0
+    ctx: _Context
+    facts: dict[str, MemberFacts] = field(default_factory=dict)
+    data: dict[str, float] = field(default_factory=dict)
+    totals: dict[str, float] = field(default_factory=dict)
+    hot: dict[str, float] = field(default_factory=dict)
+    streams: list[_Stream] = field(default_factory=list)
+    heap: list[tuple[float, int]] = field(default_factory=list)  # (stream head, stream index)
     exhausted: bool = False
 
 
@@ -109,18 +124,18 @@ class RoutingIndex:
         self.settings = settings
         self._snapshot: RegistrySnapshot | None = None
         self._facts: dict[str, MemberFacts] = {}
-        self._known: list[tuple[float, str]] = []  # cool candidates with a ready history, by base
-        self._unknown: list[tuple[float, str]] = []  # ... without one (their ready part is the neutral one)
-        self._keys: dict[str, tuple[bool, float]] = {}  # member -> (in _known, base) while listed
+        # Routable, not suspect members by base, one list per (region, has a ready history): a
+        # decision adds each list's region and neutral ready part as an offset and merges them.
+        self._lists: dict[_ListKey, list[tuple[float, str]]] = {}
+        self._keys: dict[str, tuple[_ListKey, float]] = {}  # member -> (its list, base) while listed
         self._suspect: set[str] = set()
         self._images: dict[str, set[str]] = {}
         self._exact: dict[str, dict[str, int | None]] = {}
         self._prefixes: dict[str, set[str]] = {}
         self._prefix_lengths: dict[int, int] = {}
         self._live: dict[str, tuple[float, float]] = {}  # member -> (occupied, weight), for hot shares
-        self._sessions = 0.0
-        self._bounds: list[tuple[float, str]] = []  # (hot bound, member), ascending
-        self._hot_cache: dict[str, float] | None = None
+        self._sessions = 0.0  # the federation's sessions and weight, over the members that count
+        self._weight = 0.0
         self._ready: dict[frozenset[str], list[float]] = {}  # providers -> [sum, count] of known ready times
 
     # -- updates ---------------------------------------------------------------------------------
@@ -156,15 +171,13 @@ class RoutingIndex:
             return
         key = self._keys.pop(old.id, None)
         if key is not None:
-            ordered = self._known if key[0] else self._unknown
-            i = bisect_left(ordered, (key[1], old.id))
-            del ordered[i]
+            ordered = self._lists[key[0]]
+            del ordered[bisect_left(ordered, (key[1], old.id))]
         self._suspect.discard(old.id)
         if old.id in self._live:
             occupied, weight = self._live.pop(old.id)
             self._sessions -= occupied
-            del self._bounds[bisect_left(self._bounds, (_hot_bound(occupied, weight, self.settings), old.id))]
-        self._hot_cache = None
+            self._weight -= weight
         if old.reason is None and old.ready_seconds is not None:
             self._ready_add(old, -1.0)
         if new is None or new.images is not old.images:
@@ -182,17 +195,16 @@ class RoutingIndex:
             if f.suspect > 0:
                 self._suspect.add(f.id)
             else:
-                base = _base(f)
-                known = f.ready_seconds is not None
-                insort(self._known if known else self._unknown, (base, f.id))
-                self._keys[f.id] = (known, base)
+                base, key = _base(f), (f.region, f.ready_seconds is not None)
+                insort(self._lists.setdefault(key, []), (base, f.id))
+                self._keys[f.id] = (key, base)
             if f.ready_seconds is not None:
                 self._ready_add(f, 1.0)
         if counts_in_share(f):
             weight = f.entry.record.weight
             self._live[f.id] = (f.occupied, weight)
             self._sessions += f.occupied
-            insort(self._bounds, (_hot_bound(f.occupied, weight, self.settings), f.id))
+            self._weight += weight
         if old is None or f.images is not old.images:
             for image in f.images - (old.images if old is not None else frozenset()):
                 self._images.setdefault(image, set()).add(f.id)
@@ -244,23 +256,17 @@ class RoutingIndex:
         f = self._facts.get(member_id)
         return "not a member" if f is None else f.why_not(provider)
 
-    def hot(self) -> dict[str, float]:
-        """Members above their weight's share of sessions (``routingfacts.hot_members``), with the ratio."""
-        if self._hot_cache is not None:
-            return self._hot_cache
-        total_weight = sum(w for _, w in self._live.values())
-        hot: dict[str, float] = {}
-        if total_weight > 0:
-            per_weight = self._sessions / total_weight
-            s = self.settings
-            # Candidates from the sorted bounds (with a margin for rounding), then the exact test.
-            for _, m in self._bounds[bisect_left(self._bounds, (per_weight - 1e-6, "")):]:
-                occupied, weight = self._live[m]
-                fair = weight / total_weight * self._sessions
-                if occupied > max(s.load_spill_factor * fair, fair + s.spill_min_sessions):
-                    hot[m] = occupied / fair
-        self._hot_cache = hot
-        return hot
+    def hot_ratio(self, member_id: str) -> float | None:
+        """The member's sessions over its weight's share when it is hot (``facts.hot_members``), else None."""
+        live = self._live.get(member_id)
+        if live is None or self._weight <= 0:
+            return None
+        occupied, weight = live
+        fair = weight / self._weight * self._sessions
+        s = self.settings
+        if occupied > max(s.load_spill_factor * fair, fair + s.spill_min_sessions):
+            return occupied / fair
+        return None
 
     def neutral_ready(self, provider: str) -> float:
         """The ready part of a member without history: the mean over routable members (``MemberPool``)."""
@@ -300,94 +306,133 @@ class RoutingIndex:
         provider = request.repo.provider
         wanted = request.needed_datasets()
         ctx = make_context(request, self.settings, wanted, self.sizes(wanted), self.neutral_ready(provider), pending)
-        hot = self.hot()
-        scan = _Scan(chosen={})
-        full = sum(ctx.fetch.values())
+        scan = _Scan(ctx=ctx)
         storing = self.storers(wanted) if wanted else set()
         holders = self._images.get(ctx.image, set())
-        few_holders = len(holders) <= _HOLDER_LIMIT
-        for group in (storing, holders if few_holders else (), pending, hot, self._suspect):
+        few = len(holders) <= _HOLDER_LIMIT
+        for group in (storing, holders if few else (), pending, self._suspect):
             for m in group:
-                f = self._facts.get(m)
-                if f is not None and f.why_not(provider) is None:
-                    scan.chosen[m] = f
-        bound = (ctx.build if few_holders else 0.0) + full - _TOLERANCE
+                self._consider(scan, m, provider)
+        # Holders of a popular image get their own stream, so the others can be priced with the build.
+        dense = len(holders) * 4 > len(self._keys)
+        self._streams(scan, holders if not few and not dense else None, build=ctx.build if not dense else 0.0)
         batch = _FIRST_BATCH
         while True:
-            self._scan(scan, provider, ctx.neutral_ready, batch)
-            ordered = self._final(scan, ctx, hot, storing, bound, detail)
+            self._scan(scan, provider, batch)
+            ordered = self._final(scan, storing, detail)
             if ordered is not None:
-                return self._decision(request, ctx, decision_id, scan, ordered, hot, detail)
+                return self._decision(request, scan, decision_id, ordered[:detail])
             batch *= 2
 
-    def _scan(self, scan: _Scan, provider: str, neutral: float, batch: int) -> None:
-        """Add the next ``batch`` members in base order (the two lists merged) to the candidates."""
-        added = 0
-        known, unknown = self._known, self._unknown
-        while added < batch:
-            k = known[scan.known] if scan.known < len(known) else None
-            u = unknown[scan.unknown] if scan.unknown < len(unknown) else None
-            if k is None and u is None:
-                scan.exhausted = True
-                return
-            if k is not None and (u is None or k[0] <= u[0] + neutral):
-                m, scan.known = k[1], scan.known + 1
-            elif u is not None:
-                m, scan.unknown = u[1], scan.unknown + 1
-            f = self._facts[m]
-            if m not in scan.chosen and f.why_not(provider) is None:
-                scan.chosen[m] = f
-                added += 1
+    def _offset(self, region: str | None, known: bool, ctx: _Context) -> float:
+        """What every member of one list pays beyond its base for this request, at least."""
+        offset = 0.0 if known else ctx.neutral_ready
+        if ctx.client_region and region and region != ctx.client_region:
+            offset += ctx.mismatch
+        return offset
 
-    def _next_base(self, scan: _Scan, neutral: float) -> float:
-        k = self._known[scan.known][0] if scan.known < len(self._known) else float("inf")
-        u = self._unknown[scan.unknown][0] + neutral if scan.unknown < len(self._unknown) else float("inf")
-        return min(k, u)
+    def _streams(self, scan: _Scan, holders: set[str] | None, build: float) -> None:
+        """The base-ordered streams this decision scans; each stream's head is a lower bound on the
+        total of every member it has left (with its data part added in ``_final``)."""
+        ctx = scan.ctx
+        for (region, known), items in self._lists.items():
+            offset = self._offset(region, known, ctx) + build
+            scan.streams.append(_Stream(items, offset))
+        if holders is not None:
+            keyed = []
+            for m in holders:
+                key = self._keys.get(m)
+                if key is not None:
+                    (region, known), base = key
+                    keyed.append((base + self._offset(region, known, ctx), m))
+            keyed.sort()
+            scan.streams.append(_Stream(keyed, 0.0))
+        scan.heap = [(st.head(), i) for i, st in enumerate(scan.streams) if st.pos < len(st.items)]
+        heapq.heapify(scan.heap)
 
-    def _final(self, scan: _Scan, ctx: _Context, hot: dict[str, float], storing: set[str], bound: float,
-               detail: int) -> list[str] | None:
-        """The candidates' order when no unseen member can enter its first ``detail``, else None."""
-        chosen = scan.chosen
-        data = {m: _data_cost(f, ctx) for m, f in chosen.items()} if ctx.wanted else {}
-        totals = {m: _total(f, ctx, data.get(m, 0.0)) for m, f in chosen.items()}
-        if scan.exhausted:
-            return self._order(chosen, totals, data, ctx, hot)
-        # Unseen members store nothing: the least-data tier is only exact once a non-storer was seen.
-        if ctx.wanted and all(m in storing for m in chosen):
-            return None
-        local = _least_data(data, ctx)
-        ordered = self._order(chosen, totals, data, ctx, hot)
-        unseen_local = local is None or not ctx.fetch or min(data.values()) >= sum(ctx.fetch.values())
-        group = _group_of(chosen, local, hot)
-        unseen_group = 0 if unseen_local else 2
-        if sum(1 for m in ordered if group(m) < unseen_group) >= detail:
-            return ordered
-        if len(ordered) < detail or group(ordered[detail - 1]) != unseen_group:
-            return None
-        lb = self._next_base(scan, ctx.neutral_ready) + bound
-        cool = [totals[m] for m in chosen if group(m) == unseen_group]
-        best = min(cool)
-        last = ordered[detail - 1]
-        near = totals[last] <= best + ctx.settings.near_equal
-        return ordered if lb > best + ctx.settings.near_equal and (near or totals[last] < lb) else None
+    def _consider(self, scan: _Scan, m: str, provider: str) -> bool:
+        """Price member ``m`` into the candidates if it can take the launch; whether it was new and did."""
+        if m in scan.totals:
+            return False
+        f = self._facts.get(m)
+        if f is None or f.why_not(provider) is not None:
+            return False
+        ctx = scan.ctx
+        data = _data_cost(f, ctx) if ctx.wanted else 0.0
+        scan.facts[m] = f
+        scan.data[m] = data
+        scan.totals[m] = _total(f, ctx, data)
+        ratio = self.hot_ratio(m)
+        if ratio is not None:
+            scan.hot[m] = ratio
+        return True
 
     @staticmethod
-    def _order(chosen: dict[str, MemberFacts], totals: dict[str, float], data: dict[str, float],
-               ctx: _Context, hot: dict[str, float]) -> list[str]:
-        in_hot = {m: r for m, r in hot.items() if m in chosen}
-        return _order(chosen, totals, _least_data(data, ctx), in_hot, ctx.request.repo.key, ctx.settings, None)[0]
+    def _pop(scan: _Scan) -> str | None:
+        """The member with the lowest bound left in any stream."""
+        if not scan.heap:
+            return None
+        _, i = scan.heap[0]
+        stream = scan.streams[i]
+        m = stream.items[stream.pos][1]
+        stream.pos += 1
+        if stream.pos < len(stream.items):
+            heapq.heapreplace(scan.heap, (stream.head(), i))
+        else:
+            heapq.heappop(scan.heap)
+        return m
 
-    def _decision(self, request: RouteRequest, ctx: _Context, decision_id: str, scan: _Scan,
-                  ordered: list[str], hot: dict[str, float], detail: int) -> RouteDecision:
-        chosen = scan.chosen
-        data = {m: _data_cost(f, ctx) for m, f in chosen.items()} if ctx.wanted else {}
-        shown = ordered[:detail]
+    def _scan(self, scan: _Scan, provider: str, batch: int) -> None:
+        """Price the next ``batch`` members by lower bound, over every stream."""
+        added = 0
+        while added < batch:
+            m = self._pop(scan)
+            if m is None:
+                scan.exhausted = True
+                return
+            added += self._consider(scan, m, provider)
+
+    def _final(self, scan: _Scan, storing: set[str], detail: int) -> list[str] | None:
+        """The candidates' order when no unseen member can enter its first ``detail``, else None.
+
+        Unseen members are neither suspect nor storing nor (with few holders) holding the image,
+        and each costs at least its stream's bound plus the data it lacks: they all fall in one data tier, cool or
+        hot. The order is final when ``detail`` members come before that tier's cool group, or the
+        ``detail``-th is in that cool group and no unseen member can be near-equal to its best or
+        cheaper than the ``detail``-th.
+        """
+        ctx, totals = scan.ctx, scan.totals
+        local = _least_data(scan.data, ctx)
+        ordered = _order(scan.facts, totals, local, scan.hot, ctx.request.repo.key, ctx.settings, None)[0]
+        if scan.exhausted:
+            return ordered
+        # The least-data tier is only exact once a member storing nothing was seen.
+        if ctx.wanted and all(m in storing for m in totals):
+            return None
+        unseen_local = local is None or min(scan.data.values()) >= sum(ctx.fetch.values())
+        group = _group_of(scan.facts, local, scan.hot)
+        unseen = 0 if unseen_local else 2
+        if sum(1 for m in ordered[:detail] if group(m) < unseen) >= detail:
+            return ordered
+        if len(ordered) < detail or group(ordered[detail - 1]) != unseen:
+            return None
+        lb = (scan.heap[0][0] if scan.heap else float("inf")) + sum(ctx.fetch.values()) - _TOLERANCE
+        s = ctx.settings
+        band = sorted(totals[m] for m in totals if group(m) == unseen)
+        band = [t for t in band if t <= band[0] + s.near_equal]
+        # The near-equal set is final when no unseen member can join it: none is within near_equal of
+        # the best, or the set is full (near_equal_max) of members cheaper than any unseen one.
+        near_final = lb > band[0] + s.near_equal or (len(band) >= s.near_equal_max and band[s.near_equal_max - 1] < lb)
+        # A near-equal detail-th member is below lb too (both ways of being final put the set below it).
+        return ordered if near_final and totals[ordered[detail - 1]] < lb else None
+
+    def _decision(self, request: RouteRequest, scan: _Scan, decision_id: str, shown: list[str]) -> RouteDecision:
         candidates = []
-        best = _total(chosen[shown[0]], ctx, data.get(shown[0], 0.0)) if shown else 0.0
+        best = scan.totals[shown[0]] if shown else 0.0
         for i, m in enumerate(shown):
-            cost = _total(chosen[m], ctx, data.get(m, 0.0))
+            cost = scan.totals[m]
             reason = "chosen" if i == 0 else (
-                f"spilled: runs {hot[m]:.2f}x its weight's share of sessions" if m in hot
+                f"spilled: runs {scan.hot[m]:.2f}x its weight's share of sessions" if m in scan.hot
                 else f"cost {cost - best:.1f} s above the chosen member")
             candidates.append(Candidate.model_construct(member_id=m, rank=i + 1, routable=True, cost=cost,
                                                         parts={}, reason=reason))
@@ -399,7 +444,8 @@ class RoutingIndex:
                                                             routable=False, cost=None, parts={}, reason=why))
         return RouteDecision.model_construct(
             decision_id=decision_id, provider=request.repo.provider, spec=request.repo.spec,
-            repo_key=request.repo.key, data=ctx.wanted, client_region=request.client_region, candidates=candidates,
+            repo_key=request.repo.key, data=scan.ctx.wanted, client_region=request.client_region,
+            candidates=candidates,
         )
 
 

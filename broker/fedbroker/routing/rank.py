@@ -272,7 +272,10 @@ def _tier(
     if not cool:
         return [], _smallest(hot_pairs, limit)
     best = min(totals[m] for m in cool)
-    near = {m: by_id[m].entry.record.weight for m in cool if totals[m] <= best + s.near_equal}
+    band = [(totals[m], m) for m in cool if totals[m] <= best + s.near_equal]
+    if len(band) > s.near_equal_max:  # only the cheapest few: see RoutingSettings.near_equal_max
+        band = heapq.nsmallest(s.near_equal_max, band)
+    near = {m: by_id[m].entry.record.weight for _, m in band}
     sticky = rendezvous.order(repo_key, near)
     left = None if limit is None else max(0, limit - len(sticky))
     rest = _smallest([(totals[m], m) for m in cool if m not in near], left)

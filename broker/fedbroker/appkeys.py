@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from .metrics import BrokerMetrics
     from .poller import Poller
     from .relay import LaunchRelay
+    from .canaryrunner import CanaryRunner
+    from .slo import SloTracker
 
 CONFIG = web.AppKey("config", BrokerConfig)
 CLOCK = web.AppKey("clock", Clock)
@@ -49,6 +51,9 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 MEMBER_CLIENT: web.AppKey[MemberClient] = web.AppKey("member_client")
 RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
 POLLER: web.AppKey[Poller] = web.AppKey("poller")
+# Canaries (the runner, only while canary.repo is set) and the launch SLO.
+CANARY: web.AppKey[CanaryRunner] = web.AppKey("canary")
+SLO: web.AppKey[SloTracker] = web.AppKey("slo")
 
 # The human pages (fedbroker.handlers.pages): templates read once at startup.
 PAGES: web.AppKey[PageTemplates] = web.AppKey("pages")

@@ -10,7 +10,7 @@ from fedproto.canary import CanaryResult
 from fedproto.clock import FakeClock
 from fedproto.status import Capacity, StatusAd
 
-from fedbroker.canary import HISTORY, CanaryHealth, CanarySchedule, canary_applies
+from fedbroker.routing.canary import HISTORY, CanaryHealth, CanarySchedule, canary_applies
 
 
 def result(clock: FakeClock, ok: bool, launch: float | None = 2.0, build: float | None = 1.0) -> CanaryResult:

@@ -13,7 +13,7 @@ from fedproto.clock import FakeClock
 from fedproto.status import Capacity
 
 from fedbroker.appkeys import HEALTH, MEMBER_CLIENT, METRICS, SNAPSHOT
-from fedbroker.canaryrunner import CanaryRunner, canary_repo
+from fedbroker.launch.canary import CanaryRunner, canary_repo
 from fedbroker.config import BrokerConfig, CanarySettings, ConfigError
 from brokerkit import broker_app, feed_health, new_keyring, snapshot_of
 from member_double import MemberDouble

@@ -6,7 +6,7 @@ import pytest
 
 from fedproto.clock import FakeClock
 
-from fedbroker.slo import OVERALL, SloTracker, percentile
+from fedbroker.routing.slo import OVERALL, SloTracker, percentile
 
 
 @pytest.mark.parametrize(("values", "q", "expected"), [

@@ -54,6 +54,17 @@ def client_context(ca_bundle: str | None) -> ssl.SSLContext:
     return _context(ca_bundle, mtime)
 
 
+def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server context for ``cert_file`` (PEM chain) and ``key_file``; TLS 1.2 at least."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CABundleError(f"cannot load certificate {cert_file!r} with key {key_file!r}: {exc}") from exc
+    return context
+
+
 def git_env(ca_bundle: str | None) -> dict[str, str]:
     """Environment that makes git trust the same CA (git reads neither SSL_CERT_FILE nor our setting)."""
     return {"GIT_SSL_CAINFO": ca_bundle} if ca_bundle else {}

@@ -15,7 +15,8 @@ import aiohttp
 from aiohttp import web
 
 from fedproto.clock import Clock, SystemClock
-from fedproto.keys import KeyRing
+from fedproto.keys import KeyDir, KeyRing
+from fedproto.member import MemberState
 from fedproto.replay import ReplayCache
 
 from .appkeys import (
@@ -34,6 +35,7 @@ from .appkeys import (
     SLO,
     SNAPSHOT,
 )
+from .registry.brokerkeys import BrokerKeys
 from .config import BrokerConfig
 from .errors import error_middleware
 from .launch.canary import CanaryRunner, canary_repo
@@ -59,7 +61,11 @@ def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRi
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
-    app[KEYRING] = keyring or KeyRing.load_or_create(config.resolve(config.keys_dir))
+    if keyring is not None:  # injected keys stay fixed; keys from keys_dir follow the directory
+        app[KEYRING] = BrokerKeys(KeyDir(None, keyring))
+    else:
+        keys_dir = config.resolve(config.keys_dir)
+        app[KEYRING] = BrokerKeys(KeyDir(keys_dir, KeyRing.load_or_create(keys_dir)))
     app[SNAPSHOT] = SnapshotHolder()
     app[REPLAY] = ReplayCache()  # member-signed requests to the broker (enrollment, key rotation)
     app.cleanup_ctx.append(_registry_ctx)  # first: health and routing read its snapshot
@@ -79,12 +85,24 @@ def add_front_door(app: web.Application, *, poll: bool = True) -> None:
     app[SLO] = SloTracker(app[CLOCK])
     app[METRICS] = BrokerMetrics(app[HEALTH].views)
     app[DISPATCHER] = Dispatcher(config, app[SNAPSHOT], app[HEALTH], app[METRICS], app[CLOCK])
+    if isinstance(app.get(KEYRING), BrokerKeys):
+        app[KEYRING].bind_pins(lambda: _member_pins(app))
     app.cleanup_ctx.append(_member_client_ctx)
     app.cleanup_ctx.append(_relay_ctx)
     if poll:
         app.cleanup_ctx.append(_poller_ctx)
         app.cleanup_ctx.append(_canary_ctx)
     web_routes.add_routes(app, config)
+
+
+def _member_pins(app: web.Application) -> dict[str, list[str] | None]:
+    """Each polled member's pinned broker key ids, from its latest ad (None: not said yet)."""
+    health = app[HEALTH]
+    pins: dict[str, list[str] | None] = {}
+    for entry in app[SNAPSHOT].current.in_states(MemberState.active, MemberState.draining):
+        state = health.get(entry.id)
+        pins[entry.id] = state.ad.broker_kids if state is not None and state.ad is not None else None
+    return pins
 
 
 async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:

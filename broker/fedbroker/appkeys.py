@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from fedproto.clock import Clock
-from fedproto.keys import KeyRing
 
+from .registry.brokerkeys import BrokerKeys
 from .config import BrokerConfig
 from .registry.snapshot import SnapshotHolder
 
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 CONFIG = web.AppKey("config", BrokerConfig)
 CLOCK = web.AppKey("clock", Clock)
-KEYRING = web.AppKey("keyring", KeyRing)
+# The broker's keys, following keys_dir; the signing key waits for members to pin it.
+KEYRING = web.AppKey("keyring", BrokerKeys)
 SNAPSHOT = web.AppKey("snapshot", SnapshotHolder)
 
 # Owners declare theirs below in the form

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fedproto.tls import CABundleError, resolve_ca_bundle, server_context
 
 CONFIG_NAME = "broker.toml"
 
@@ -166,6 +169,15 @@ class BrokerConfig(Section):
         default="relay", description="relay: stream launches through the broker; redirect: answer 307 to the member."
     )
     dev: bool = Field(default=False, description="Allow plain http to members on loopback and file:// repos.")
+    ca_bundle: str = Field(
+        default="",
+        description="PEM file of the CA(s) to trust when calling member agents (a private CA); empty: "
+        "$FEDERATION_CA_BUNDLE, else the system store. Relative to this file.",
+    )
+    tls_cert_file: str = Field(
+        default="", description="Serve https with this PEM certificate chain (with tls_key_file); empty: plain http behind a TLS proxy."
+    )
+    tls_key_file: str = Field(default="", description="The PEM private key of tls_cert_file.")
     cors_allow_origins: list[str] = Field(default_factory=list, description="Origins allowed to call /build cross-origin.")
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest request body accepted.")
     snapshot_refresh: float = Field(
@@ -198,6 +210,23 @@ class BrokerConfig(Section):
     def resolve(self, relative: str) -> Path:
         p = Path(relative)
         return p if p.is_absolute() else self.base_dir / p
+
+    def server_ssl(self) -> ssl.SSLContext | None:
+        """The TLS context to serve with when ``tls_cert_file`` is set (None: plain http)."""
+        if not self.tls_cert_file:
+            return None
+        try:
+            return server_context(str(self.resolve(self.tls_cert_file)), str(self.resolve(self.tls_key_file or self.tls_cert_file)))
+        except CABundleError as exc:
+            raise ConfigError(f"tls_cert_file: {exc}") from None
+
+    @property
+    def ca_bundle_path(self) -> str | None:
+        """The CA bundle outbound TLS trusts, resolved (None: the system store)."""
+        try:
+            return resolve_ca_bundle(self.ca_bundle, base=self.base_dir)
+        except CABundleError as exc:
+            raise ConfigError(f"ca_bundle: {exc}") from None
 
     @property
     def resolved_db_url(self) -> str:

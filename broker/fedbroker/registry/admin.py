@@ -138,7 +138,7 @@ class AdminService:
         """Retire the member (the lifecycle decides whether it may) and delete its record."""
         async with self.registry.change() as tx:
             record = await tx.require_member(member_id)
-            target = next_state(record.state, Action.retire)
+            target = next_state(record.state, Action.retire, verb="remove")
             await tx.delete_member(member_id)
             await tx.audit(
                 admin.actor, "member.remove", member_id,

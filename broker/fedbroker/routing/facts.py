@@ -45,7 +45,10 @@ def unroutable_reason(entry: MemberEntry, view: HealthView | None, provider: str
     if entry.record.weight <= 0:
         return "weight 0: the admin set it to take no new launches"
     if view is None or view.ad is None:
-        return "no status yet: never answered a poll"
+        # The poll's own failure ("status answered HTTP 401, unknown_key", "certificate verify
+        # failed: ...") says what to fix; "never answered" alone sent operators to the logs.
+        failure = view.last_error if view is not None else None
+        return f"no status yet: {failure}" if failure else "no status yet: never answered a poll"
     if view.ad_expired:
         return "expired ad: its last status ad has expired (member gone)"
     if view.state is not HealthState.healthy:

@@ -11,27 +11,31 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from fedproto.clock import Clock
-from fedproto.keys import KeyRing
 
+from .registry.brokerkeys import BrokerKeys
 from .config import BrokerConfig
-from .snapshot import SnapshotHolder
+from .registry.snapshot import SnapshotHolder
 
 if TYPE_CHECKING:
     from fedproto.replay import ReplayCache
 
-    from .registry import Registry
-    # health, routing and the front door
-    from .dispatcher import Dispatcher
-    from .htmlpage import PageTemplates
-    from .health import HealthTable
-    from .memberclient import MemberClient
+    from .launch.memberclient import MemberClient
+    from .launch.poller import Poller
+    from .launch.canary import CanaryRunner
+    from .launch.relay import LaunchRelay
     from .metrics import BrokerMetrics
-    from .poller import Poller
-    from .relay import LaunchRelay
+    from .registry.service import Registry
+
+    # health, routing and the front door
+    from .routing.dispatcher import Dispatcher
+    from .routing.health import HealthTable
+    from .routing.slo import SloTracker
+    from .web.htmlpage import PageTemplates
 
 CONFIG = web.AppKey("config", BrokerConfig)
 CLOCK = web.AppKey("clock", Clock)
-KEYRING = web.AppKey("keyring", KeyRing)
+# The broker's keys, following keys_dir; the signing key waits for members to pin it.
+KEYRING = web.AppKey("keyring", BrokerKeys)
 SNAPSHOT = web.AppKey("snapshot", SnapshotHolder)
 
 # Owners declare theirs below in the form
@@ -42,13 +46,16 @@ REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
 # Replay cache for member-signed requests to the broker (enrollment, key rotation).
 REPLAY: web.AppKey[ReplayCache] = web.AppKey("replay")
 
-# Health, routing and the front door (fedbroker.wiring sets these up).
+# Health, routing and the front door (fedbroker.app sets these up).
 HEALTH: web.AppKey[HealthTable] = web.AppKey("health")
 METRICS: web.AppKey[BrokerMetrics] = web.AppKey("metrics")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 MEMBER_CLIENT: web.AppKey[MemberClient] = web.AppKey("member_client")
 RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
 POLLER: web.AppKey[Poller] = web.AppKey("poller")
+# Canaries (the runner, only while canary.repo is set) and the launch SLO.
+CANARY: web.AppKey[CanaryRunner] = web.AppKey("canary")
+SLO: web.AppKey[SloTracker] = web.AppKey("slo")
 
 # The human pages (fedbroker.handlers.pages): templates read once at startup.
 PAGES: web.AppKey[PageTemplates] = web.AppKey("pages")

@@ -1,0 +1,109 @@
+"""Registry schema migrations: an ordered list of versions applied at startup in one transaction.
+
+Why not Alembic: the registry has six small tables and must migrate itself when
+``fedbroker serve`` starts, on SQLite and PostgreSQL alike, with no extra
+config files (``alembic.ini``, ``env.py``) for operators to ship. A versioned
+list of async functions in one module does that in ~100 lines: each broker runs
+the missing steps inside one transaction, holding a PostgreSQL advisory lock
+(SQLite's ``BEGIN IMMEDIATE`` plays that role there), so replicas that start
+together do not race, and a failed step leaves the schema as it was.
+
+To change the schema: append a :class:`Migration` with the next version whose
+function issues the DDL for the change, and update ``tables.py`` to the result.
+Never edit a released migration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from . import tables
+
+# Any constant unique to this application; two brokers on one PostgreSQL take turns on it.
+_ADVISORY_LOCK_ID = 0x66656462  # "fedb"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: ``version`` is applied once, in order, by ``apply``."""
+
+    version: int
+    description: str
+    apply: Callable[[AsyncConnection], Awaitable[None]]
+
+
+async def _v1_initial(conn: AsyncConnection) -> None:
+    # Version 1 is the tables as first released; later versions must use explicit DDL.
+    initial = [
+        tables.registry_state,
+        tables.members,
+        tables.enroll_tokens,
+        tables.admin_tokens,
+        tables.audit_log,
+    ]
+    await conn.run_sync(lambda sync: tables.metadata.create_all(sync, tables=initial))
+    await conn.execute(sa.insert(tables.registry_state).values(id=1, revision=1))
+
+
+async def _v2_member_canary(conn: AsyncConnection) -> None:
+    # _v1_initial creates tables.members as it is now, so a database made fresh already has it.
+    columns = await conn.run_sync(lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("members")})
+    if "canary" in columns:
+        return
+    await conn.execute(sa.text("ALTER TABLE members ADD COLUMN canary BOOLEAN NOT NULL DEFAULT TRUE"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "members, tokens, audit log, registry revision", _v1_initial),
+    Migration(2, "members.canary: whether canary launches run on the member", _v2_member_canary),
+)
+
+
+async def current_version(conn: AsyncConnection) -> int:
+    """The schema version of the database, 0 when it is empty."""
+    has_table = await conn.run_sync(lambda sync: sa.inspect(sync).has_table("schema_version"))
+    if not has_table:
+        return 0
+    value = await conn.scalar(sa.select(sa.func.max(tables.schema_version.c.version)))
+    return int(value or 0)
+
+
+async def _lock(conn: AsyncConnection) -> None:
+    """Hold the migration lock until the transaction ends (SQLite's BEGIN IMMEDIATE does this there).
+
+    Without it, replicas starting together on an empty database race: both see no
+    ``schema_version`` table and both create the tables, and one fails to start.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+
+
+async def migrate(engine: AsyncEngine, now: float, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    """Bring the schema up to the newest version; return that version.
+
+    Refuses a database migrated by a newer broker rather than guess at its schema.
+    """
+    newest = migrations[-1].version if migrations else 0
+    async with engine.begin() as conn:
+        await _lock(conn)
+        await conn.run_sync(lambda sync: tables.schema_version.create(sync, checkfirst=True))
+        version = await current_version(conn)
+        if version > newest:
+            raise RuntimeError(
+                f"the registry database has schema version {version}, newer than this broker's "
+                f"{newest}; upgrade the broker"
+            )
+        for step in migrations:
+            if step.version <= version:
+                continue
+            await step.apply(conn)
+            await conn.execute(
+                sa.insert(tables.schema_version).values(
+                    version=step.version, description=step.description, applied_at=now
+                )
+            )
+        return newest

@@ -1,0 +1,86 @@
+"""The registry's SQL tables (SQLAlchemy Core), as the latest migration leaves them.
+
+Times are float seconds since the epoch from the injectable clock, so tests can
+pin them and both SQLite and PostgreSQL store them the same way. Structured
+fields (location, datasets, labels, JWKS, scopes, audit details) are JSON.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+# One row (id = 1). Its revision is bumped in the same transaction as every
+# registry change, so a replica can tell cheaply whether its snapshot is stale.
+registry_state = sa.Table(
+    "registry_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+)
+
+members = sa.Table(
+    "members",
+    metadata,
+    sa.Column("id", sa.String(63), primary_key=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("agent_url", sa.String(2048), nullable=False),
+    sa.Column("public_url", sa.String(2048), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("weight", sa.Float, nullable=False),
+    sa.Column("location", sa.JSON, nullable=False),
+    sa.Column("datasets", sa.JSON, nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("canary", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("jwks", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+enroll_tokens = sa.Table(
+    "enroll_tokens",
+    metadata,
+    # A random public id, unrelated to the secret, so the audit log can name a token.
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("broker_kid", sa.String(64), nullable=False),
+    sa.Column("auto_approve", sa.Boolean, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("used_at", sa.Float, nullable=True),
+    sa.Column("used_by", sa.String(63), nullable=True),
+)
+
+admin_tokens = sa.Table(
+    "admin_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+)
+sa.Index("ix_audit_log_target", audit_log.c.target)

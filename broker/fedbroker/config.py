@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CONFIG_NAME = "broker.toml"
 
@@ -147,6 +148,12 @@ class BrokerConfig(Section):
     )
     dev: bool = Field(default=False, description="Allow plain http to members on loopback and file:// repos.")
     cors_allow_origins: list[str] = Field(default_factory=list, description="Origins allowed to call /build cross-origin.")
+    agent_url_allow: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) member agent URLs may resolve to although they are not public, e.g. a site "
+        "on the same private network. Outside dev mode every other loopback, link-local, private, multicast "
+        "or unspecified address is refused (SSRF).",
+    )
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest request body accepted.")
     snapshot_refresh: float = Field(
         default=2.0, gt=0, description="Seconds between registry change checks (how soon other replicas see a change)."
@@ -159,6 +166,13 @@ class BrokerConfig(Section):
 
     # Not read from the file: where it was loaded from, to resolve relative paths.
     base_dir: Path = Field(default=Path("."), exclude=True, description="Directory relative paths are resolved against.")
+
+    @field_validator("agent_url_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad entry
+        return value
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:

@@ -18,6 +18,7 @@ from fedproto.keys import KeyRing
 from fedproto.replay import ReplayCache
 
 from .appkeys import (
+    CLIENT_LIMITS,
     CLOCK,
     CONFIG,
     DISPATCHER,
@@ -42,7 +43,9 @@ from .registry.snapshot import SnapshotHolder
 from .registry.store import RegistryStore
 from .routing.dispatcher import Dispatcher
 from .routing.health import HealthTable
+from .routing.ratelimit import ClientLimits
 from .web import routes as web_routes
+from .web.limits import stream_limit_middleware
 
 
 def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRing | None = None,
@@ -51,7 +54,8 @@ def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRi
 
     ``poll=False`` leaves the health poller out (tests that feed health directly).
     """
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[error_middleware, stream_limit_middleware],
+                          client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
     app[KEYRING] = keyring or KeyRing.load_or_create(config.resolve(config.keys_dir))
@@ -72,6 +76,7 @@ def add_front_door(app: web.Application, *, poll: bool = True) -> None:
     app[HEALTH] = HealthTable(config.health, app[CLOCK])
     app[METRICS] = BrokerMetrics(app[HEALTH].views)
     app[DISPATCHER] = Dispatcher(config, app[SNAPSHOT], app[HEALTH], app[METRICS], app[CLOCK])
+    app[CLIENT_LIMITS] = ClientLimits.of(config.rate_limit, app[CLOCK])
     app.cleanup_ctx.append(_member_client_ctx)
     app.cleanup_ctx.append(_relay_ctx)
     if poll:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     # health, routing and the front door
     from .routing.dispatcher import Dispatcher
     from .routing.health import HealthTable
+    from .routing.ratelimit import ClientLimits
     from .web.htmlpage import PageTemplates
 
 CONFIG = web.AppKey("config", BrokerConfig)
@@ -50,6 +51,8 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 MEMBER_CLIENT: web.AppKey[MemberClient] = web.AppKey("member_client")
 RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
 POLLER: web.AppKey[Poller] = web.AppKey("poller")
+# Per-client counters at the web edge: open streams, enrollment attempts (web/limits.py).
+CLIENT_LIMITS: web.AppKey[ClientLimits] = web.AppKey("client_limits")
 
 # The human pages (fedbroker.handlers.pages): templates read once at startup.
 PAGES: web.AppKey[PageTemplates] = web.AppKey("pages")

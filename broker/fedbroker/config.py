@@ -114,7 +114,33 @@ class RateLimitSettings(Section):
     launches: int = Field(default=0, ge=0, description="Launches allowed per client IP per period; 0 disables.")
     period: float = Field(default=3600.0, gt=0, description="Seconds in one rate-limit period.")
     client_ip_header: str | None = Field(
-        default=None, description="Trusted header with the client IP (first value of e.g. X-Forwarded-For), set by your proxy."
+        default=None,
+        description="Header your proxies write the client IP into (e.g. X-Forwarded-For); which of its values "
+        "is the client is decided by trusted_proxies.",
+    )
+    trusted_proxies: int = Field(
+        default=1, ge=0, le=10,
+        description="Proxies in front of the broker that append to client_ip_header: the client is that many "
+        "values from the right (values further left are the client's own words). 0 ignores the header.",
+    )
+    enrollments: int = Field(
+        default=20, ge=0, description="Enrollment attempts allowed per client IP per enroll_period; 0 disables."
+    )
+    enroll_period: float = Field(default=600.0, gt=0, description="Seconds in one enrollment rate-limit period.")
+    streams_per_client: int = Field(
+        default=32, ge=0, description="Launch streams (/build) one client IP may hold open at once; 0: no limit."
+    )
+
+
+class ConnectionSettings(Section):
+    """How long the broker waits for slow or idle clients (slowloris)."""
+
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a new connection has to send its first request's headers."
+    )
+    keepalive_timeout: float = Field(
+        default=15.0, gt=0,
+        description="Seconds an idle keep-alive connection stays open (waiting for the next request's headers).",
     )
 
 
@@ -162,6 +188,7 @@ class BrokerConfig(Section):
     health: HealthSettings = Field(default_factory=HealthSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    connections: ConnectionSettings = Field(default_factory=ConnectionSettings)
     specs: SpecFilter = Field(default_factory=SpecFilter)
 
     # Not read from the file: where it was loaded from, to resolve relative paths.

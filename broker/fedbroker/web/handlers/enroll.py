@@ -9,6 +9,7 @@ from ...jsonbody import read_body, read_json
 from ...registry.admin import AdminService, EnrollTokenCreate, enroll_token_view
 from ...registry.enrollment import SIGNATURE_HEADER, Enrollment
 from ..adminauth import require_admin
+from ..limits import check_enrollment_rate
 
 routes = web.RouteTableDef()
 
@@ -16,6 +17,7 @@ routes = web.RouteTableDef()
 @routes.post("/api/v1/enroll")
 async def enroll(request: web.Request) -> web.Response:
     """A new member's application, signed by its own key (proof of possession)."""
+    check_enrollment_rate(request)
     app = request.app
     service = Enrollment(app[REGISTRY], app[CONFIG], app[KEYRING], app[CLOCK], app[REPLAY])
     result = await service.enroll(

@@ -104,6 +104,16 @@ class RoutingSettings(Section):
         default=90.0, gt=0, description="Seconds without any event or keepalive before a launch stream counts as dead."
     )
     keepalive: float = Field(default=10.0, gt=0, description="Seconds between keepalive comments on /build streams.")
+    max_event_bytes: int = Field(
+        default=256 * 1024, ge=4096,
+        description="Largest launch event a member may send (all its data: lines together); more is a protocol "
+        "error: the launch fails over and the member is charged with a failure.",
+    )
+    max_launch_event_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=65536,
+        description="Most bytes of events (keepalives included) one launch attempt at a member may send; more is "
+        "a protocol error, as for max_event_bytes.",
+    )
     cookie_name: str = Field(default="federation_member", description="Sticky cookie naming the member (redirect mode).")
     cookie_max_age: int = Field(default=3600, ge=0, description="Lifetime in seconds of the sticky member cookie.")
 

@@ -16,6 +16,7 @@ from typing import AsyncIterator
 
 import aiohttp
 import aiohttp.abc
+from aiohttp.http_exceptions import LineTooLong
 from yarl import URL
 
 from fedproto.clock import Clock
@@ -27,6 +28,7 @@ from fedproto.tokens import sign_request
 from fedproto.urlpolicy import AddressPolicy, ip_literal, transport_allowed
 
 from ..config import BrokerConfig
+from .events import EventBudget, EventRejected
 from ..registry.snapshot import MemberEntry
 
 
@@ -167,7 +169,9 @@ class MemberClient:
         async with resp:
             if resp.status != 200:
                 raise MemberCallError(entry.id, "http", await _error_text(resp), resp.status)
-            async for event in _read_events(entry.id, resp, idle):
+            routing = self._config.routing
+            budget = EventBudget(per_event=routing.max_event_bytes, total=routing.max_launch_event_bytes)
+            async for event in _read_events(entry.id, resp, idle, budget):
                 yield event
 
 
@@ -180,23 +184,35 @@ async def _error_text(resp: aiohttp.ClientResponse) -> str:
     return f"launch answered HTTP {resp.status}" + (f": {str(detail)[:200]}" if detail else "")
 
 
-async def _read_events(member_id: str, resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[LaunchEvent]:
-    """Parse an event stream: ``data:`` lines until a blank line make one event; comments keep it alive."""
+async def _read_events(member_id: str, resp: aiohttp.ClientResponse, idle: float,
+                       budget: EventBudget) -> AsyncIterator[LaunchEvent]:
+    """Parse an event stream: ``data:`` lines until a blank line make one event; comments keep it alive.
+
+    Lines are read at most ``budget.per_event`` bytes at a time and counted against the budget,
+    so a member cannot make the broker buffer an endless line or an endless event.
+    """
     data_lines: list[str] = []
     while True:
         try:
             async with asyncio.timeout(idle):
-                raw = await resp.content.readline()
+                raw = await resp.content.readuntil(b"\n", max_size=budget.per_event)
         except TimeoutError:
             raise MemberCallError(member_id, "timeout", f"no event for {idle:g} s") from None
+        except LineTooLong:
+            raise MemberCallError(member_id, "protocol", f"an event line exceeded {budget.per_event} bytes") from None
         except aiohttp.ClientError as exc:
             raise MemberCallError(member_id, "connect", f"stream broke: {exc.__class__.__name__}") from None
         if not raw:
             return  # end of stream; the caller decides whether it ended too early
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        try:
+            budget.line(len(raw), data=line.startswith("data:"))
+        except EventRejected as exc:
+            raise MemberCallError(member_id, "protocol", exc.message) from None
         if line.startswith("data:"):
             data_lines.append(line[5:].lstrip(" "))
         elif line == "" and data_lines:
+            budget.event_done()
             yield _parse_event(member_id, "\n".join(data_lines))
             data_lines = []
 

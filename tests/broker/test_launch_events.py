@@ -1,4 +1,4 @@
-"""What a member's events may carry on to clients: known fields, a ready URL on its own origin, bounded size."""
+"""What a member's events may carry on to clients: known fields, a ready URL on its own host, bounded size."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ PUBLIC = "https://hub.site-a.example.org/prefix"
         ("https://evil.example/user/x/", None),
         ("//evil.example/user/x/", None),
         ("http://hub.site-a.example.org/user/x/", None),  # another origin: plain http
-        ("https://hub.site-a.example.org:8443/user/x/", None),
+        # Another port of the same host: a single-machine site serves each server on its own port.
+        ("https://hub.site-a.example.org:8443/user/x/", "https://hub.site-a.example.org:8443/user/x/"),
         ("https://hub.site-a.example.org.evil.example/", None),
         ("https://hub.site-a.example.org@evil.example/", None),
         ("javascript:alert(document.cookie)", None),
@@ -29,7 +30,7 @@ PUBLIC = "https://hub.site-a.example.org/prefix"
         ("", None),
     ],
 )
-def test_ready_url_must_be_on_the_members_public_origin(url: str, expected: str | None) -> None:
+def test_ready_url_must_be_on_the_members_public_host(url: str, expected: str | None) -> None:
     event = LaunchEvent(phase="ready", url=url, token="t")
     if expected is None:
         with pytest.raises(EventRejected):
@@ -62,3 +63,9 @@ def test_event_budget_per_event_and_in_total() -> None:
         budget.line(10, data=False)  # keepalives count too
     with pytest.raises(EventRejected, match="exceeded 250 bytes"):
         budget.line(1, data=False)
+
+
+def test_plain_http_public_url_allows_https_servers_but_https_never_downgrades() -> None:
+    assert ready_url(LaunchEvent(phase="ready", url="https://127.0.0.1:9999/x/"), "http://127.0.0.1:8586")
+    with pytest.raises(EventRejected):
+        ready_url(LaunchEvent(phase="ready", url="http://hub.site-a.example.org/x/"), PUBLIC)

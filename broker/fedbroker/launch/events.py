@@ -6,9 +6,11 @@ Members are semi-trusted: their requests are signed, but what they say is checke
   (``member``, ``decision``), which the broker sets; a member's extra or broker-only fields
   are dropped, and link fields that are not http(s) are dropped too.
 * **ready.url**: the server URL sent to the user's browser (with the notebook token) must be
-  http(s) on the origin of the member's registered public URL. Anything else (another host,
-  ``javascript:``, ``data:``, ``//evil.example``) is refused: the launch fails over, and the
-  member is charged with a failure.
+  http(s) on the host of the member's registered public URL, and https when that is https.
+  Anything else (another host, ``javascript:``, ``data:``, ``//evil.example``) is refused:
+  the launch fails over, and the member is charged with a failure. The port may differ: a
+  single-machine site (the local backend) serves each notebook server on a port of its own,
+  and a member controls every port of its own host anyway.
 * **Size**: each event, and one launch attempt's events together, are capped
   (:class:`EventBudget`); going over is a protocol error, with failover and a failed outcome.
 
@@ -48,14 +50,14 @@ def relayable(event: LaunchEvent, member_id: str) -> LaunchEvent:
 
 def ready_url(event: LaunchEvent, public_url: str) -> str:
     """The absolute server URL of a ``ready`` event, with a trailing slash; :class:`EventRejected`
-    unless it is http(s) on the origin of the member's registered ``public_url``."""
+    unless it is http(s) on the host of the member's registered ``public_url`` (no https downgrade)."""
     if not event.url:
         raise EventRejected("ready event without a server URL")
     base = public_url.rstrip("/") + "/"
     url = urljoin(base, event.url.strip())
-    home = origin(base)
-    if home is None or origin(url) != home:
-        raise EventRejected(f"ready URL is not on the member's public URL ({home[1] if home else public_url}); "
+    home, there = origin(base), origin(url)
+    if home is None or there is None or there[1] != home[1] or (home[0] == "https" and there[0] != "https"):
+        raise EventRejected(f"ready URL is not on the member's public host ({home[1] if home else public_url}); "
                             "refused so the user's browser and token go nowhere else")
     parts = urlsplit(url)
     return parts._replace(path=parts.path if parts.path.endswith("/") else parts.path + "/").geturl()

@@ -14,7 +14,7 @@ from fedmember.backends import backend_class
 from fedmember.backends.kubernetes import KubernetesBackend, KubernetesConfig
 from fedmember.backends.kubernetes_pods import object_name
 
-from backend_fixtures import collect, free_port, make_context
+from backend_fixtures import collect, free_port, launch_on, make_context
 from fake_kubernetes import FakeKubernetes, write_kubeconfig
 
 NS = "fed-test"
@@ -48,7 +48,7 @@ async def test_kubernetes_fake_api_launch_to_ready(fake_kube: Any, tmp_path: Pat
     """Against the fake API server: pod + service created, pod spec carries token, labels, read-only datasets, non-root."""
     fake, kubeconfig = fake_kube
     kube = backend(tmp_path, kubeconfig)
-    events = await collect(kube.launch(request("launch_K8S-0001")))
+    events = await collect(launch_on(kube, request("launch_K8S-0001")))
     ready = events[-1]
     name = object_name("launch_K8S-0001")
     assert ready.phase == "ready" and ready.url == f"https://nb.example.org/{name}/" and ready.token
@@ -76,10 +76,10 @@ async def test_kubernetes_fake_api_capacity_from_quota(fake_kube: Any, tmp_path:
     fake.add_quota(NS, pods=1)
     kube = backend(tmp_path, kubeconfig, max_servers=5)
     assert (await kube.capacity()).total == 1
-    assert (await collect(kube.launch(request("launch-k8s-0002"))))[-1].phase == "ready"
+    assert (await collect(launch_on(kube, request("launch-k8s-0002"))))[-1].phase == "ready"
     capacity = await kube.capacity()
     assert (capacity.total, capacity.used, capacity.building) == (1, 1, 0)
-    refused = await collect(kube.launch(request("launch-k8s-0003")))
+    refused = await collect(launch_on(kube, request("launch-k8s-0003")))
     assert [(e.phase, e.status_code) for e in refused] == [("failed", 429)]
     assert len(fake.pods(NS)) == 1
     await kube.stop()
@@ -93,7 +93,7 @@ async def test_kubernetes_fake_api_failure_midway_cleans_up(fake_kube: Any, tmp_
     fake.fail_pods = failure == "image-pull-error"
     fake.ready_delay = 10 if failure == "start-timeout" else 0.1
     kube = backend(tmp_path, kubeconfig, start_timeout=0.5)
-    events = await collect(kube.launch(request("launch-k8s-0004")))
+    events = await collect(launch_on(kube, request("launch-k8s-0004")))
     assert events[-1].phase == "failed"
     assert events[-1].status_code == {"service-create-500": 503, "image-pull-error": 503, "start-timeout": 504}[failure]
     assert fake.objects["pods"] == {} and fake.objects["services"] == {}
@@ -105,7 +105,7 @@ async def test_kubernetes_fake_api_stop_server_deletes(fake_kube: Any, tmp_path:
     """Against the fake API server: stop_server deletes pod and service; a second stop finds nothing."""
     fake, kubeconfig = fake_kube
     kube = backend(tmp_path, kubeconfig)
-    await collect(kube.launch(request("launch-k8s-0005")))
+    await collect(launch_on(kube, request("launch-k8s-0005")))
     assert await kube.stop_server("launch-k8s-0005") is True
     assert fake.objects["pods"] == {} and fake.objects["services"] == {}
     assert await kube.stop_server("launch-k8s-0005") is False
@@ -117,7 +117,7 @@ async def test_kubernetes_fake_api_stop_deletes_all_and_leaves_others(fake_kube:
     fake, kubeconfig = fake_kube
     kube = backend(tmp_path, kubeconfig)
     for n in range(3):
-        assert (await collect(kube.launch(request(f"launch-k8s-01{n}0"))))[-1].phase == "ready"
+        assert (await collect(launch_on(kube, request(f"launch-k8s-01{n}0"))))[-1].phase == "ready"
     fake.objects["pods"][(NS, "someone-else")] = {"metadata": {"name": "someone-else", "labels": {"app": "other"}}, "status": {"phase": "Running"}}
     await kube.stop()
     assert list(fake.objects["pods"]) == [(NS, "someone-else")] and fake.objects["services"] == {}
@@ -127,7 +127,7 @@ async def test_kubernetes_fake_api_culls_pods_older_than_max_age(fake_kube: Any,
     """Against the fake API server: cull_once deletes pods past max_age, by the injected clock."""
     fake, kubeconfig = fake_kube
     kube = backend(tmp_path, kubeconfig, max_age=600)
-    await collect(kube.launch(request("launch-k8s-0006")))
+    await collect(launch_on(kube, request("launch-k8s-0006")))
     clock = FakeClock(start=time.time())  # the fake server stamps pods with the real time
     kube.context.clock = clock
     assert await kube.cull_once() == []
@@ -142,7 +142,7 @@ async def test_kubernetes_fake_api_unreachable_is_unhealthy_and_fails_503(tmp_pa
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{free_port()}")
     kube = backend(tmp_path, kubeconfig)
     assert not (await kube.health())[0].ok
-    events = await collect(kube.launch(request("launch-k8s-0007")))
+    events = await collect(launch_on(kube, request("launch-k8s-0007")))
     assert [(e.phase, e.status_code) for e in events] == [("failed", 503)]
     await kube.stop()
 
@@ -152,7 +152,7 @@ async def test_kubernetes_fake_api_consumer_leaving_mid_launch_deletes_the_pod(f
     fake, kubeconfig = fake_kube
     fake.ready_delay = 10
     kube = backend(tmp_path, kubeconfig)
-    events = kube.launch(request("launch-k8s-0008"))
+    events = launch_on(kube, request("launch-k8s-0008"))
     async for event in events:
         if event.message.startswith("Pod ") and "Pending" in event.message:
             break
@@ -166,7 +166,7 @@ async def test_kubernetes_fake_api_without_public_url_fails_503_and_cleans_up(fa
     fake, kubeconfig = fake_kube
     kube = backend(tmp_path, kubeconfig)
     kube.context.public_url = ""
-    events = await collect(kube.launch(request("launch-k8s-0009")))
+    events = await collect(launch_on(kube, request("launch-k8s-0009")))
     assert events[-1].status_code == 503 and "url_template" in events[-1].message
     assert fake.objects["pods"] == {}
     await kube.stop()

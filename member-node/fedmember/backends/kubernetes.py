@@ -31,19 +31,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import aclosing
-import re
 import secrets
 from pathlib import Path
 from typing import Any, AsyncIterator, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from fedproto.errors import SpecError
+from fedproto.failures import Failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import PROVIDERS, RepoSpec
 from fedproto.status import Capacity, HealthCheck, image_hash
 
-from .base import Backend, BackendConfig, BackendContext, failed
+from .base import Backend, BackendConfig, BackendContext, RepoRule, failed, first_match
 from .kubernetes_client import KubeAPI, KubeError
 from .kubernetes_pods import DatasetVolume, labels, object_name, pod_manifest, pods_to_cull, selector, service_manifest
 
@@ -52,12 +51,9 @@ log = logging.getLogger(__name__)
 _STUCK_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError"})
 
 
-class ImageRule(BaseModel):
+class ImageRule(RepoRule):
     """Run repos whose key matches ``match`` with ``image``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    match: str = Field(description="Regular expression searched in the repo key (`provider:repo`).")
     image: str = Field(description="The prebuilt image to run for those repos.")
 
 
@@ -121,18 +117,14 @@ class KubernetesBackend(Backend):
         await self._kube.close()
 
     def _image(self, repo: RepoSpec) -> str:
-        return next((r.image for r in self.config.image_rules if re.search(r.match, repo.key)), self.config.default_image)
+        rule = first_match(self.config.image_rules, repo)
+        return rule.image if rule is not None else self.config.default_image
 
     async def _total(self) -> int:
         hard = await self._kube.quota_pods()
         return self.config.max_servers if hard is None else min(self.config.max_servers, hard)
 
-    async def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
-        try:
-            repo = RepoSpec.parse(request.provider, request.spec, allow_file=self.context.dev)
-        except SpecError as exc:
-            yield failed(exc.message, 400)
-            return
+    async def launch(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
         try:
             pods = await self._kube.list_pods(selector(self.context.member_id))
             total = await self._total()
@@ -140,7 +132,7 @@ class KubernetesBackend(Backend):
             yield failed(str(exc), exc.status_code)
             return
         if len(pods) >= total:
-            yield failed(f"all {total} servers of this member are in use", 429)
+            yield failed(f"all {total} servers of this member are in use", Failure.CAPACITY)
             return
         # aclosing: a consumer that goes away mid-launch gets the pod deleted now, not at GC.
         async with aclosing(self._run(request, repo)) as events:
@@ -166,7 +158,7 @@ class KubernetesBackend(Backend):
         except KubeError as exc:
             yield failed(str(exc), exc.status_code)
         except asyncio.TimeoutError:
-            yield failed(f"the pod was not ready within {self.config.start_timeout:.0f} s", 504)
+            yield failed(f"the pod was not ready within {self.config.start_timeout:.0f} s", Failure.TIMEOUT)
         finally:
             if not ready:
                 await self._delete(name)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
 from .errors import SpecError
+from .providers import PROVIDER_TABLE
 
-REPO_PROVIDERS = ("gh", "gl", "gist", "git")
-DATA_PROVIDERS = ("zenodo", "figshare", "hydroshare", "dataverse", "ckan")
+REPO_PROVIDERS = tuple(p.prefix for p in PROVIDER_TABLE if not p.data)
+DATA_PROVIDERS = tuple(p.prefix for p in PROVIDER_TABLE if p.data)
 PROVIDERS = REPO_PROVIDERS + DATA_PROVIDERS
 
 MAX_SPEC_LENGTH = 1024

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from fedproto.providers import PROVIDER_TABLE, provider_table
 
-from ...appkeys import CLOCK, CONFIG, HEALTH, PAGES, SNAPSHOT
+from ...appkeys import CLOCK, CONFIG, HEALTH, PAGES, SLO, SNAPSHOT
 from ..htmlpage import STATIC_DIR, PageTemplates
 from ..statuscards import STATUS_REFRESH_SECONDS, TEMPLATE_GLOBALS
 from ..summary import federation_summary
@@ -26,7 +26,8 @@ def badge_texts(broker_url: str, launch_url: str) -> tuple[str, str]:
 
 def _summary(request: web.Request) -> dict[str, Any]:
     app = request.app
-    return federation_summary(app[SNAPSHOT].current, app[HEALTH].views(), now=app[CLOCK].now())
+    return federation_summary(app[SNAPSHOT].current, app[HEALTH].views(), now=app[CLOCK].now(),
+                              slo=app[SLO])
 
 
 async def home(request: web.Request) -> web.Response:

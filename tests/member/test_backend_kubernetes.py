@@ -17,7 +17,6 @@ from backend_fixtures import collect, free_port, launch_on
 from fake_kubernetes import write_kubeconfig
 from kubekit import NS, Kube, kube, make_backend, request, until  # noqa: F401 - kube is a fixture
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 def test_kubernetes_backend_is_registered_by_kind() -> None:

@@ -21,7 +21,6 @@ from fedproto.status import verify_status_ad
 from backend_fixtures import collect, free_port, launch_on
 from kubekit import NS, Kube, Proxy, kube, make_backend, proxy, request, running, seed_pod, settings, start_fake, until, with_proxy  # noqa: F401
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 async def _get(url: str, token: str | None = None, method: str = "GET", **kw: Any) -> tuple[int, Any]:

@@ -17,7 +17,6 @@ from backend_fixtures import collect, launch_on
 from fake_kubernetes import bench_pod, running
 from kubekit import MEMBER, NS, Kube, kube, make_backend, request, start_fake, until  # noqa: F401
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 def _seed(kube: Kube, count: int) -> None:

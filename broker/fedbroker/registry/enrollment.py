@@ -80,7 +80,7 @@ class Enrollment:
     def _prove(self, authorization: str | None, path_qs: str, body: bytes) -> _Proven:
         """Parse the request and check the member's signature: proof that it holds a key in ``jwks``."""
         request_token = bearer(authorization)
-        req = parse_json(body, EnrollmentRequest)
+        req = parse_json(body, EnrollmentRequest, from_member=True)
         token = EnrollmentToken.parse(req.token)
         broker_key = next((k for k in self.keyring.keys if k.kid == token.broker_kid), None)
         if broker_key is None:

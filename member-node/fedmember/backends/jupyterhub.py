@@ -40,6 +40,7 @@ from fedproto.errors import SpecError
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import PROVIDERS, RepoSpec
 from fedproto.status import Capacity, HealthCheck
+from fedproto.tls import client_context
 
 from .base import Backend, BackendConfig, BackendContext, failed
 from .jupyterhub_api import HubAPI, HubError
@@ -100,7 +101,8 @@ class JupyterHubBackend(Backend):
 
     def _hub(self) -> HubAPI:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            connector = aiohttp.TCPConnector(ssl=client_context(self.context.ca_bundle))
+            self._session = aiohttp.ClientSession(connector=connector)
         token = self.config.token.read("JupyterHub service")
         return HubAPI(self._session, str(self.config.hub_api_url), token, self.config.request_timeout)
 

@@ -11,6 +11,7 @@ import asyncio
 from contextlib import asynccontextmanager, suppress
 from typing import Any, AsyncIterator, Coroutine
 
+import aiohttp
 from aiohttp import web
 
 from fedproto.clock import Clock, SystemClock
@@ -19,6 +20,7 @@ from fedproto.member import MemberState
 from fedproto.replay import ReplayCache
 
 from .appkeys import (
+    CANARY,
     CLOCK,
     CONFIG,
     DISPATCHER,
@@ -30,11 +32,13 @@ from .appkeys import (
     REGISTRY,
     RELAY,
     REPLAY,
+    SLO,
     SNAPSHOT,
 )
 from .registry.brokerkeys import BrokerKeys
 from .config import BrokerConfig
 from .errors import error_middleware
+from .launch.canary import CanaryRunner, canary_repo
 from .launch.memberclient import MemberClient, new_session
 from .launch.poller import Poller
 from .launch.relay import LaunchRelay
@@ -44,6 +48,7 @@ from .registry.snapshot import SnapshotHolder
 from .registry.store import RegistryStore
 from .routing.dispatcher import Dispatcher
 from .routing.health import HealthTable
+from .routing.slo import SloTracker
 from .web import routes as web_routes
 
 
@@ -75,7 +80,9 @@ def add_front_door(app: web.Application, *, poll: bool = True) -> None:
     still call this without a registry.
     """
     config = app[CONFIG]
+    canary_repo(config.canary, dev=config.dev)  # a bad canary.repo stops the start here, with its reason
     app[HEALTH] = HealthTable(config.health, app[CLOCK])
+    app[SLO] = SloTracker(app[CLOCK])
     app[METRICS] = BrokerMetrics(app[HEALTH].views)
     app[DISPATCHER] = Dispatcher(config, app[SNAPSHOT], app[HEALTH], app[METRICS], app[CLOCK])
     if isinstance(app.get(KEYRING), BrokerKeys):
@@ -84,6 +91,7 @@ def add_front_door(app: web.Application, *, poll: bool = True) -> None:
     app.cleanup_ctx.append(_relay_ctx)
     if poll:
         app.cleanup_ctx.append(_poller_ctx)
+        app.cleanup_ctx.append(_canary_ctx)
     web_routes.add_routes(app, config)
 
 
@@ -122,7 +130,7 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
     # The relay needs the member client, which only exists inside its cleanup_ctx.
     app[RELAY] = LaunchRelay(
         app[MEMBER_CLIENT], app[HEALTH], app[METRICS], app[CONFIG].routing, app[CLOCK],
-        launch_host=app[CONFIG].public_url,
+        launch_host=app[CONFIG].public_url, slo=app[SLO],
     )
     yield
 
@@ -133,6 +141,22 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
     app[POLLER] = poller
     async with _background(poller.run(), "fedbroker-poller"):
         yield
+
+
+async def _canary_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run canaries for the app's lifetime when ``canary.repo`` is set; cancel and await them on shutdown."""
+    config = app[CONFIG]
+    repo = canary_repo(config.canary, dev=config.dev)
+    if repo is None:
+        yield
+        return
+    # Its own session: the check talks to notebook servers, not agents, and must not share their pool.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+        runner = CanaryRunner(config.canary, repo, app[SNAPSHOT], app[HEALTH], app[MEMBER_CLIENT], app[METRICS],
+                              app[CLOCK], http)
+        app[CANARY] = runner
+        async with _background(runner.run(), "fedbroker-canary"):
+            yield
 
 
 @asynccontextmanager

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from .launch.memberclient import MemberClient
     from .launch.poller import Poller
+    from .launch.canary import CanaryRunner
     from .launch.relay import LaunchRelay
     from .metrics import BrokerMetrics
     from .registry.service import Registry
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     # health, routing and the front door
     from .routing.dispatcher import Dispatcher
     from .routing.health import HealthTable
+    from .routing.slo import SloTracker
     from .web.htmlpage import PageTemplates
 
 CONFIG = web.AppKey("config", BrokerConfig)
@@ -51,6 +53,9 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 MEMBER_CLIENT: web.AppKey[MemberClient] = web.AppKey("member_client")
 RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
 POLLER: web.AppKey[Poller] = web.AppKey("poller")
+# Canaries (the runner, only while canary.repo is set) and the launch SLO.
+CANARY: web.AppKey[CanaryRunner] = web.AppKey("canary")
+SLO: web.AppKey[SloTracker] = web.AppKey("slo")
 
 # The human pages (fedbroker.handlers.pages): templates read once at startup.
 PAGES: web.AppKey[PageTemplates] = web.AppKey("pages")

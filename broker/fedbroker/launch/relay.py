@@ -27,6 +27,7 @@ from ..config import RoutingSettings
 from ..metrics import BrokerMetrics
 from ..registry.snapshot import MemberEntry, RegistrySnapshot
 from ..routing.health import HealthTable
+from ..routing.slo import OVERALL, SloTracker
 from .memberclient import MemberCallError, MemberClient
 
 _QUOTA = re.compile(r"quota|capacity|too many|no space|insufficient|full", re.IGNORECASE)
@@ -67,6 +68,7 @@ class _Attempt:
     """How one member's attempt ended: ``done`` when a terminal event went to the client."""
 
     done: bool = False
+    ready: bool = False
     error: str = "stream ended before ready"
 
 
@@ -75,8 +77,9 @@ class LaunchRelay:
 
     def __init__(
         self, client: MemberClient, health: HealthTable, metrics: BrokerMetrics, settings: RoutingSettings, clock: Clock,
-        launch_host: str | None = None,
+        launch_host: str | None = None, slo: SloTracker | None = None,
     ) -> None:
+        self._slo = slo
         self._launch_host = launch_host.rstrip("/") + "/" if launch_host else None
         self._client = client
         self._health = health
@@ -96,6 +99,7 @@ class LaunchRelay:
         """
         failures: list[str] = []
         tried: set[str] = set()
+        started = self._clock.now()
         self._metrics.streams_open.inc()
         try:
             entry = _next_candidate(decision, snapshot, tried)
@@ -107,6 +111,8 @@ class LaunchRelay:
                 async for event in self._attempt(entry, self._request(decision, target), attempt):
                     yield event
                 if attempt.done:
+                    if attempt.ready:
+                        self._record_slo(OVERALL, True, self._clock.now() - started)
                     return
                 failures.append(f"{entry.id}: {attempt.error}")
                 failed, entry = entry, _next_candidate(decision, snapshot, tried)
@@ -121,6 +127,8 @@ class LaunchRelay:
                         message=f"Member {failed.id} could not launch this ({attempt.error}); "
                         f"trying member {entry.id} (attempt {i + 2} of {self._settings.max_attempts}).\n",
                     )
+            if failures:  # nothing routable at all is not a launch that failed somewhere
+                self._record_slo(OVERALL, False)
             yield _gave_up(failures)
         finally:
             self._metrics.streams_open.dec()
@@ -150,8 +158,9 @@ class LaunchRelay:
                     event = event.model_copy(update={"member": entry.id})
                     if event.phase == "ready":
                         health.record_launch_success(self._clock.now() - started)
+                        self._record_slo(entry.id, True, self._clock.now() - started)
                         self._metrics.launch(entry.id, "ready")
-                        attempt.done = True
+                        attempt.done = attempt.ready = True
                         yield _finish_ready(event, entry, request.decision_id, self._launch_host)
                         return
                     if event.phase == "failed":
@@ -172,7 +181,12 @@ class LaunchRelay:
                 self._metrics.launch(entry.id, "cancelled")
             raise
         health.record_launch_failure()
+        self._record_slo(entry.id, False)
         self._metrics.launch(entry.id, "failed")
+
+    def _record_slo(self, key: str, ok: bool, seconds: float | None = None) -> None:
+        if self._slo is not None:
+            self._slo.record(key, ok, seconds)
 
 
 def _finish_ready(

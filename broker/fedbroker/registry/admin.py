@@ -40,6 +40,7 @@ class MemberCreate(WireModel):
     location: Location = Field(default_factory=Location)
     datasets: list[Dataset] = Field(default_factory=list, max_length=10_000)
     labels: dict[str, str] = Field(default_factory=dict)
+    canary: bool = Field(default=True, description="Whether the broker runs canary launches on this member.")
 
 
 class MemberPatch(WireModel):
@@ -52,6 +53,7 @@ class MemberPatch(WireModel):
     location: Location | None = None
     datasets: list[Dataset] | None = Field(default=None, max_length=10_000)
     labels: dict[str, str] | None = None
+    canary: bool | None = None
 
 
 class EnrollTokenCreate(WireModel):

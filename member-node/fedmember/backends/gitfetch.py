@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedproto.repospec import RepoSpec
+from fedproto.tls import git_env, is_git_infrastructure_error
 
 from . import procs
 
@@ -24,7 +25,16 @@ _SHELL_CHARS = re.compile(r"[;|&$`<>(){}\\\s]")
 
 
 class FetchError(Exception):
-    """The repository or ref could not be fetched; the message is safe to show users."""
+    """The repository or ref could not be fetched; the message is safe to show users.
+
+    ``status_code`` is what the launch fails with: 404 when the repository or ref is the
+    problem, 503 when git could not reach the server (TLS, DNS, connection): that is the
+    member's or the network's trouble, so the broker fails over instead of blaming the repo.
+    """
+
+    def __init__(self, message: str, status_code: int = 404) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 @dataclass(frozen=True)
@@ -38,10 +48,12 @@ class Checkout:
 class GitFetcher:
     """Clones repositories for launches."""
 
-    def __init__(self, *, git: str = "git", timeout: float = 300.0, allow_file: bool = False) -> None:
+    def __init__(self, *, git: str = "git", timeout: float = 300.0, allow_file: bool = False,
+                 ca_bundle: str | None = None) -> None:
         self.git = git
         self.timeout = timeout
         self.allow_file = allow_file
+        self.ca_bundle = ca_bundle
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
@@ -52,6 +64,8 @@ class GitFetcher:
             GIT_ALLOW_PROTOCOL="https:http:git" + (":file" if self.allow_file else ""),
             GIT_PROTOCOL_FROM_USER="0",
         )
+        # The member's one CA setting ([member] ca_bundle): git reads neither it nor SSL_CERT_FILE.
+        env.update(git_env(self.ca_bundle))
         return env
 
     async def _git(self, *args: str, cwd: Path | None = None) -> list[str]:
@@ -68,7 +82,9 @@ class GitFetcher:
         try:
             await self._git("clone", "--quiet", "--no-checkout", "--", spec.repo_url, str(dest))
         except procs.ProcessError as exc:
-            raise FetchError(f"could not clone {spec.repo_url}: {_last(exc)}") from None
+            reason = _last(exc)
+            status = 503 if is_git_infrastructure_error(reason) else 404
+            raise FetchError(f"could not clone {spec.repo_url}: {reason}", status) from None
         commit = await self._resolve(spec, dest)
         try:
             await self._git("checkout", "--quiet", "--detach", commit, cwd=dest)

@@ -79,7 +79,7 @@ class LocalBackend(Backend):
         super().__init__(config, context)
         cfg = self.config
         self.root = context.state_dir / "local"
-        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev)
+        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle)
         self.envs = EnvBuilder(self.root / "envs", python=cfg.python, pip_args=cfg.pip_args, timeout=cfg.build_timeout)
         self.pool = ServerPool(
             bind_host=cfg.bind_host,
@@ -196,7 +196,7 @@ class LocalBackend(Backend):
             async for event in self._steps(request, admitted, launch=launch):
                 yield event
         except FetchError as exc:
-            yield failed(str(exc), 404)
+            yield failed(str(exc), exc.status_code)
         except BuildError as exc:
             tail = "".join(f"  {line}\n" for line in exc.tail[-5:])
             yield failed(f"Building the environment failed: {exc}\n{tail}", 500)

@@ -71,6 +71,34 @@ class GitFetcher:
     async def _git(self, *args: str, cwd: Path | None = None) -> list[str]:
         return await procs.run([self.git, "-c", "advice.detachedHead=false", *args], timeout=self.timeout, cwd=cwd, env=self._env())
 
+    async def check_remote(self, spec: RepoSpec) -> None:
+        """Raise :class:`FetchError` unless the repository answers and has the ref (``git ls-remote``).
+
+        For backends that launch a prebuilt image without cloning (jupyterhub): a repository
+        that does not exist must never end in a ready, empty server. A commit id cannot be
+        listed by ls-remote, so for one only the repository itself is checked.
+        """
+        self._check_url(spec)
+        try:
+            lines = await self._git("ls-remote", "--", spec.repo_url)
+        except procs.ProcessError as exc:
+            reason = _last(exc)
+            status = 503 if is_git_infrastructure_error(reason) else 404
+            raise FetchError(f"could not reach {spec.repo_url}: {reason}", status) from None
+        refs = {line.split("\t", 1)[1] for line in lines if "\t" in line}
+        if _COMMIT.match(spec.ref) or spec.ref == "HEAD":
+            return
+        if not {f"refs/heads/{spec.ref}", f"refs/tags/{spec.ref}", spec.ref} & refs:
+            raise FetchError(
+                f"Could not resolve ref for {spec.provider}:{spec.spec}. Double check your URL and that your repo is public."
+            )
+
+    def _check_url(self, spec: RepoSpec) -> None:
+        if _SHELL_CHARS.search(spec.repo_url) or spec.repo_url.startswith("-"):
+            raise FetchError("the repository URL contains characters that are not allowed")
+        if spec.repo_url.startswith("file:") and not self.allow_file:
+            raise FetchError("file:// repositories are only allowed in development mode (--dev)")
+
     async def fetch(self, spec: RepoSpec, dest: Path) -> Checkout:
         """Clone ``spec.repo_url`` into ``dest`` (which must not exist) and check out ``spec.ref``."""
         if spec.provider not in ("git", "gh"):

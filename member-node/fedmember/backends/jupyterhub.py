@@ -7,9 +7,20 @@ event stream (``launching`` events), then create an API token for that user,
 scoped to its own server (``access:servers!user=<name>``, hub 2.0+), and answer
 ``ready`` with ``{public_hub_url}/user/<name>/`` and that token.
 
-The hub does not build images: the repo picks an image/profile through ``rules``
-(``match`` is a regular expression on the repo key, ``gh:org/repo``); a repo that no
-rule matches uses ``default_user_options``, or fails 404 when that is unset.
+The hub does not build images, so the member serves only what it is configured for: the
+repo picks an image/profile through ``rules`` (``match`` is a regular expression on the
+repo key, ``gh:org/repo``). A repo that no rule matches is refused with 501 (the broker
+fails over to another member) unless ``unmatched = "default"`` sends it to
+``default_user_options``. The member advertises only ``providers`` (git-based ones, whose
+repositories it can check), and before starting anything it checks with ``git ls-remote``
+that the repository and ref exist (404 otherwise; 503 when git cannot reach the server), so
+a nonexistent repository never ends in a ready, empty server.
+
+On JupyterHub 5 and later a single-user server refuses ``?token=`` in URLs unless its
+environment has ``JUPYTERHUB_ALLOW_TOKEN_IN_URL=1``; the browser lands on the launched
+server with its token in the URL (as BinderHub's launches do), so the hub's config must set
+``c.Spawner.environment = {"JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"}`` (README, "Beside a
+JupyterHub"; ``fedmember init --backend jupyterhub`` prints it).
 String values in user options may use ``$repo_url``, ``$ref``, ``$provider``,
 ``$repo`` and ``$launch_id`` (``string.Template``: no attribute access, no code).
 
@@ -43,6 +54,7 @@ from fedproto.status import Capacity, HealthCheck
 from fedproto.tls import client_context
 
 from .base import Backend, BackendConfig, BackendContext, failed
+from .gitfetch import FetchError, GitFetcher
 from .jupyterhub_api import HubAPI, HubError
 from .secrets import SecretConfigError, TokenSource
 from .sse import StreamEnded, StreamTimeout, iter_sse_json
@@ -76,10 +88,22 @@ class JupyterHubConfig(BackendConfig):
     stop_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a server to stop before its user is deleted anyway.")
     request_timeout: float = Field(default=10.0, gt=0, description="Seconds for each hub API call.")
     token_lifetime: int = Field(default=86400, gt=0, description="Lifetime in seconds of the token handed to the browser.")
-    default_user_options: dict[str, Any] | None = Field(
-        default_factory=dict, description="user_options for repos no rule matches; null refuses them (404)."
-    )
     rules: list[ImageRule] = Field(default_factory=list, description="Repo → user_options rules, first match wins.")
+    unmatched: Literal["refuse", "default"] = Field(
+        default="refuse",
+        description='A repo no rule matches: "refuse" it (501; the broker tries another member) or launch it with default_user_options.',
+    )
+    default_user_options: dict[str, Any] = Field(
+        default_factory=dict, description='user_options for repos no rule matches, when unmatched = "default".'
+    )
+    providers: list[Literal["gh", "gl", "git"]] = Field(
+        default_factory=lambda: ["gh", "gl", "git"],
+        description="Providers this member advertises and serves; only git-based ones, whose repositories it checks exist.",
+    )
+    check_repository: bool = Field(
+        default=True, description="Check with git ls-remote that the repository and ref exist before starting a server."
+    )
+    git_timeout: float = Field(default=30.0, gt=0, description="Seconds for that check.")
 
 
 class JupyterHubBackend(Backend):
@@ -98,6 +122,9 @@ class JupyterHubBackend(Backend):
         self._version: str | None = None
         public = str(self.config.public_hub_url or context.public_url or self.config.hub_api_url)
         self._public = public.rstrip("/").removesuffix("/hub/api")
+        # Advertise only what this member serves (the status ad reads ``providers``).
+        self.providers = tuple(self.config.providers)  # type: ignore[misc]
+        self._git = GitFetcher(timeout=self.config.git_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle)
 
     def _hub(self) -> HubAPI:
         if self._session is None or self._session.closed:
@@ -117,7 +144,8 @@ class JupyterHubBackend(Backend):
             self._session = None
 
     def _user_options(self, repo: RepoSpec, request: LaunchRequest) -> dict[str, Any] | None:
-        options = next((r.user_options for r in self.config.rules if re.search(r.match, repo.key)), self.config.default_user_options)
+        default = self.config.default_user_options if self.config.unmatched == "default" else None
+        options = next((r.user_options for r in self.config.rules if re.search(r.match, repo.key)), default)
         if options is None:
             return None
         values = {"repo_url": repo.repo_url, "ref": repo.ref, "provider": repo.provider, "repo": repo.repo, "launch_id": request.launch_id}
@@ -133,10 +161,20 @@ class JupyterHubBackend(Backend):
         except SecretConfigError as exc:
             yield failed(f"member misconfigured: {exc}", 503)
             return
+        if repo.provider not in self.providers:
+            yield failed(f"this member does not serve {repo.provider} repositories", 501)
+            return
         options = self._user_options(repo, request)
         if options is None:
-            yield failed(f"this member has no image for {repo.key}", 404)
+            # Not the repository's fault: another member may serve it, so the broker fails over.
+            yield failed(f"this member serves no image for {repo.key} (no rule matches it)", 501)
             return
+        if self.config.check_repository:
+            try:
+                await self._git.check_remote(repo)
+            except FetchError as exc:
+                yield failed(str(exc), exc.status_code)
+                return
         try:
             active = await self._active(hub)
         except HubError as exc:

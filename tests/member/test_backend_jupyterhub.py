@@ -197,3 +197,30 @@ def test_jupyterhub_settings_are_toml_expressible() -> None:
     config = JupyterHubConfig.model_validate(tomllib.loads(text))
     assert config.unmatched == "refuse" and config.rules[0].user_options == {"profile": "py"}
     assert JupyterHubConfig.model_validate(tomllib.loads(text.replace('"refuse"', '"default"'))).unmatched == "default"
+
+
+async def test_jupyterhub_real_hub_agent_restart_keeps_ready_servers_and_reaps_orphans(jupyterhub_server: dict[str, Any], tmp_path: Path) -> None:
+    first = backend(tmp_path, jupyterhub_server, max_servers=3)
+    ready = (await collect(first.launch(request("launch-hub-restart"))))[-1]
+    assert ready.phase == "ready"
+    await first.detach()  # SIGTERM of the agent: the user's server stays
+
+    headers = {"Authorization": f"token {jupyterhub_server['token']}"}
+    orphan = f"{first.config.user_prefix}orphan"  # what an agent killed mid-launch leaves: no launch token
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{jupyterhub_server['api_url']}/users/{orphan}", headers=headers) as resp:
+            assert resp.status == 201
+        async with http.post(f"{jupyterhub_server['api_url']}/users/{orphan}/server", headers=headers, json={}) as resp:
+            assert resp.status in (201, 202)
+
+    second = backend(tmp_path, jupyterhub_server, max_servers=3, user_prefix=first.config.user_prefix)
+    assert await second.adopt() == ["launch-hub-restart"]
+    assert (await second.capacity()).used == 1  # the adopted server counts; the orphan is gone
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{ready.url}api/status", headers={"Authorization": f"token {ready.token}"}) as resp:
+            assert resp.status == 200  # the user's session survived the restart
+        async with http.get(f"{jupyterhub_server['api_url']}/users/{orphan}", headers=headers) as resp:
+            assert resp.status == 404
+    assert await second.stop_server("launch-hub-restart") is True
+    assert (await second.capacity()).used == 0
+    await second.stop()

@@ -24,6 +24,10 @@ JupyterHub"; ``fedmember init --backend jupyterhub`` prints it).
 String values in user options may use ``$repo_url``, ``$ref``, ``$provider``,
 ``$repo`` and ``$launch_id`` (``string.Template``: no attribute access, no code).
 
+Agent restarts keep users' servers: ``detach()`` leaves them running, and ``adopt()`` finds
+them again through the hub (this agent's ``user_prefix``; the launch id is in the note of
+the token made at ``ready``) and removes the ones that never became ready.
+
 Failures: ``max_servers`` reached → 429 before any hub call that changes state;
 hub unreachable → 503; the spawn failing → 503; no ``ready`` within
 ``start_timeout`` → 504; anything else from the hub → 502. A launch that fails
@@ -60,6 +64,9 @@ from .secrets import SecretConfigError, TokenSource
 from .sse import StreamEnded, StreamTimeout, iter_sse_json
 
 log = logging.getLogger(__name__)
+
+# The note of the token made at ``ready``: how a restarted agent maps a hub user back to its launch.
+_TOKEN_NOTE = "binder-federation launch "
 
 
 class ImageRule(BaseModel):
@@ -133,6 +140,37 @@ class JupyterHubBackend(Backend):
         token = self.config.token.read("JupyterHub service")
         return HubAPI(self._session, str(self.config.hub_api_url), token, self.config.request_timeout)
 
+    async def detach(self) -> None:
+        """The agent restarts: leave every ready server (and its hub user) for the next agent to adopt."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def adopt(self) -> list[str]:
+        """Take over this prefix's ready servers, found through the hub: the launch id is in the
+        note of the token made at ``ready``. A server without one never became ready (its agent
+        died mid-launch): it is removed."""
+        try:
+            hub = self._hub()
+            active = await self._active(hub)
+        except (HubError, SecretConfigError) as exc:
+            log.warning("could not look for servers a previous agent left: %s", exc)
+            return []
+        adopted = []
+        for name in active:
+            try:
+                notes = await hub.token_notes(name)
+            except HubError as exc:
+                log.warning("could not read the tokens of hub user %s: %s", name, exc)
+                continue
+            launch_id = next((n.removeprefix(_TOKEN_NOTE) for n in notes if n.startswith(_TOKEN_NOTE)), None)
+            if launch_id and not active[name]:
+                self._servers[launch_id] = name
+                adopted.append(launch_id)
+            else:
+                await self._remove_quietly(hub, name)
+        return adopted
+
     async def stop(self) -> None:
         for launch_id in list(self._servers):
             try:
@@ -201,7 +239,7 @@ class JupyterHubBackend(Backend):
             async with aclosing(self._follow_progress(hub, name, deadline)) as progress:
                 async for event in progress:
                     yield event
-            token = await hub.create_token(name, note=f"binder-federation launch {request.launch_id}", expires_in=self.config.token_lifetime, scopes=await self._token_scopes(hub, name))
+            token = await hub.create_token(name, note=f"{_TOKEN_NOTE}{request.launch_id}", expires_in=self.config.token_lifetime, scopes=await self._token_scopes(hub, name))
             ready = True
             yield self._ready_event(name, token, repo, options)
         except HubError as exc:
@@ -255,9 +293,14 @@ class JupyterHubBackend(Backend):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.stop_timeout
         while True:
-            # The hub refuses (400) to delete a user whose server is mid-spawn or mid-stop: ask it to stop, then retry.
-            if await hub.delete_user(name) in (204, 404):
-                return
+            # The hub refuses (400) to delete a user whose server is mid-spawn or mid-stop, and
+            # JupyterHub 5 answers 500 when the spawn is still pending: ask it to stop, then retry.
+            try:
+                if await hub.delete_user(name) in (204, 404):
+                    return
+            except HubError as exc:
+                if exc.hub_status != 500 or loop.time() > deadline:
+                    raise
             await hub.stop_server(name)
             if loop.time() > deadline:
                 raise HubError(f"hub user {name} was still busy after {self.config.stop_timeout:.0f} s")

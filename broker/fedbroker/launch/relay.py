@@ -2,16 +2,15 @@
 
 Given a ranked decision, the relay tries the first routable member and passes its events on
 with ``member`` added. If that member fails before ``ready`` for a reason another member
-might not share (connection error, timeout, non-200, ``failed`` with 429, 5xx or a quota
-message), the failure goes into health, the client gets a ``waiting`` event saying so, and
-the next candidate is tried, up to ``routing.max_attempts``. A ``failed`` that blames the
-repository (other 4xx, or no status code and no quota wording, as BinderHub's build errors
-are) is final: every member would fail the same way.
+might not share (connection error, timeout, non-200, or a ``failed`` whose code fails over
+in the one failure table, :mod:`fedproto.failures`: capacity, unavailable, timeout), the
+failure goes into health, the client gets a ``waiting`` event saying so, and the next
+candidate is tried, up to ``routing.max_attempts``. A ``failed`` that blames the repository
+(unbuildable, not found, bad request) is final: every member would fail the same way.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import AsyncIterator, Callable
 from urllib.parse import urljoin
 
 from fedproto.clock import Clock
+from fedproto.failures import Failure, fails_over
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import RepoSpec
 from fedproto.routing import RouteDecision
@@ -29,17 +29,6 @@ from ..registry.snapshot import MemberEntry, RegistrySnapshot
 from ..routing.health import HealthTable
 from ..routing.slo import OVERALL, SloTracker
 from .memberclient import MemberCallError, MemberClient
-
-_QUOTA = re.compile(r"quota|capacity|too many|no space|insufficient|full", re.IGNORECASE)
-
-
-def is_retryable(event: LaunchEvent) -> bool:
-    """Whether a member's ``failed`` event is the member's trouble rather than the repo's."""
-    code = event.status_code
-    if code is None:
-        return _QUOTA.search(event.message) is not None
-    return code == 429 or code >= 500
-
 
 @dataclass(frozen=True)
 class LaunchTarget:
@@ -164,7 +153,7 @@ class LaunchRelay:
                         yield _finish_ready(event, entry, request.decision_id, self._launch_host)
                         return
                     if event.phase == "failed":
-                        if is_retryable(event):
+                        if fails_over(event.status_code, event.message):
                             attempt.error = event.message.strip() or f"failed with {event.status_code}"
                             break
                         self._metrics.launch(entry.id, "repo_error")
@@ -206,10 +195,10 @@ def _finish_ready(
 
 def _gave_up(failures: list[str]) -> LaunchEvent:
     if not failures:
-        return LaunchEvent(phase="failed", status_code=503, message="No member can take this launch right now.\n")
+        return LaunchEvent(phase="failed", status_code=Failure.UNAVAILABLE, message="No member can take this launch right now.\n")
     detail = "; ".join(failures)
     return LaunchEvent(
         phase="failed",
-        status_code=503,
+        status_code=Failure.UNAVAILABLE,
         message=f"Launch failed on {len(failures)} member(s): {detail}. Please try again later.\n",
     )

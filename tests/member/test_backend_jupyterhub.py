@@ -169,8 +169,10 @@ async def test_jupyterhub_serves_only_what_it_is_configured_for_and_checks_the_r
     hub = JupyterHubBackend(config, make_context(tmp_path))
     assert hub.providers == ("git",)  # what the status ad advertises
 
-    def launch(provider: str, spec: str) -> Any:
-        return collect(launch_on(hub, LaunchRequest(provider=provider, spec=spec, launch_id=f"launch-hub-{free_port()}")))
+    async def launch(provider: str, spec: str) -> list[LaunchEvent]:
+        request = LaunchRequest(provider=provider, spec=spec, launch_id=f"launch-hub-{free_port()}")
+        refused = preflight(hub, request)  # the agent's own check, before the backend sees it
+        return [refused] if isinstance(refused, LaunchEvent) else await collect(hub.launch(request, refused))
 
     other = _git_repo(tmp_path.parent / f"{tmp_path.name}-other")
     outcomes = {

@@ -15,7 +15,6 @@ import secrets
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
-from urllib.parse import urljoin
 
 from fedproto.clock import Clock
 from fedproto.failures import Failure, fails_over
@@ -28,6 +27,7 @@ from ..metrics import BrokerMetrics
 from ..registry.snapshot import MemberEntry, RegistrySnapshot
 from ..routing.health import HealthTable
 from ..routing.slo import OVERALL, SloTracker
+from .events import EventRejected, ready_url, relayable
 from .memberclient import MemberCallError, MemberClient
 
 @dataclass(frozen=True)
@@ -144,13 +144,18 @@ class LaunchRelay:
         try:
             async with aclosing(self._client.launch(entry, request)) as events:
                 async for event in events:
-                    event = event.model_copy(update={"member": entry.id})
+                    event = relayable(event, entry.id)  # BinderHub's fields and ours only
                     if event.phase == "ready":
+                        try:
+                            url = ready_url(event, entry.record.public_url)
+                        except EventRejected as exc:
+                            attempt.error = exc.message  # the member's fault: fail over, charge it
+                            break
                         health.record_launch_success(self._clock.now() - started)
                         self._record_slo(entry.id, True, self._clock.now() - started)
                         self._metrics.launch(entry.id, "ready")
                         attempt.done = attempt.ready = True
-                        yield _finish_ready(event, entry, request.decision_id, self._launch_host)
+                        yield _finish_ready(event, url, request.decision_id, self._launch_host)
                         return
                     if event.phase == "failed":
                         if fails_over(event.status_code, event.message):
@@ -178,15 +183,9 @@ class LaunchRelay:
             self._slo.record(key, ok, seconds)
 
 
-def _finish_ready(
-    event: LaunchEvent, entry: MemberEntry, decision_id: str | None, launch_host: str | None
-) -> LaunchEvent:
-    """``ready`` as clients need it: the decision id, ``url`` absolute with a trailing slash, and
+def _finish_ready(event: LaunchEvent, url: str, decision_id: str | None, launch_host: str | None) -> LaunchEvent:
+    """``ready`` as clients need it: the decision id, ``url`` (checked, absolute, trailing slash), and
     ``binder_launch_host`` naming the broker (the Binder the user launched from, as BinderHub does)."""
-    url = event.url
-    if url is not None:
-        url = urljoin(entry.record.public_url.rstrip("/") + "/", url)
-        url = url if url.endswith("/") else url + "/"
     update: dict[str, object] = {"decision": decision_id, "url": url}
     if launch_host is not None:
         update["binder_launch_host"] = launch_host

@@ -139,6 +139,7 @@ class BackendContext:
     state_dir: Path  # a directory the backend may keep state in (caches, clones, logs)
     public_url: str = ""
     dev: bool = False  # allow file:// repos and plain http on loopback
+    fetch_allow: list[str] = field(default_factory=list)  # non-public networks repositories may come from
     datasets: list[Dataset] = field(default_factory=list)
     cors_allow_origins: list[str] = field(default_factory=list)
     clock: Clock = field(default_factory=SystemClock)

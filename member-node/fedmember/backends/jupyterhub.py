@@ -54,6 +54,7 @@ from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import PROVIDERS, RepoSpec
 from fedproto.status import Capacity, HealthCheck
 from fedproto.tls import client_context
+from fedproto.urlpolicy import AddressPolicy
 
 from fedproto.failures import Failure
 
@@ -128,7 +129,8 @@ class JupyterHubBackend(Backend):
         self._public = public.rstrip("/").removesuffix("/hub/api")
         # Advertise only what this member serves (the status ad reads ``providers``).
         self.providers = tuple(self.config.providers)  # type: ignore[misc]
-        self._git = GitFetcher(timeout=self.config.git_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle)
+        self._git = GitFetcher(timeout=self.config.git_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle,
+                               destinations=AddressPolicy.of(dev=context.dev, allow=context.fetch_allow))
 
     def _hub(self) -> HubAPI:
         if self._session is None or self._session.closed:

@@ -23,6 +23,7 @@ from pydantic import Field
 from fedproto.failures import Failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import RepoSpec, git_spec
+from fedproto.urlpolicy import AddressPolicy
 from fedproto.status import Capacity, HealthCheck
 
 from .base import Backend, BackendConfig, BackendContext, failed
@@ -79,7 +80,8 @@ class LocalBackend(Backend):
         super().__init__(config, context)
         cfg = self.config
         self.root = context.state_dir / "local"
-        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle)
+        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle,
+                                  destinations=AddressPolicy.of(dev=context.dev, allow=context.fetch_allow))
         self.envs = EnvBuilder(self.root / "envs", python=cfg.python, pip_args=cfg.pip_args, timeout=cfg.build_timeout)
         self.pool = ServerPool(
             bind_host=cfg.bind_host,

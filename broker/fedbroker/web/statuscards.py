@@ -34,7 +34,20 @@ def glance(summary: dict[str, Any]) -> list[tuple[str, str, bool]]:
         ("slots busy", f"{busy}/{total}", False),
         ("recent launches ready", str(outcomes.count("ready")), False),
         ("recent launches failed", str(len(outcomes) - outcomes.count("ready")), False),
+        *_slo_glance(summary.get("slo") or []),
     ]
+
+
+def _slo_glance(windows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
+    """The federation's SLO over the last hour: share of launches ready, and p50/p95 time-to-ready."""
+    hour = next((w for w in windows if w["window"] == "1h"), None)
+    if hour is None or not hour["launches"]:
+        return [("launches ready, 1 h", "none yet", False)]
+    share = hour["ready_share"]
+    p50, p95 = hour["p50_time_to_ready"], hour["p95_time_to_ready"]
+    times = f"{_num(p50)} / {_num(p95)} s" if p50 is not None and p95 is not None else "-"
+    return [("launches ready, 1 h", f"{round(share * 100)}% of {hour['launches']}", share < 0.9),
+            ("p50 / p95 to ready, 1 h", times, False)]
 
 
 def glance_html(summary: dict[str, Any]) -> Markup:
@@ -103,6 +116,54 @@ def _outcomes_html(member: dict[str, Any]) -> str:
     return f'<ol class="outcomes" aria-hidden="true">{items}</ol> <span class="outcome-words">{esc(words)}</span>'
 
 
+def _num(x: float) -> str:
+    """Seconds as status.js writes them: at most 3 decimals, no trailing zeros."""
+    return f"{x:.3f}".rstrip("0").rstrip(".")
+
+
+def slo_text(windows: list[dict[str, Any]]) -> str:
+    """The SLO windows in words: "1 h: 95% ready of 20, p50 3.1 s, p95 9 s · 24 h: ..."."""
+    parts = []
+    for w in windows:
+        label = w["window"].replace("h", " h")
+        if not w["launches"]:
+            parts.append(f"{label}: no launches")
+            continue
+        times = "".join(f", {name} {_num(w[key])} s" for name, key in (("p50", "p50_time_to_ready"),
+                                                                   ("p95", "p95_time_to_ready")) if w[key] is not None)
+        parts.append(f"{label}: {round(w['ready_share'] * 100)}% ready of {w['launches']}{times}")
+    return " · ".join(parts) or "not measured"
+
+
+def canary_words(member: dict[str, Any]) -> str:
+    """The canary strip in words, for everyone (the squares are for the eye)."""
+    history = member.get("canary_history") or []
+    if not history:
+        return {"off": "off for this member", "waiting": "none yet (waiting for a live ad with a free slot)"}.get(
+            member.get("canaries", ""), "none yet")
+    last = history[-1]
+    passed = sum(1 for r in history if r["ok"])
+    if last["ok"]:
+        tail = f"last ok, {_num(last['time_to_ready'])} s to ready" if last.get("time_to_ready") is not None else "last ok"
+    else:
+        tail = f"last failed: {last.get('reason') or last.get('outcome')}"
+    return f"{passed} of {len(history)} passed; {tail}"
+
+
+def _canary_title(result: dict[str, Any]) -> str:
+    if result["ok"]:
+        return f"ok, {_num(result['time_to_ready'])} s to ready" if result.get("time_to_ready") is not None else "ok"
+    return f"failed ({result['outcome']}): {result.get('reason') or ''}"
+
+
+def _canary_html(member: dict[str, Any]) -> str:
+    history = member.get("canary_history") or []
+    items = "".join(f'<li class="canary canary-{"ok" if r["ok"] else "failed"}" title="{esc(_canary_title(r))}"></li>'
+                    for r in history)
+    strip = f'<ol class="canaries" aria-hidden="true">{items}</ol> ' if history else ""
+    return f'{strip}<span class="canary-words">{esc(canary_words(member))}</span>'
+
+
 def _datasets_html(member: dict[str, Any]) -> str:
     sets = member.get("datasets") or []
     if not sets:
@@ -135,6 +196,8 @@ def member_card_html(member: dict[str, Any], now: float | None) -> str:
     <dt>Datasets</dt><dd>{_datasets_html(member)}</dd>
     <dt>Last poll</dt><dd class="last-poll">{esc(poll_text(member, now))}</dd>
     <dt>Recent launches</dt><dd>{_outcomes_html(member)}</dd>
+    <dt>Canaries</dt><dd class="canary-strip" data-canaries="{esc(member.get('canaries', 'off'))}">{_canary_html(member)}</dd>
+    <dt>Launch SLO</dt><dd class="slo">{esc(slo_text(member.get('slo') or []))}</dd>
   </dl>
   <p class="admin-actions" hidden>
     <button type="button" class="button secondary" data-action="drain" data-member="{mid}">Drain {mid}</button>

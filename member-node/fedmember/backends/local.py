@@ -49,6 +49,11 @@ class LocalConfig(BackendConfig):
     build_timeout: float = Field(default=900.0, gt=0, description="Seconds pip may take to install requirements.")
     start_timeout: float = Field(default=60.0, gt=0, description="Seconds jupyter-server may take to answer.")
     stop_grace_seconds: float = Field(default=5.0, ge=0, description="Seconds between SIGTERM and SIGKILL.")
+    server_wrapper: list[str] = Field(
+        default_factory=list,
+        description="A command put before each server's command line, which it must exec (e.g. "
+        '["nice", "-n", "10"], ["prlimit", "--as=8000000000"], or a site\'s launcher script).',
+    )
 
 
 @dataclass
@@ -87,6 +92,7 @@ class LocalBackend(Backend):
             start_timeout=cfg.start_timeout,
             stop_grace=cfg.stop_grace_seconds,
             clock=context.clock,
+            wrapper=cfg.server_wrapper,
         )
         self._pending: dict[str, Path] = {}  # launch id -> work dir, while preparing
         self._culler: asyncio.Task[None] | None = None

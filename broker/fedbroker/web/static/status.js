@@ -51,6 +51,46 @@
     return span;
   }
 
+  // The same words as fedbroker/web/statuscards.py (canary_words, slo_text), drawn on refresh.
+  function num(x) { return String(Math.round(x * 1000) / 1000); }
+
+  function canaryTitle(r) {
+    if (r.ok) { return r.time_to_ready !== null && r.time_to_ready !== undefined ? "ok, " + num(r.time_to_ready) + " s to ready" : "ok"; }
+    return "failed (" + r.outcome + "): " + (r.reason || "");
+  }
+
+  function canaryWords(m) {
+    var history = m.canary_history || [];
+    if (!history.length) {
+      return { off: "off for this member", waiting: "none yet (waiting for a live ad with a free slot)" }[m.canaries] || "none yet";
+    }
+    var last = history[history.length - 1];
+    var passed = history.filter(function (r) { return r.ok; }).length;
+    var tail = last.ok ? (last.time_to_ready !== null && last.time_to_ready !== undefined
+      ? "last ok, " + num(last.time_to_ready) + " s to ready" : "last ok") : "last failed: " + (last.reason || last.outcome);
+    return passed + " of " + history.length + " passed; " + tail;
+  }
+
+  function canaryNode(m) {
+    var history = m.canary_history || [];
+    var ol = el("ol", { "class": "canaries", "aria-hidden": "true" }, history.map(function (r) {
+      return el("li", { "class": "canary canary-" + (r.ok ? "ok" : "failed"), title: canaryTitle(r) });
+    }));
+    return el("span", {}, [history.length ? ol : null, history.length ? " " : null,
+      el("span", { "class": "canary-words", text: canaryWords(m) })]);
+  }
+
+  function sloWords(windows) {
+    var parts = (windows || []).map(function (w) {
+      var label = w.window.replace("h", " h");
+      if (!w.launches) { return label + ": no launches"; }
+      var times = (w.p50_time_to_ready !== null ? ", p50 " + num(w.p50_time_to_ready) + " s" : "") +
+        (w.p95_time_to_ready !== null ? ", p95 " + num(w.p95_time_to_ready) + " s" : "");
+      return label + ": " + Math.round(w.ready_share * 100) + "% ready of " + w.launches + times;
+    });
+    return parts.join(" · ") || "not measured";
+  }
+
   function datasetsNode(m) {
     if (!m.datasets || !m.datasets.length) { return el("span", { "class": "muted", text: "none" }); }
     return el("ul", { "class": "datasets-list" }, m.datasets.map(function (d) {
@@ -74,6 +114,9 @@
     fact(dl, "Datasets", datasetsNode(m));
     fact(dl, "Last poll", pollWords(m, now), "last-poll");
     fact(dl, "Recent launches", outcomesNode(m));
+    fact(dl, "Canaries", canaryNode(m), "canary-strip");
+    dl.lastChild.setAttribute("data-canaries", m.canaries || "off");
+    fact(dl, "Launch SLO", sloWords(m.slo), "slo");
     var verdict = m.routable ? "Taking launches" : "Not taking launches: " + (m.reason || "unknown");
     var actions = el("p", { "class": "admin-actions" }, ["drain", "undrain"].map(function (a) {
       return el("button", { type: "button", "class": "button secondary", "data-action": a, "data-member": m.id,
@@ -120,6 +163,12 @@
     var rows = [["members", String(members.length), false], ["taking launches", String(summary.routable), summary.routable === 0],
       ["not healthy", String(down), down > 0], ["slots busy", busy + "/" + total, false],
       ["recent launches ready", String(ready), false], ["recent launches failed", String(all - ready), false]];
+    var hour = (summary.slo || []).filter(function (w) { return w.window === "1h"; })[0];
+    if (!hour || !hour.launches) { rows.push(["launches ready, 1 h", "none yet", false]); } else {
+      rows.push(["launches ready, 1 h", Math.round(hour.ready_share * 100) + "% of " + hour.launches, hour.ready_share < 0.9]);
+      rows.push(["p50 / p95 to ready, 1 h", hour.p50_time_to_ready !== null && hour.p95_time_to_ready !== null
+        ? num(hour.p50_time_to_ready) + " / " + num(hour.p95_time_to_ready) + " s" : "-", false]);
+    }
     var dl = $("glance");
     dl.textContent = "";
     rows.forEach(function (r) {

@@ -129,7 +129,7 @@ class LocalBackend(Backend):
         """A parsed spec, or the ``failed`` event that refuses the launch before any work."""
         if request.launch_id in self._pending or request.launch_id in self.pool.servers:
             return failed(f"launch {request.launch_id} already exists", 409)
-        if len(self._pending) + len(self.pool.servers) >= self.config.capacity:
+        if len(self.pool.servers) + len(self._building()) >= self.config.capacity:
             return failed(f"This member is full ({self.config.capacity} servers); try again later.", 429)
         if request.provider not in self.providers:
             return failed(f"No provider found for prefix {request.provider}", 400)
@@ -246,8 +246,12 @@ class LocalBackend(Backend):
             HealthCheck(service="Local servers", ok=True, detail=capacity.model_dump()),
         ]
 
+    def _building(self) -> set[str]:
+        # A launch starting its server is in both maps until its stream ends: count it once, as used.
+        return set(self._pending) - set(self.pool.servers)
+
     async def capacity(self) -> Capacity:
-        return Capacity(total=self.config.capacity, used=len(self.pool.servers), building=len(self._pending))
+        return Capacity(total=self.config.capacity, used=len(self.pool.servers), building=len(self._building()))
 
     async def images(self) -> list[str]:
         return self.envs.built_repos()

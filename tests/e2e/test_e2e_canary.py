@@ -27,7 +27,9 @@ from fedbroker.demo.sites import SITES
 
 pytestmark = pytest.mark.slow
 
-INTERVAL = 5.0  # canary interval; a broken member must be out within two of them
+# The canary interval; a broken member must be out within two of them. Under a loaded machine a
+# canary takes up to ~10 s here, and the one running when the fault comes may still pass.
+INTERVAL = 10.0
 SETTINGS: dict[str, dict[str, Any]] = {
     "health": {"interval": 0.5, "timeout": 1.0, "unhealthy_interval": 0.5, "jitter": 0.1, "ewma_alpha": 0.5},
     "routing": {"event_timeout": 30.0, "keepalive": 5.0, "near_equal": 1.0},
@@ -164,14 +166,18 @@ async def test_a_member_that_cannot_start_servers_is_ejected_before_users_get_th
     target = (await route(fed.broker_url, repo.spec()))["candidates"][0]["member_id"]
     failed_before = await metric(fed, "fedbroker_launches_total", member=target, outcome="failed")
     faults.set(target, "fail")
-    broken_at = time.monotonic()
+    broken_at, broken_wall = time.monotonic(), time.time()
 
     def ejected(d: dict[str, Any]) -> bool:
         return not candidate(d, target)["routable"]
 
-    decision = await wait_for_route(fed.broker_url, repo.spec(), ejected, f"{target} ejected", timeout=4 * INTERVAL)
+    try:
+        decision = await wait_for_route(fed.broker_url, repo.spec(), ejected, f"{target} ejected", timeout=4 * INTERVAL)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {target}: {await member(fed, target)}") from None
     took = time.monotonic() - broken_at
-    assert took <= 2 * INTERVAL, f"ejected after {took:.1f} s, more than two canary intervals"
+    seen = [(round(r["at"] - broken_wall, 1), r["outcome"]) for r in (await member(fed, target))["canary_history"]]
+    assert took <= 2 * INTERVAL, f"ejected after {took:.1f} s, more than two canary intervals: {seen}"
     reason = candidate(decision, target)["reason"]
     assert reason.startswith("canary failed 2 times in a row: ") and "jupyter-server exited with status 3" in reason
     shown = await member(fed, target)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     # health, routing and the front door
     from .routing.dispatcher import Dispatcher
     from .routing.health import HealthTable
+    from .routing.ratelimit import ClientLimits
     from .routing.slo import SloTracker
     from .web.htmlpage import PageTemplates
 
@@ -53,6 +54,8 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 MEMBER_CLIENT: web.AppKey[MemberClient] = web.AppKey("member_client")
 RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
 POLLER: web.AppKey[Poller] = web.AppKey("poller")
+# Per-client counters at the web edge: open streams, enrollment attempts (web/limits.py).
+CLIENT_LIMITS: web.AppKey[ClientLimits] = web.AppKey("client_limits")
 # Canaries (the runner, only while canary.repo is set) and the launch SLO.
 CANARY: web.AppKey[CanaryRunner] = web.AppKey("canary")
 SLO: web.AppKey[SloTracker] = web.AppKey("slo")

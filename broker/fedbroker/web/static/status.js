@@ -1,14 +1,16 @@
-// The status page: redraws members and the map from /api/v1/federation every few seconds;
+// The status page: refreshes the server-rendered members, map and numbers every few seconds
+// (fetching /status again and swapping those parts in, so the cards are drawn in one place);
 // with an admin token (kept in sessionStorage only) it can drain and undrain members.
 (function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
   var config = JSON.parse($("status-config").textContent);
   var TOKEN_KEY = "fedbroker-admin-token";
-  var SVG = "http://www.w3.org/2000/svg";
-  var OUTCOMES = { ready: "ready", failed: "failed (member)", repo_error: "failed (repository)" };
   var lastGood = Date.now();
+  // The parts the server renders (templates/statuscards.html) and a refresh swaps in.
+  var PARTS = ["summary-line", "glance", "map-markers", "members"];
 
+<<<<<<< HEAD
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (k) {
@@ -180,13 +182,20 @@
     glance(summary);
     var n = summary.members.length;
     $("summary-line").textContent = n + " member" + (n === 1 ? "" : "s") + ", " + summary.routable + " taking launches";
+=======
+  function swapIn(fresh) {
+>>>>>>> main
     var list = $("members");
-    var focused = document.activeElement && document.activeElement.closest ? document.activeElement.closest("li.member") : null;
-    var focusKey = focused ? [focused.getAttribute("data-member"), document.activeElement.getAttribute("data-action")] : null;
-    list.textContent = "";
-    if (!n) { list.append(el("li", { "class": "card empty", text: "No member has joined this federation yet." })); }
-    summary.members.forEach(function (m) { list.append(card(m, summary.generated_at)); });
-    markers(summary);
+    var active = document.activeElement;
+    var focused = active && active.closest ? active.closest("li.member") : null;
+    var focusKey = focused ? [focused.getAttribute("data-member"), active.getAttribute("data-action")] : null;
+    PARTS.forEach(function (id) {
+      var part = fresh.getElementById(id);
+      if (part) { $(id).replaceChildren.apply($(id), Array.prototype.map.call(part.childNodes, function (n) {
+        return document.importNode(n, true);
+      })); }
+    });
+    showAdminButtons();
     if (focusKey && focusKey[1]) {  // keep keyboard focus on the same button across redraws
       var again = list.querySelector('button[data-member="' + CSS.escape(focusKey[0]) + '"][data-action="' + focusKey[1] + '"]');
       if (again) { again.focus(); }
@@ -194,13 +203,13 @@
   }
 
   function refresh() {
-    fetch("/api/v1/federation", { cache: "no-store" }).then(function (r) {
+    fetch("/status", { cache: "no-store" }).then(function (r) {
       if (!r.ok) { throw new Error("HTTP " + r.status); }
-      return r.json();
-    }).then(function (summary) {
+      return r.text();
+    }).then(function (text) {
       lastGood = Date.now();
       $("refresh-error").hidden = true;
-      render(summary);
+      swapIn(new DOMParser().parseFromString(text, "text/html"));
     }).catch(function (e) {
       $("refresh-error").textContent = "Could not refresh the status (" + e.message + "); retrying.";
       $("refresh-error").hidden = false;
@@ -215,9 +224,14 @@
   // -- administrators --------------------------------------------------------------
   function token() { try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; } }
 
-  function showAdmin() {
+  function showAdminButtons() {
     var has = !!token();
     document.querySelectorAll(".admin-actions").forEach(function (p) { p.hidden = !has; });
+  }
+
+  function showAdmin() {
+    showAdminButtons();
+    var has = !!token();
     $("admin-status").textContent = has ? "Token set for this tab: drain and undrain buttons are shown on each member."
       : "No token set.";
   }
@@ -254,7 +268,6 @@
     if (button) { act(button.getAttribute("data-member"), button.getAttribute("data-action")); }
   });
 
-  render(config.summary);
   showAdmin();
   if (token()) { $("admin").open = true; }
   setInterval(refresh, config.refresh_seconds * 1000);

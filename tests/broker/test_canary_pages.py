@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from fedbroker.web.statuscards import canary_words, glance, member_card_html, slo_text
+from fedbroker.web.htmlpage import PageTemplates
+from fedbroker.web.statuscards import TEMPLATE_GLOBALS, canary_words, glance, slo_text
+
+
+def member_card_html(member: dict[str, Any], now: float) -> str:
+    """One card, rendered by the status page's own macro."""
+    pages = PageTemplates()
+    pages.env.globals.update(TEMPLATE_GLOBALS)
+    return str(pages.env.get_template("statuscards.html").module.member_card(member, now))  # type: ignore[attr-defined]
 
 
 def canary(ok: bool, ttr: float | None = 1.25, reason: str | None = None) -> dict[str, Any]:

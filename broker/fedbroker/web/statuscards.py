@@ -37,7 +37,6 @@ def glance(summary: dict[str, Any]) -> list[tuple[str, str, bool]]:
     ]
 
 
-<<<<<<< HEAD
 def _slo_glance(windows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
     """The federation's SLO over the last hour: share of launches ready, and p50/p95 time-to-ready."""
     hour = next((w for w in windows if w["window"] == "1h"), None)
@@ -50,14 +49,6 @@ def _slo_glance(windows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
             ("p50 / p95 to ready, 1 h", times, False)]
 
 
-def glance_html(summary: dict[str, Any]) -> Markup:
-    bad_class = ' class="bad"'
-    return Markup("".join(f"<div><dt>{esc(label)}</dt><dd{bad_class if bad else ''}>{esc(value)}</dd></div>"
-                          for label, value, bad in glance(summary)))
-
-
-=======
->>>>>>> main
 def map_point(location: dict[str, Any]) -> tuple[float, float] | None:
     """Equirectangular SVG coordinates (viewBox 0 0 360 180), or None without coordinates."""
     lat, lon = location.get("lat"), location.get("lon")
@@ -104,7 +95,6 @@ def outcome_words(outcomes: list[dict[str, Any]]) -> str:
     return ", ".join(f"{n} {OUTCOME_LABELS[k]}" for k, n in counts.items() if n)
 
 
-<<<<<<< HEAD
 def _num(x: float) -> str:
     """Seconds as status.js writes them: at most 3 decimals, no trailing zeros."""
     return f"{x:.3f}".rstrip("0").rstrip(".")
@@ -139,68 +129,12 @@ def canary_words(member: dict[str, Any]) -> str:
     return f"{passed} of {len(history)} passed; {tail}"
 
 
-def _canary_title(result: dict[str, Any]) -> str:
+def canary_title(result: dict[str, Any]) -> str:
     if result["ok"]:
         return f"ok, {_num(result['time_to_ready'])} s to ready" if result.get("time_to_ready") is not None else "ok"
     return f"failed ({result['outcome']}): {result.get('reason') or ''}"
 
 
-def _canary_html(member: dict[str, Any]) -> str:
-    history = member.get("canary_history") or []
-    items = "".join(f'<li class="canary canary-{"ok" if r["ok"] else "failed"}" title="{esc(_canary_title(r))}"></li>'
-                    for r in history)
-    strip = f'<ol class="canaries" aria-hidden="true">{items}</ol> ' if history else ""
-    return f'{strip}<span class="canary-words">{esc(canary_words(member))}</span>'
-
-
-def _datasets_html(member: dict[str, Any]) -> str:
-    sets = member.get("datasets") or []
-    if not sets:
-        return '<span class="muted">none</span>'
-    return '<ul class="datasets-list">' + "".join(
-        f'<li><code>{esc(d["id"])}</code>{" (prefix)" if d.get("prefix") else ""}</li>' for d in sets) + "</ul>"
-
-
-def _load_html(member: dict[str, Any]) -> str:
-    percent, words = load_text(member)
-    return (f'<progress class="meter {load_class(percent)}" max="100" value="{percent}" '
-            f'aria-label="Load of {esc(member["id"])}">{percent}%</progress> '
-            f'<span class="load-words">{esc(words)}</span>')
-
-
-def member_card_html(member: dict[str, Any], now: float | None) -> str:
-    """One member's card; ``static/status.js`` draws the same markup on refresh."""
-    mid, state, health = esc(member["id"]), esc(member["state"]), esc(member["health"])
-    verdict = "Taking launches" if member["routable"] else f"Not taking launches: {member.get('reason') or 'unknown'}"
-    return f"""<li class="member card" id="member-{mid}" data-member="{mid}" data-health="{health}" data-state="{state}">
-  <div class="member-head">
-    <h2>{esc(member['display_name'] or member['id'])} <span class="member-id">{mid}</span></h2>
-    <span class="pill state-{state}">{state}</span>
-    <span class="pill health-{health}">{health}</span>
-  </div>
-  <p class="verdict {'ok' if member['routable'] else 'bad'}">{esc(verdict)}</p>
-  <dl class="facts-list">
-    <dt>Load</dt><dd>{_load_html(member)}</dd>
-    <dt>Location</dt><dd>{esc(location_text(member['location']))}</dd>
-    <dt>Datasets</dt><dd>{_datasets_html(member)}</dd>
-    <dt>Last poll</dt><dd class="last-poll">{esc(poll_text(member, now))}</dd>
-    <dt>Recent launches</dt><dd>{_outcomes_html(member)}</dd>
-    <dt>Canaries</dt><dd class="canary-strip" data-canaries="{esc(member.get('canaries', 'off'))}">{_canary_html(member)}</dd>
-    <dt>Launch SLO</dt><dd class="slo">{esc(slo_text(member.get('slo') or []))}</dd>
-  </dl>
-  <p class="admin-actions" hidden>
-    <button type="button" class="button secondary" data-action="drain" data-member="{mid}">Drain {mid}</button>
-    <button type="button" class="button secondary" data-action="undrain" data-member="{mid}">Undrain {mid}</button>
-  </p>
-</li>"""
-
-
-def member_cards_html(summary: dict[str, Any]) -> Markup:
-    if not summary["members"]:
-        return Markup('<li class="card empty">No member has joined this federation yet.</li>')
-    now = summary.get("generated_at")
-    return Markup("\n".join(member_card_html(m, now) for m in summary["members"]))
-=======
 TEMPLATE_GLOBALS: dict[str, Callable[..., Any]] = {
     "summary_line": summary_line,
     "glance": glance,
@@ -211,5 +145,7 @@ TEMPLATE_GLOBALS: dict[str, Callable[..., Any]] = {
     "poll_text": poll_text,
     "outcome_label": outcome_label,
     "outcome_words": outcome_words,
+    "canary_words": canary_words,
+    "canary_title": canary_title,
+    "slo_text": slo_text,
 }
->>>>>>> main

@@ -130,22 +130,10 @@ class LocalBackend(Backend):
     def _refusal(self, request: LaunchRequest) -> LaunchEvent | None:
         """The ``failed`` event that refuses the launch before any work, or None."""
         if request.launch_id in self._pending or request.launch_id in self.pool.servers:
-<<<<<<< HEAD
-            return failed(f"launch {request.launch_id} already exists", 409)
-        if len(self.pool.servers) + len(self._building()) >= self.config.capacity:
-            return failed(f"This member is full ({self.config.capacity} servers); try again later.", 429)
-        if request.provider not in self.providers:
-            return failed(f"No provider found for prefix {request.provider}", 400)
-        try:
-            return RepoSpec.parse(request.provider, request.spec, allow_file=self.context.dev)
-        except SpecError as exc:
-            return failed(exc.message, 400)
-=======
             return failed(f"launch {request.launch_id} already exists", Failure.CONFLICT)
-        if len(self._pending) + len(self.pool.servers) >= self.config.capacity:
+        if len(self.pool.servers) + len(self._building()) >= self.config.capacity:
             return failed(f"This member is full ({self.config.capacity} servers); try again later.", Failure.CAPACITY)
         return None
->>>>>>> main
 
     async def _prepare(self, prep: _Prepared) -> AsyncIterator[LaunchEvent]:
         """Fetch and build, yielding progress; sets ``prep.commit`` and ``prep.env_id``."""

@@ -23,7 +23,7 @@ from ..adminclient import AdminClient, AdminClientError
 from ..config import CONFIG_NAME, BrokerConfig, ConfigError
 from ..demo import command as democmd
 from ..registry.store import ADMIN_SCOPES
-from . import keyscmd, routecmd
+from . import datasetscmd, keyscmd, routecmd
 
 MEMBER_ACTIONS = ("approve", "drain", "undrain", "disable")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -317,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     retire.set_defaults(func=cmd_keys)
 
     routecmd.add_parser(sub)
+    datasetscmd.add_parsers(sub, _admin_options, admin_client)
     democmd.add_parser(sub)
     return parser
 

@@ -40,6 +40,7 @@ def make_backend(config: MemberConfig, clock: Clock, dev: bool) -> Backend:
         datasets=list(config.member.datasets),
         cors_allow_origins=list(config.member.cors_allow_origins),
         clock=clock,
+        ca_bundle=config.ca_bundle,
     )
     return backend_class(config.backend.kind)(config.backend, context)
 

@@ -232,6 +232,8 @@ class CanaryRunner:
         )
 
     def _record(self, member_id: str, health: MemberHealth, result: CanaryResult) -> None:
+        log.info("canary on %s: %s%s", member_id, result.outcome,
+                 f" in {result.time_to_ready:g} s" if result.time_to_ready is not None else f" ({result.reason})")
         was_ejected = health.canary_view().ejected
         health.record_canary(result, self._s.eject_after)
         self._metrics.canary(member_id, result.outcome, result)

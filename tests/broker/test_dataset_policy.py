@@ -22,6 +22,7 @@ from fedbroker.registry.service import build_snapshot
 from fedbroker.routing.claims import capped_ad, held_datasets
 from fedbroker.routing.dispatcher import nothing_routable_message
 from fedbroker.routing.health import MemberHealth
+from fedbroker.routing.index import RoutingIndex
 from fedbroker.routing.rank import RouteRequest, rank
 
 KEYS = KeyRing([PrivateKey.generate(created=1.0)])
@@ -69,7 +70,8 @@ def test_serving_policy_intersects_every_rule() -> None:
 
 
 def _route(rules: list, ad_datasets: dict[str, list[Dataset]], data: tuple[str, ...], *, down: tuple[str, ...] = ()):
-    """Three healthy members a, b, c (ads as given) under the declarations ``rules``; rank a launch."""
+    """Three healthy members a, b, c (ads as given) under the declarations ``rules``: the launch ranked
+    by ``rank`` and by the routing index (through ``DatasetPolicy.serving``), which must agree."""
     clock = FakeClock()
     records, views = [], {}
     for mid in ("a", "b", "c"):
@@ -84,7 +86,18 @@ def _route(rules: list, ad_datasets: dict[str, list[Dataset]], data: tuple[str, 
         views[mid] = h.view()
     snapshot = build_snapshot(1, records, rules)
     request = RouteRequest(repo=RepoSpec.parse("gh", "org/repo/HEAD"), data=data)
-    return rank(snapshot, views, request, RoutingSettings(near_equal=0.0), decision_id="d", detail=3)
+    settings = RoutingSettings(near_equal=0.0)
+    ranked = rank(snapshot, views, request, settings, decision_id="d", detail=3)
+    index = RoutingIndex(settings)
+    index.update(snapshot, views, None)
+    limit = snapshot.datasets.serving(request.needed_datasets())
+    indexed = index.decide(request, "d", 3, limit=limit)
+    assert [c.member_id for c in indexed.candidates if c.routable] == [c.member_id for c in ranked.candidates if c.routable]
+    assert {(c.member_id, c.reason) for c in indexed.candidates if not c.routable} == {
+        (c.member_id, c.reason) for c in ranked.candidates if not c.routable}
+    explained = index.explain(request, "d", limit=limit)
+    assert explained.chosen == ranked.chosen
+    return ranked
 
 
 def test_a_lying_ad_does_not_win_dataset_launches() -> None:

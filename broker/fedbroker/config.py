@@ -221,6 +221,11 @@ class BrokerConfig(Section):
         description="File holding the registry's SQLAlchemy URL (first line, whitespace stripped); overrides "
         "db_url. Use it for URLs with passwords, mounted from a Secret.",
     )
+    migrate_on_start: bool = Field(
+        default=False,
+        description="Migrate an older registry schema when serving starts. Off: the broker refuses to start on "
+        "one and says to run `fedbroker migrate` (an empty database always gets the schema).",
+    )
     keys_dir: str = Field(default="keys", description="Directory of the broker's Ed25519 private keys.")
     mode: Literal["relay", "redirect"] = Field(
         default="relay", description="relay: stream launches through the broker; redirect: answer 307 to the member."

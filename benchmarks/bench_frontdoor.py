@@ -13,7 +13,8 @@ Requests go to distinct repositories, chosen by a wrk Lua script: uniform over 1
 and Zipf (s = 1.1) over the same 100,000. The broker runs as shipped (INFO: access line and
 decision line per launch) and with ``[logging] access_log = false, decisions = false``
 (``quiet``). Prints one machine-readable summary line; ``*_ratio`` is broker/bare req/s in the
-same run, with the same pinning and the same request mix.
+same run, with the same pinning and the same request mix; ``*_cpu_ratio`` is bare/broker CPU
+time per answered request, which other load on a shared machine does not distort.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def wrk(url: str, seconds: float, connections: int, script: Path) -> dict[str, f
         return float(value) * _UNITS[unit]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+            "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
             "p50": latency("50"), "p99": latency("99"), "errors": float(errors.group(1)) if errors else 0.0}
 
 
@@ -135,16 +137,24 @@ def main() -> None:
                 routable = min(routable, asyncio.run(benchbroker.wait_routable(server.url, args.members)))
             for dist, script in scripts.items():
                 wrk(server.url + "/build/gh/org/repo/HEAD", 2, args.connections, script)
-                rows[name, dist] = wrk(server.url + "/build/gh/org/repo/HEAD", args.seconds, args.connections, script)
+                cpu = benchbroker.cpu_seconds(server.popen.pid)
+                rows[name, dist] = row = wrk(server.url + "/build/gh/org/repo/HEAD", args.seconds, args.connections, script)
+                # CPU per answered request: what a shared machine's other load cannot hide (it
+                # also includes the broker's polling during the window, as in production).
+                row["cpu_us"] = (benchbroker.cpu_seconds(server.popen.pid) - cpu) / max(1.0, row["requests"]) * 1e6
             server.stop()
         fields = [f"bench=frontdoor members={routable}/{args.members} connections={args.connections}"]
         for (name, dist), r in rows.items():
-            fields.append(f"{dist}_{name}_rps={r['rps']:.0f} {dist}_{name}_p50_ms={r['p50']:.2f} "
+            fields.append(f"{dist}_{name}_rps={r['rps']:.0f} {dist}_{name}_cpu_us_per_req={r['cpu_us']:.0f} "
+                          f"{dist}_{name}_p50_ms={r['p50']:.2f} "
                           f"{dist}_{name}_p99_ms={r['p99']:.2f} {dist}_{name}_errors={r['errors']:.0f}")
         for dist in scripts:
             bare_rps = rows["bare", dist]["rps"]
+            bare_cpu = rows["bare", dist]["cpu_us"]
             fields.append(f"{dist}_ratio={rows['broker', dist]['rps'] / bare_rps:.2f} "
-                          f"{dist}_quiet_ratio={rows['quiet', dist]['rps'] / bare_rps:.2f}")
+                          f"{dist}_quiet_ratio={rows['quiet', dist]['rps'] / bare_rps:.2f} "
+                          f"{dist}_cpu_ratio={bare_cpu / rows['broker', dist]['cpu_us']:.2f} "
+                          f"{dist}_quiet_cpu_ratio={bare_cpu / rows['quiet', dist]['cpu_us']:.2f}")
         print(" ".join(fields), benchbroker.machine(), flush=True)
 
 

@@ -207,3 +207,30 @@ def test_production_broker_keys_the_rate_limit_on_the_client_address(helm: Any) 
     config = tomllib.loads(config_file(render(helm, "federation-broker", values))[1])
     assert values["ingress"]["enabled"] and config["rate_limit"]["launches"] > 0
     assert config["rate_limit"]["client_ip_header"] == "X-Real-IP"
+
+
+# -- registry migrations ----------------------------------------------------------------------
+def test_migration_job_is_opt_in_and_runs_before_the_upgrade(helm: Any, kubernetes_validate: Any) -> None:
+    assert not of_kind(render(helm, "federation-broker", {}), "Job")
+    values = {**values_of("values-broker-production.yaml"), "migrations": {"job": {"enabled": True}}}
+    docs = render(helm, "federation-broker", values)
+    (job,) = of_kind(docs, "Job")
+    hook_config = named(docs, "ConfigMap", "-migrate")
+    (deployment,) = of_kind(docs, "Deployment")
+    for hooked in (job, hook_config):
+        assert hooked["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
+    assert int(hook_config["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:1] == ["migrate"] and job["spec"]["activeDeadlineSeconds"] == 600
+    assert container["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    main_config = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"] == deployment["metadata"]["name"])
+    assert hook_config["data"] == main_config["data"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    config = tomllib.loads(hook_config["data"]["broker.toml"])
+    db_dir = config["db_url_file"].rsplit("/", 1)[0]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == db_dir)
+    assert "secret" in volumes[mount["name"]] and not any(m["name"] == "keys" for m in container["volumeMounts"])
+    assert not lint_problems(helm, "federation-broker", values)
+    for doc in (job, hook_config):
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)

@@ -98,7 +98,7 @@ class Enrollment:
 
     @staticmethod
     def _parse(body: bytes) -> tuple[EnrollmentRequest, EnrollmentToken]:
-        req = parse_json(body, EnrollmentRequest)
+        req = parse_json(body, EnrollmentRequest, from_member=True)
         return req, EnrollmentToken.parse(req.token)
 
     def _broker_key(self, token: EnrollmentToken) -> PrivateKey:

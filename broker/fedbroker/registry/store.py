@@ -279,11 +279,11 @@ class RegistryStore:
         self.clock = clock
 
     @classmethod
-    async def open(cls, url: str, clock: Clock) -> RegistryStore:
-        """Connect and migrate the schema to the newest version."""
+    async def open(cls, url: str, clock: Clock, *, upgrade: bool = True) -> RegistryStore:
+        """Connect and migrate the schema to the newest version (an older one only with ``upgrade``)."""
         engine = create_engine(url)
         try:
-            await migrate(engine, clock.now())
+            await migrate(engine, clock.now(), upgrade=upgrade)
         except BaseException:
             await engine.dispose()
             raise

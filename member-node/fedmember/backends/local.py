@@ -85,7 +85,7 @@ class LocalBackend(Backend):
         super().__init__(config, context)
         cfg = self.config
         self.root = context.state_dir / "local"
-        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev,
+        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle,
                                   destinations=AddressPolicy.of(dev=context.dev, allow=context.fetch_allow))
         self.envs = EnvBuilder(self.root / "envs", python=cfg.python, pip_args=cfg.pip_args, timeout=cfg.build_timeout)
         self.pool = ServerPool(
@@ -199,7 +199,7 @@ class LocalBackend(Backend):
             async for event in self._steps(request, repo, launch=launch):
                 yield event
         except FetchError as exc:
-            yield failed(str(exc), Failure.NOT_FOUND)
+            yield failed(str(exc), exc.status_code)
         except BuildError as exc:
             # The repository's own fault: final, as a BinderHub member's build failure is.
             tail = "".join(f"  {line}\n" for line in exc.tail[-5:])

@@ -39,6 +39,11 @@ class HealthSettings(Section):
         default=0.2, gt=0, le=1, description="Weight of the newest launch in the smoothed success rate and time-to-ready."
     )
     concurrency: int = Field(default=16, ge=1, description="Status polls running at the same time, at most.")
+    max_member_capacity: int = Field(
+        default=10_000, ge=0,
+        description="The most capacity (servers) believed from any member's status ad, unless an admin set that "
+        "member's max_capacity: a member claiming 100000 slots must not draw every launch.",
+    )
 
 
 class RoutingSettings(Section):

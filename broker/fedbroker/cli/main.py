@@ -24,7 +24,7 @@ from ..config import CONFIG_NAME, BrokerConfig, ConfigError
 from ..demo import command as democmd
 from ..registry.migrations import SchemaBehind
 from ..registry.store import ADMIN_SCOPES
-from . import keyscmd, routecmd
+from . import datasetscmd, keyscmd, routecmd
 
 MEMBER_ACTIONS = ("approve", "drain", "undrain", "disable")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -359,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     retire.set_defaults(func=cmd_keys)
 
     routecmd.add_parser(sub)
+    datasetscmd.add_parsers(sub, _admin_options, admin_client)
     democmd.add_parser(sub)
     return parser
 

@@ -146,9 +146,15 @@ class Dispatcher:
     def snapshot(self) -> RegistrySnapshot:
         return self._snapshots.current
 
-    def routable(self, member_id: str, provider: str) -> bool:
+    def routable(self, member_id: str, provider: str, decision: RouteDecision | None = None) -> bool:
         """Whether the member could take a ``provider`` launch at the last decision (for sticky cookies,
-        which may name a member outside the decision's detailed candidates)."""
+        which may name a member outside the decision's detailed candidates). With ``decision``, also
+        whether its datasets' serving policy allows the member: a client's cookie must not choose one
+        the data provider excluded."""
+        if decision is not None and decision.data:
+            limit = self._snapshots.current.datasets.serving(decision.data)
+            if limit is not None and member_id not in limit.allowed:
+                return False
         return self._router.why_not(member_id, provider) is None
 
     def spec_refusal(self, provider: str, spec: str) -> str | None:

@@ -18,13 +18,15 @@ from fedproto.routing import RouteDecision
 
 from ..config import RoutingSettings
 from ..registry.snapshot import MemberEntry, RegistrySnapshot
+from .claims import held_datasets
 from .health import HealthState, HealthView
 
 
 def stored_datasets(entry: MemberEntry, view: HealthView | None) -> list[Dataset]:
-    """Datasets the member's ad lists, then those its registry record lists."""
-    ad_sets = list(view.ad.datasets) if view is not None and view.ad is not None else []
-    return ad_sets + list(entry.record.datasets)
+    """Datasets routing may believe the member stores: the registry's (its record and the dataset
+    declarations naming it), narrowed by its ad's list when it gives one, never widened."""
+    advertised = view.ad.datasets if view is not None and view.ad is not None else None
+    return held_datasets([*entry.record.datasets, *entry.declared], advertised)
 
 
 def member_location(entry: MemberEntry, view: HealthView | None) -> Location:
@@ -205,6 +207,16 @@ class MemberPool:
         neutral = round((sum(known) / len(known) if known else 0.0) * s.ready_time_weight, 3)
         return cls(facts, routable, sorted(blocked), neutral, {f.id: f for f in routable},
                    [(f, preset_totals(f, neutral, s)) for f in routable], hot_members(facts, s))
+
+    def restricted(self, allowed: frozenset[str], why: str) -> MemberPool:
+        """This pool with only ``allowed`` members routable; the others blocked for ``why`` (a
+        dataset's serving policy). Costs, the neutral ready time and hot members stay as they are."""
+        if all(f.id in allowed for f in self.routable):
+            return self
+        keep = [f for f in self.routable if f.id in allowed]
+        blocked = sorted(self.blocked + [(f.id, why) for f in self.routable if f.id not in allowed])
+        return MemberPool(self.facts, keep, blocked, self.neutral_ready, {f.id: f for f in keep},
+                          [(f, p) for f, p in self.priced if f.id in allowed], self.hot)
 
 
 def counts_in_share(f: MemberFacts) -> bool:

@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Mapping
 from fedproto.routing import Candidate, RouteDecision
 
 from ..config import RoutingSettings
+from ..registry.datasetpolicy import ServingLimit
 from ..registry.snapshot import MemberEntry, RegistrySnapshot
 from .facts import MemberFacts, MemberPool, counts_in_share
 from .health import HealthView
@@ -295,18 +296,32 @@ class RoutingIndex:
         return out
 
     # -- decisions ---------------------------------------------------------------------------------
-    def explain(self, request: RouteRequest, decision_id: str, pending: frozenset[str] = frozenset()) -> RouteDecision:
+    def explain(self, request: RouteRequest, decision_id: str, pending: frozenset[str] = frozenset(),
+                limit: ServingLimit | None = None) -> RouteDecision:
         """Every member ranked and explained (dry runs, ``--explain``): ``rank`` over the index's facts."""
         pool = MemberPool.of(self.facts(), request.repo.provider, self.settings)
+        if limit is not None:
+            pool = pool.restricted(limit.allowed, limit.reason)
         return _rank(pool, request, self.settings, decision_id, None, pending)
 
     def decide(self, request: RouteRequest, decision_id: str, detail: int,
-               pending: frozenset[str] = frozenset()) -> RouteDecision:
-        """The best ``detail`` candidates, as ``rank(..., detail=detail)`` orders them."""
+               pending: frozenset[str] = frozenset(), limit: ServingLimit | None = None) -> RouteDecision:
+        """The best ``detail`` candidates, as ``rank(..., detail=detail)`` orders them.
+
+        ``limit`` (a dataset's serving policy, from ``DatasetPolicy.serving``) restricts the
+        candidates to its members: they are priced directly, and every other member is listed
+        as blocked by the policy when none of them can take the launch.
+        """
         provider = request.repo.provider
         wanted = request.needed_datasets()
         ctx = make_context(request, self.settings, wanted, self.sizes(wanted), self.neutral_ready(provider), pending)
         scan = _Scan(ctx=ctx)
+        if limit is not None:
+            for m in sorted(limit.allowed):
+                self._consider(scan, m, provider)
+            scan.exhausted = True
+            ordered = self._final(scan, set(), detail) or []
+            return self._decision(request, scan, decision_id, ordered[:detail], limit)
         storing = self.storers(wanted) if wanted else set()
         holders = self._images.get(ctx.image, set())
         few = len(holders) <= _HOLDER_LIMIT
@@ -426,7 +441,8 @@ class RoutingIndex:
         # A near-equal detail-th member is below lb too (both ways of being final put the set below it).
         return ordered if near_final and totals[ordered[detail - 1]] < lb else None
 
-    def _decision(self, request: RouteRequest, scan: _Scan, decision_id: str, shown: list[str]) -> RouteDecision:
+    def _decision(self, request: RouteRequest, scan: _Scan, decision_id: str, shown: list[str],
+                  limit: ServingLimit | None = None) -> RouteDecision:
         candidates = []
         best = scan.totals[shown[0]] if shown else 0.0
         for i, m in enumerate(shown):
@@ -438,7 +454,8 @@ class RoutingIndex:
                                                         parts={}, reason=reason))
         if not shown:
             blocked = sorted((f.id, why) for f in self._facts.values()
-                             if (why := f.why_not(request.repo.provider)) is not None)
+                             if (why := f.why_not(request.repo.provider)
+                                 or (limit.reason if limit is not None and f.id not in limit.allowed else None)))
             for member_id, why in blocked:
                 candidates.append(Candidate.model_construct(member_id=member_id, rank=len(candidates) + 1,
                                                             routable=False, cost=None, parts={}, reason=why))

@@ -19,6 +19,7 @@ from fedproto.routing import RouteDecision
 from fedproto.status import image_hash
 
 from ..config import RoutingSettings
+from ..registry.datasetpolicy import ServingLimit
 from ..registry.snapshot import SnapshotHolder
 from .health import HealthTable
 from .index import PendingImages, RoutingIndex
@@ -46,15 +47,21 @@ class LiveRouter:
     def _pending_for(self, request: RouteRequest) -> frozenset[str]:
         return self._pending.at(image_hash(request.repo.key), self._clock.now())
 
+    def _limit(self, request: RouteRequest) -> ServingLimit | None:
+        """The data providers' serving policy for this launch's datasets (registry declarations)."""
+        if not request.data and not request.repo.dataset_id:
+            return None
+        return self._snapshots.current.datasets.serving(request.needed_datasets())
+
     def decide(self, request: RouteRequest, decision_id: str, detail: int) -> RouteDecision:
         """The best ``detail`` candidates for a real launch (costs without their parts)."""
         self._sync()
-        return self._index.decide(request, decision_id, detail, self._pending_for(request))
+        return self._index.decide(request, decision_id, detail, self._pending_for(request), self._limit(request))
 
     def explain(self, request: RouteRequest, decision_id: str) -> RouteDecision:
         """Every member, ranked and explained part by part (dry runs, ``--explain``)."""
         self._sync()
-        return self._index.explain(request, decision_id, self._pending_for(request))
+        return self._index.explain(request, decision_id, self._pending_for(request), self._limit(request))
 
     def launched(self, member_id: str, request: RouteRequest) -> None:
         """A launch of ``request`` goes to ``member_id``: count it as provisional load now, and, when

@@ -200,6 +200,10 @@ def rank(
     """
     memo = memo or RoutingMemo()
     pool = memo.pool(snapshot, health, settings, request.repo.provider)
+    # The data providers' policies: a launch needing a dataset with one goes only where it allows.
+    limit = snapshot.datasets.serving(request.needed_datasets()) if request.data or request.repo.dataset_id else None
+    if limit is not None:
+        pool = pool.restricted(limit.allowed, limit.reason)
     # A client location is a pydantic model (not hashable) and rarely repeats: not remembered.
     key = (request.repo, request.data, request.client_region, detail, pending) if request.client_location is None else None
     known = memo.decision(key) if key is not None else None

@@ -175,7 +175,7 @@ def redirect(request: web.Request, prefix: str) -> web.Response:
                                  count=False)
     headers = {DECISION_HEADER: decision.decision_id, **rate_headers}
     sticky = request.cookies.get(config.routing.cookie_name)
-    keep = sticky is not None and decision.chosen is not None and dispatcher.routable(sticky, repo.provider)
+    keep = sticky is not None and decision.chosen is not None and dispatcher.routable(sticky, repo.provider, decision)
     member_id = sticky if keep else decision.chosen
     if member_id is not None:
         dispatcher.launched(member_id, repo)  # provisional load at the member the 307 names

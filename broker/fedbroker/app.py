@@ -120,7 +120,7 @@ def _member_pins(app: web.Application) -> dict[str, list[str] | None]:
 async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the store, load the first snapshot, run the refresh loop; undo it all on cleanup."""
     config = app[CONFIG]
-    store = await RegistryStore.open(config.resolved_db_url, app[CLOCK])
+    store = await RegistryStore.open(config.resolved_db_url, app[CLOCK], upgrade=config.migrate_on_start)
     try:
         registry = Registry(store, app[SNAPSHOT], app[CLOCK])
         await registry.refresh()

@@ -234,3 +234,30 @@ def test_migration_job_is_opt_in_and_runs_before_the_upgrade(helm: Any, kubernet
     assert not lint_problems(helm, "federation-broker", values)
     for doc in (job, hook_config):
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+# -- images ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dockerfile", ["broker.Dockerfile", "member.Dockerfile"])
+def test_images_are_pinned(dockerfile: str) -> None:
+    """Every base image by digest; dependencies at the locked versions."""
+    text = (ROOT / "docker" / dockerfile).read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)
+    assert froms and all(re.search(r"@sha256:[0-9a-f]{64}$", image) for image in froms), froms
+    installs = re.findall(r"pip install ([^\n]*)", text)
+    assert installs and all("--constraint docker/requirements.lock" in line for line in installs), installs
+
+
+def test_lock_pins_every_runtime_dependency_within_pyproject() -> None:
+    import importlib.util
+
+    from packaging.version import Version
+
+    spec = importlib.util.spec_from_file_location("docker_lock", ROOT / "docker" / "lock.py")
+    assert spec and spec.loader
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+    pinned = dict(line.split("==") for line in (ROOT / "docker/requirements.lock").read_text().splitlines() if "==" in line)
+    for requirement in lock.runtime_requirements():
+        name = lock.canonical(requirement.name)
+        assert name in pinned, f"{name} is not in docker/requirements.lock: run docker/lock.py"
+        assert Version(pinned[name]) in requirement.specifier, f"{name}=={pinned[name]} does not satisfy {requirement}"

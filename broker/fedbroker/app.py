@@ -20,14 +20,17 @@ from fedproto.member import MemberState
 from fedproto.replay import ReplayCache
 
 from .appkeys import (
+    ADMIN,
     CANARY,
     CLIENT_LIMITS,
     CLOCK,
     CONFIG,
     DISPATCHER,
+    ENROLLMENT,
     HEALTH,
     KEYRING,
     MEMBER_CLIENT,
+    MEMBER_KEYS,
     METRICS,
     POLLER,
     REGISTRY,
@@ -36,7 +39,10 @@ from .appkeys import (
     SLO,
     SNAPSHOT,
 )
+from .registry.admin import AdminService
 from .registry.brokerkeys import BrokerKeys
+from .registry.enrollment import Enrollment
+from .registry.memberkeys import MemberKeys
 from .config import BrokerConfig
 from .errors import announce_protocol, error_middleware
 from .launch.canary import CanaryRunner, canary_repo
@@ -119,6 +125,9 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
         registry = Registry(store, app[SNAPSHOT], app[CLOCK])
         await registry.refresh()
         app[REGISTRY] = registry
+        app[ADMIN] = AdminService(registry, config, app[KEYRING])
+        app[ENROLLMENT] = Enrollment(registry, config, app[KEYRING], app[CLOCK], app[REPLAY])
+        app[MEMBER_KEYS] = MemberKeys(registry, config.broker_id, app[CLOCK], app[REPLAY])
         async with _background(registry.watch(config.snapshot_refresh), "registry-watch"):
             yield
     finally:

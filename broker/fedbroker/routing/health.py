@@ -224,6 +224,13 @@ class MemberHealth:
             self._changed.add(self.member_id)
             self._canary.reserve(on)
 
+    def canaries_turned_off(self) -> None:
+        """An admin turned canaries off for the member: free the slot and lift a canary ejection."""
+        if self._canary.reserved or self._canary.ejected or self._canary.failures:
+            self._changed.add(self.member_id)
+            self._canary.reserve(False)
+            self._canary.lift()
+
     def canary_view(self) -> CanaryView:
         return self._canary.view(self.ad)
 

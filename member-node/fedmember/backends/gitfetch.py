@@ -23,6 +23,9 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 _SHELL_CHARS = re.compile(r"[;|&$`<>(){}\\\s]")
 
 
+NOT_FOUND_HINT = "Double check your URL and that your repo is public."
+
+
 class FetchError(Exception):
     """The repository or ref could not be fetched; the message is safe to show users."""
 
@@ -68,12 +71,14 @@ class GitFetcher:
         try:
             await self._git("clone", "--quiet", "--no-checkout", "--", spec.repo_url, str(dest))
         except procs.ProcessError as exc:
-            raise FetchError(f"could not clone {spec.repo_url}: {_last(exc)}") from None
+            raise FetchError(
+                f"Could not clone {spec.repo_url}: {_first_meaningful(exc)}. {NOT_FOUND_HINT}"
+            ) from None
         commit = await self._resolve(spec, dest)
         try:
             await self._git("checkout", "--quiet", "--detach", commit, cwd=dest)
         except procs.ProcessError as exc:
-            raise FetchError(f"could not check out {commit}: {_last(exc)}") from None
+            raise FetchError(f"Could not check out {commit}: {_first_meaningful(exc)}") from None
         return Checkout(path=dest, commit=commit)
 
     async def _resolve(self, spec: RepoSpec, dest: Path) -> str:
@@ -87,9 +92,18 @@ class GitFetcher:
             if lines and _COMMIT.match(lines[-1].strip()):
                 return lines[-1].strip()
         raise FetchError(
-            f"Could not resolve ref for {spec.provider}:{spec.spec}. Double check your URL and that your repo is public."
+            f"Could not resolve ref for {spec.provider}:{spec.spec}. {NOT_FOUND_HINT}"
         )
 
 
-def _last(exc: procs.ProcessError) -> str:
-    return exc.tail[-1] if exc.tail else str(exc)
+def _first_meaningful(exc: procs.ProcessError) -> str:
+    """git's first ``fatal:``/``error:``/``remote:`` line, without the prefix: it names the cause.
+
+    The last line is often only git's generic "...and the repository exists."
+    """
+    lines = [line.strip() for line in exc.tail if line.strip()]
+    for line in lines:
+        prefix, _, rest = line.partition(":")
+        if prefix in ("fatal", "error", "remote") and rest.strip():
+            return rest.strip().rstrip(".")
+    return (lines[0] if lines else str(exc)).rstrip(".")

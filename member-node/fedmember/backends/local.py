@@ -3,9 +3,9 @@
 For demos, tests and small single-machine sites. Repositories are hostile:
 their pip builds and servers run in a bubblewrap sandbox as a per-launch
 unprivileged user (see :mod:`.sandbox` for what it holds and what it does
-not), after the checkout is refused if it has symlinks leaving it or a
-``requirements.txt`` with pip options (:mod:`.repocheck`). State lives under ``<state_dir>/local``: ``envs/`` (cached environments and the
-index of repos built) and ``servers/<launch_id>/`` (a launch's checkout, Jupyter
+not), once the checkout has passed :mod:`.repocheck` (no symlinks leaving it,
+no pip options in ``requirements.txt``). State lives under
+``<state_dir>/local``: ``envs/`` (cached environments and the index of repos built) and ``servers/<launch_id>/`` (a launch's checkout, Jupyter
 config and log; removed when its server stops).
 """
 

@@ -95,7 +95,9 @@ def server_argv(
 ) -> list[str]:
     """The one jupyter-server command line every local launch uses (add server options here)."""
     argv = [
-        str(python), "-m", "jupyter_server", "--ServerApp.open_browser=False",
+        # -P: the checkout (the working directory) is not on sys.path, so a repository's own
+        # jupyter_server/ package cannot replace the server.
+        str(python), "-P", "-m", "jupyter_server", "--ServerApp.open_browser=False", "--ServerApp.default_url=/lab",
         f"--ServerApp.ip={ip}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root_dir}", *origin_args(origins),
     ]  # fmt: skip

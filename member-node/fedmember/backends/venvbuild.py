@@ -130,7 +130,7 @@ class EnvBuilder:
             self.sandbox.hand_over(env_dir, uid)
             jail = Jail(home=checkout, home_writable=False, mounts=(Mount(env_dir, str(env_dir), writable=True),), uid=uid)
             argv = self.sandbox.wrap(self.pip_argv(env_id, self.sandbox.home(jail) + "/requirements.txt"), jail)
-            async for line in procs.stream_lines(argv, timeout=self.timeout, cwd=checkout, env=_pip_env()):
+            async for line in procs.stream_lines(argv, timeout=self.timeout, cwd=checkout, env=_pip_env(), name="pip"):
                 yield line
         except procs.ProcessError as exc:
             raise BuildError(str(exc), exc.tail) from None

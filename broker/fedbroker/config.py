@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fedproto.tls import CABundleError, resolve_ca_bundle, server_context
 
 CONFIG_NAME = "broker.toml"
 
@@ -78,10 +82,11 @@ class RoutingSettings(Section):
         default=30.0, ge=0, description="Cost of a member whose recent launches all failed (scaled by the failure rate)."
     )
     ready_time_weight: float = Field(
-        default=0.0,
+        default=1.0,
         ge=0,
-        description="Multiplier of a member's smoothed time-to-ready in its cost. Off by default: that time "
-        "includes builds, which the image part already prices.",
+        description="Multiplier of a member's time-to-ready in its cost: the launch part (server start) that "
+        "canaries measure, smoothed; builds are priced by the image part. Members not yet measured get the "
+        "mean of the measured ones.",
     )
     region_mismatch_seconds: float = Field(
         default=30.0, ge=0, description="Cost of a member outside the client's region, when the region is known."
@@ -103,8 +108,37 @@ class RoutingSettings(Section):
         default=90.0, gt=0, description="Seconds without any event or keepalive before a launch stream counts as dead."
     )
     keepalive: float = Field(default=10.0, gt=0, description="Seconds between keepalive comments on /build streams.")
+    max_event_bytes: int = Field(
+        default=256 * 1024, ge=4096,
+        description="Largest launch event a member may send (all its data: lines together); more is a protocol "
+        "error: the launch fails over and the member is charged with a failure.",
+    )
+    max_launch_event_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=65536,
+        description="Most bytes of events (keepalives included) one launch attempt at a member may send; more is "
+        "a protocol error, as for max_event_bytes.",
+    )
     cookie_name: str = Field(default="federation_member", description="Sticky cookie naming the member (redirect mode).")
     cookie_max_age: int = Field(default=3600, ge=0, description="Lifetime in seconds of the sticky member cookie.")
+
+
+class CanarySettings(Section):
+    """Canary launches: a small repository launched on every active member to prove it serves (FEDERATION.md)."""
+
+    repo: str | None = Field(
+        default=None,
+        description="The canary repository as PROVIDER/SPEC (e.g. gh/binder-examples/requirements/HEAD); "
+        "unset, no canaries run. Keep it small: every member launches it every interval.",
+    )
+    interval: float = Field(default=300.0, gt=0, description="Seconds between canaries on one member.")
+    jitter: float = Field(default=0.2, ge=0, le=1, description="Random spread of the interval, as a fraction of it.")
+    retry_interval: float = Field(
+        default=30.0, gt=0, description="Seconds before the next canary after a failed one (confirms or clears it sooner)."
+    )
+    eject_after: int = Field(default=2, ge=1, description="Consecutive failed canaries that eject a member.")
+    timeout: float = Field(default=300.0, gt=0, description="Seconds a canary may take to reach ready.")
+    check_timeout: float = Field(default=10.0, gt=0, description="Seconds the started server may take to answer its token.")
+    concurrency: int = Field(default=4, ge=1, description="Canaries running at the same time across the federation.")
 
 
 class RateLimitSettings(Section):
@@ -113,7 +147,33 @@ class RateLimitSettings(Section):
     launches: int = Field(default=0, ge=0, description="Launches allowed per client IP per period; 0 disables.")
     period: float = Field(default=3600.0, gt=0, description="Seconds in one rate-limit period.")
     client_ip_header: str | None = Field(
-        default=None, description="Trusted header with the client IP (first value of e.g. X-Forwarded-For), set by your proxy."
+        default=None,
+        description="Header your proxies write the client IP into (e.g. X-Forwarded-For); which of its values "
+        "is the client is decided by trusted_proxies.",
+    )
+    trusted_proxies: int = Field(
+        default=1, ge=0, le=10,
+        description="Proxies in front of the broker that append to client_ip_header: the client is that many "
+        "values from the right (values further left are the client's own words). 0 ignores the header.",
+    )
+    enrollments: int = Field(
+        default=20, ge=0, description="Enrollment attempts allowed per client IP per enroll_period; 0 disables."
+    )
+    enroll_period: float = Field(default=600.0, gt=0, description="Seconds in one enrollment rate-limit period.")
+    streams_per_client: int = Field(
+        default=32, ge=0, description="Launch streams (/build) one client IP may hold open at once; 0: no limit."
+    )
+
+
+class ConnectionSettings(Section):
+    """How long the broker waits for slow or idle clients (slowloris)."""
+
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a new connection has to send its first request's headers."
+    )
+    keepalive_timeout: float = Field(
+        default=15.0, gt=0,
+        description="Seconds an idle keep-alive connection stays open (waiting for the next request's headers).",
     )
 
 
@@ -146,7 +206,22 @@ class BrokerConfig(Section):
         default="relay", description="relay: stream launches through the broker; redirect: answer 307 to the member."
     )
     dev: bool = Field(default=False, description="Allow plain http to members on loopback and file:// repos.")
+    ca_bundle: str = Field(
+        default="",
+        description="PEM file of the CA(s) to trust when calling member agents (a private CA); empty: "
+        "$FEDERATION_CA_BUNDLE, else the system store. Relative to this file.",
+    )
+    tls_cert_file: str = Field(
+        default="", description="Serve https with this PEM certificate chain (with tls_key_file); empty: plain http behind a TLS proxy."
+    )
+    tls_key_file: str = Field(default="", description="The PEM private key of tls_cert_file.")
     cors_allow_origins: list[str] = Field(default_factory=list, description="Origins allowed to call /build cross-origin.")
+    agent_url_allow: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) member agent URLs may resolve to although they are not public, e.g. a site "
+        "on the same private network. Outside dev mode every other loopback, link-local, private, multicast "
+        "or unspecified address is refused (SSRF).",
+    )
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest request body accepted.")
     snapshot_refresh: float = Field(
         default=2.0, gt=0, description="Seconds between registry change checks (how soon other replicas see a change)."
@@ -155,10 +230,19 @@ class BrokerConfig(Section):
     health: HealthSettings = Field(default_factory=HealthSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    connections: ConnectionSettings = Field(default_factory=ConnectionSettings)
     specs: SpecFilter = Field(default_factory=SpecFilter)
+    canary: CanarySettings = Field(default_factory=CanarySettings)
 
     # Not read from the file: where it was loaded from, to resolve relative paths.
     base_dir: Path = Field(default=Path("."), exclude=True, description="Directory relative paths are resolved against.")
+
+    @field_validator("agent_url_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad entry
+        return value
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:
@@ -177,6 +261,23 @@ class BrokerConfig(Section):
     def resolve(self, relative: str) -> Path:
         p = Path(relative)
         return p if p.is_absolute() else self.base_dir / p
+
+    def server_ssl(self) -> ssl.SSLContext | None:
+        """The TLS context to serve with when ``tls_cert_file`` is set (None: plain http)."""
+        if not self.tls_cert_file:
+            return None
+        try:
+            return server_context(str(self.resolve(self.tls_cert_file)), str(self.resolve(self.tls_key_file or self.tls_cert_file)))
+        except CABundleError as exc:
+            raise ConfigError(f"tls_cert_file: {exc}") from None
+
+    @property
+    def ca_bundle_path(self) -> str | None:
+        """The CA bundle outbound TLS trusts, resolved (None: the system store)."""
+        try:
+            return resolve_ca_bundle(self.ca_bundle, base=self.base_dir)
+        except CABundleError as exc:
+            raise ConfigError(f"ca_bundle: {exc}") from None
 
     @property
     def resolved_db_url(self) -> str:

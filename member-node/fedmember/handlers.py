@@ -8,7 +8,7 @@ import json
 from aiohttp import web
 from pydantic import ValidationError
 
-from fedproto.launch import LaunchRequest
+from fedproto.launch import LaunchEvent, LaunchRequest
 
 from . import appkeys
 from .auth import verified_body
@@ -33,7 +33,7 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/.well-known/jwks.json")
 async def jwks(request: web.Request) -> web.Response:
-    return web.json_response(request.app[appkeys.MEMBER_KEYS].public_set().to_jwks())
+    return web.json_response(request.app[appkeys.MEMBER_KEYS].current().public_set().to_jwks())
 
 
 @routes.get("/metrics")
@@ -62,15 +62,15 @@ async def _stream(request: web.Request, *, build: bool) -> web.StreamResponse:
     launch_request = _launch_request(request)
     service = request.app[appkeys.LAUNCHES]
     response = web.StreamResponse(headers=SSE_HEADERS)
-    rejection = service.preflight(launch_request)
-    if rejection is not None:
+    repo = service.preflight(launch_request)
+    if isinstance(repo, LaunchEvent):
         # BinderHub answers a bad spec with a failed event on a 200 stream; so do we.
         await response.prepare(request)
-        await response.write(rejection.model_copy(update={"launch_id": launch_request.launch_id}).sse())
+        await response.write(repo.model_copy(update={"launch_id": launch_request.launch_id}).sse())
         request.app[appkeys.METRICS].launch_outcome("failed")
         await response.write_eof()
         return response
-    launch = service.open(launch_request, build=build)
+    launch = service.open(launch_request, repo, build=build)
     await response.prepare(request)
     async with contextlib.aclosing(launch.frames()) as frames:
         async for frame in frames:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from .canary import CanaryResult, SloWindow
 from .claims import DocumentClaims, RequestTokenClaims
 from .datasets import Dataset
 from .enrollment import EnrollmentRequest, EnrollmentResponse
@@ -29,6 +30,8 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "location": Location,
     "request-token-claims": RequestTokenClaims,
     "document-claims": DocumentClaims,
+    "canary-result": CanaryResult,
+    "slo-window": SloWindow,
 }
 
 

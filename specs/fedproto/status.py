@@ -78,6 +78,10 @@ class StatusAd(WireModel):
     datasets: list[Dataset] = Field(default_factory=list, max_length=10_000)
     location: Location = Field(default_factory=Location)
     images: ImageSummary = Field(default_factory=ImageSummary)
+    broker_kids: list[str] | None = Field(
+        default=None, max_length=16,
+        description="Broker key ids this member pins now; the broker signs with a new key only once every member lists it.",
+    )
 
     @model_validator(mode="after")
     def _expiry_after_issue(self) -> StatusAd:

@@ -142,8 +142,8 @@ class SurvivingBackend(FakeBackend):
         self.running |= self.site
         return sorted(self.site)
 
-    async def launch(self, request: Any) -> Any:
-        async for event in super().launch(request):
+    async def launch(self, request: Any, repo: Any) -> Any:
+        async for event in super().launch(request, repo):
             if event.phase == "ready":
                 self.site.add(request.launch_id)
             yield event

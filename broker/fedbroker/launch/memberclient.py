@@ -2,6 +2,8 @@
 
 One ``aiohttp.ClientSession`` for the whole app, opened and closed in a ``cleanup_ctx``.
 Every request carries a fresh request token bound to its method, path+query and body.
+Agents are reached over TLS trusting ``ca_bundle`` (or the system store), and a failure
+names its real cause ("certificate verify failed: ...", "HTTP 401, unknown_key").
 Failures are raised as :class:`MemberCallError` with a ``kind`` the relay and the
 poller can act on (connect, timeout, http, protocol, insecure).
 """
@@ -11,19 +13,28 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import socket
 from typing import AsyncIterator
 
 import aiohttp
+import aiohttp.abc
+from aiohttp.http_exceptions import LineTooLong
 from yarl import URL
 
 from fedproto.clock import Clock
 from fedproto.errors import ProtocolError
 from fedproto.keys import KeyRing
+from fedproto.tls import client_context, describe_failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.status import StatusAd, verify_status_ad
 from fedproto.tokens import sign_request
+from fedproto.urlpolicy import AddressPolicy, ip_literal, transport_allowed
 
+ANNOUNCE_HEADER = "Federation-Broker-Keys"  # fedmember.brokertrust reads it
+
+from ..registry.brokerkeys import BrokerKeys
 from ..config import BrokerConfig
+from .events import EventBudget, EventRejected
 from ..registry.snapshot import MemberEntry
 
 
@@ -38,35 +49,54 @@ class MemberCallError(Exception):
         self.status = status
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+class GuardedResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's resolver, refusing names that resolve to addresses the policy forbids.
+
+    Checked where the connection is made, so an agent URL whose DNS changed after it was
+    registered (DNS rebinding) still cannot aim signed requests at the broker's own network.
+    aiohttp does not resolve IP literals; :meth:`MemberClient.url` checks those.
+    """
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self._policy = policy
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[aiohttp.abc.ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            why = self._policy.refusal(ipaddress.ip_address(result["host"]))
+            if why is not None:
+                raise OSError(f"{host} resolves to a {why} address; the broker does not call it")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 class MemberClient:
     """Signed calls to member agents: status, launch, build, delete."""
 
-    def __init__(self, config: BrokerConfig, keyring: KeyRing, clock: Clock, session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: BrokerConfig, keyring: BrokerKeys | KeyRing, clock: Clock, session: aiohttp.ClientSession) -> None:
         self._config = config
         self._keyring = keyring
         self._clock = clock
         self._session = session
+        self._destinations = AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow)
 
     def url(self, entry: MemberEntry, path: str) -> URL:
-        """The agent URL for ``path``; https unless in dev mode on loopback."""
+        """The agent URL for ``path``; https unless in dev mode on loopback, never an internal address."""
         base = URL(entry.record.agent_url)
-        if base.scheme != "https" and not (base.scheme == "http" and self._config.dev and _is_loopback(base.host)):
+        if not transport_allowed(entry.record.agent_url, dev=self._config.dev):
             raise MemberCallError(
                 entry.id,
                 "insecure",
                 f"agent URL must be https (plain http is only allowed with --dev on loopback): {base.scheme}://{base.host}",
             )
+        literal = ip_literal(base.host or "")
+        why = self._destinations.refusal(literal) if literal is not None else None
+        if why is not None:
+            raise MemberCallError(entry.id, "insecure", f"agent URL points to a {why} address; the broker does not call it")
         return URL(str(base).rstrip("/") + path)
 
     def _headers(self, entry: MemberEntry, method: str, url: URL, body: bytes) -> dict[str, str]:
@@ -79,7 +109,9 @@ class MemberClient:
             body=body,
             clock=self._clock,
         )
-        headers = {"Authorization": f"Bearer {token}"}
+        # Every published key, so a member that lacks a new one fetches the signed key set now
+        # rather than at its next scheduled refresh (fedmember.brokertrust).
+        headers = {"Authorization": f"Bearer {token}", ANNOUNCE_HEADER: ",".join(self._keyring.public_set().kids)}
         if body:
             headers["Content-Type"] = "application/json"
         return headers
@@ -91,12 +123,12 @@ class MemberClient:
             async with asyncio.timeout(timeout):
                 async with self._session.get(url, headers=self._headers(entry, "GET", url, b"")) as resp:
                     if resp.status != 200:
-                        raise MemberCallError(entry.id, "http", f"status answered HTTP {resp.status}", resp.status)
+                        raise MemberCallError(entry.id, "http", await _status_error(resp), resp.status)
                     payload = await resp.json(content_type=None)
         except TimeoutError:
             raise MemberCallError(entry.id, "timeout", f"status poll timed out after {timeout:g} s") from None
         except aiohttp.ClientError as exc:
-            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {exc.__class__.__name__}") from None
+            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {describe_failure(exc)}") from None
         except ValueError:
             raise MemberCallError(entry.id, "protocol", "status answer is not JSON") from None
         signed = payload.get("signed") if isinstance(payload, dict) else None
@@ -129,7 +161,7 @@ class MemberClient:
         except TimeoutError:
             raise MemberCallError(entry.id, "timeout", "delete timed out") from None
         except aiohttp.ClientError as exc:
-            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {exc.__class__.__name__}") from None
+            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {describe_failure(exc)}") from None
 
     async def _stream(self, entry: MemberEntry, path: str, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
         url = self.url(entry, path)
@@ -141,12 +173,24 @@ class MemberClient:
         except TimeoutError:
             raise MemberCallError(entry.id, "timeout", "no answer to the launch request") from None
         except aiohttp.ClientError as exc:
-            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {exc.__class__.__name__}") from None
+            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {describe_failure(exc)}") from None
         async with resp:
             if resp.status != 200:
                 raise MemberCallError(entry.id, "http", await _error_text(resp), resp.status)
-            async for event in _read_events(entry.id, resp, idle):
+            routing = self._config.routing
+            budget = EventBudget(per_event=routing.max_event_bytes, total=routing.max_launch_event_bytes)
+            async for event in _read_events(entry.id, resp, idle, budget):
                 yield event
+
+
+async def _status_error(resp: aiohttp.ClientResponse) -> str:
+    """``status answered HTTP 401, unknown_key``: the agent's own reason, which says what to fix."""
+    try:
+        payload = json.loads(await resp.read())
+        reason = payload.get("error") if isinstance(payload, dict) else None
+    except (ValueError, aiohttp.ClientError):
+        reason = None
+    return f"status answered HTTP {resp.status}" + (f", {str(reason)[:60]}" if isinstance(reason, str) else "")
 
 
 async def _error_text(resp: aiohttp.ClientResponse) -> str:
@@ -158,23 +202,35 @@ async def _error_text(resp: aiohttp.ClientResponse) -> str:
     return f"launch answered HTTP {resp.status}" + (f": {str(detail)[:200]}" if detail else "")
 
 
-async def _read_events(member_id: str, resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[LaunchEvent]:
-    """Parse an event stream: ``data:`` lines until a blank line make one event; comments keep it alive."""
+async def _read_events(member_id: str, resp: aiohttp.ClientResponse, idle: float,
+                       budget: EventBudget) -> AsyncIterator[LaunchEvent]:
+    """Parse an event stream: ``data:`` lines until a blank line make one event; comments keep it alive.
+
+    Lines are read at most ``budget.per_event`` bytes at a time and counted against the budget,
+    so a member cannot make the broker buffer an endless line or an endless event.
+    """
     data_lines: list[str] = []
     while True:
         try:
             async with asyncio.timeout(idle):
-                raw = await resp.content.readline()
+                raw = await resp.content.readuntil(b"\n", max_size=budget.per_event)
         except TimeoutError:
             raise MemberCallError(member_id, "timeout", f"no event for {idle:g} s") from None
+        except LineTooLong:
+            raise MemberCallError(member_id, "protocol", f"an event line exceeded {budget.per_event} bytes") from None
         except aiohttp.ClientError as exc:
             raise MemberCallError(member_id, "connect", f"stream broke: {exc.__class__.__name__}") from None
         if not raw:
             return  # end of stream; the caller decides whether it ended too early
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        try:
+            budget.line(len(raw), data=line.startswith("data:"))
+        except EventRejected as exc:
+            raise MemberCallError(member_id, "protocol", exc.message) from None
         if line.startswith("data:"):
             data_lines.append(line[5:].lstrip(" "))
         elif line == "" and data_lines:
+            budget.event_done()
             yield _parse_event(member_id, "\n".join(data_lines))
             data_lines = []
 
@@ -193,5 +249,6 @@ def new_session(config: BrokerConfig) -> aiohttp.ClientSession:
     # take minutes) hold every slot, so the 101st launch and every status poll queued behind
     # them, and healthy members timed out into "unhealthy". Launches are bounded upstream
     # (one per client request, rate limits); polls by health.concurrency.
-    connector = aiohttp.TCPConnector(limit=0)
+    resolver = GuardedResolver(AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow))
+    connector = aiohttp.TCPConnector(limit=0, ssl=client_context(config.ca_bundle_path), resolver=resolver)
     return aiohttp.ClientSession(timeout=timeout, connector=connector)

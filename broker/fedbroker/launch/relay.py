@@ -2,23 +2,22 @@
 
 Given a ranked decision, the relay tries the first routable member and passes its events on
 with ``member`` added. If that member fails before ``ready`` for a reason another member
-might not share (connection error, timeout, non-200, ``failed`` with 429, 5xx or a quota
-message), the failure goes into health, the client gets a ``waiting`` event saying so, and
-the next candidate is tried, up to ``routing.max_attempts``. A ``failed`` that blames the
-repository (other 4xx, or no status code and no quota wording, as BinderHub's build errors
-are) is final: every member would fail the same way.
+might not share (connection error, timeout, non-200, or a ``failed`` whose code fails over
+in the one failure table, :mod:`fedproto.failures`: capacity, unavailable, timeout), the
+failure goes into health, the client gets a ``waiting`` event saying so, and the next
+candidate is tried, up to ``routing.max_attempts``. A ``failed`` that blames the repository
+(unbuildable, not found, bad request) is final: every member would fail the same way.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
-from urllib.parse import urljoin
 
 from fedproto.clock import Clock
+from fedproto.failures import Failure, fails_over
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import RepoSpec
 from fedproto.routing import RouteDecision
@@ -27,18 +26,9 @@ from ..config import RoutingSettings
 from ..metrics import BrokerMetrics
 from ..registry.snapshot import MemberEntry, RegistrySnapshot
 from ..routing.health import HealthTable
+from ..routing.slo import OVERALL, SloTracker
+from .events import EventRejected, ready_url, relayable
 from .memberclient import MemberCallError, MemberClient
-
-_QUOTA = re.compile(r"quota|capacity|too many|no space|insufficient|full", re.IGNORECASE)
-
-
-def is_retryable(event: LaunchEvent) -> bool:
-    """Whether a member's ``failed`` event is the member's trouble rather than the repo's."""
-    code = event.status_code
-    if code is None:
-        return _QUOTA.search(event.message) is not None
-    return code == 429 or code >= 500
-
 
 @dataclass(frozen=True)
 class LaunchTarget:
@@ -67,6 +57,7 @@ class _Attempt:
     """How one member's attempt ended: ``done`` when a terminal event went to the client."""
 
     done: bool = False
+    ready: bool = False
     error: str = "stream ended before ready"
 
 
@@ -75,8 +66,9 @@ class LaunchRelay:
 
     def __init__(
         self, client: MemberClient, health: HealthTable, metrics: BrokerMetrics, settings: RoutingSettings, clock: Clock,
-        launch_host: str | None = None,
+        launch_host: str | None = None, slo: SloTracker | None = None,
     ) -> None:
+        self._slo = slo
         self._launch_host = launch_host.rstrip("/") + "/" if launch_host else None
         self._client = client
         self._health = health
@@ -96,6 +88,7 @@ class LaunchRelay:
         """
         failures: list[str] = []
         tried: set[str] = set()
+        started = self._clock.now()
         self._metrics.streams_open.inc()
         try:
             entry = _next_candidate(decision, snapshot, tried)
@@ -107,6 +100,8 @@ class LaunchRelay:
                 async for event in self._attempt(entry, self._request(decision, target), attempt):
                     yield event
                 if attempt.done:
+                    if attempt.ready:
+                        self._record_slo(OVERALL, True, self._clock.now() - started)
                     return
                 failures.append(f"{entry.id}: {attempt.error}")
                 failed, entry = entry, _next_candidate(decision, snapshot, tried)
@@ -121,6 +116,8 @@ class LaunchRelay:
                         message=f"Member {failed.id} could not launch this ({attempt.error}); "
                         f"trying member {entry.id} (attempt {i + 2} of {self._settings.max_attempts}).\n",
                     )
+            if failures:  # nothing routable at all is not a launch that failed somewhere
+                self._record_slo(OVERALL, False)
             yield _gave_up(failures)
         finally:
             self._metrics.streams_open.dec()
@@ -147,15 +144,21 @@ class LaunchRelay:
         try:
             async with aclosing(self._client.launch(entry, request)) as events:
                 async for event in events:
-                    event = event.model_copy(update={"member": entry.id})
+                    event = relayable(event, entry.id)  # BinderHub's fields and ours only
                     if event.phase == "ready":
+                        try:
+                            url = ready_url(event, entry.record.public_url)
+                        except EventRejected as exc:
+                            attempt.error = exc.message  # the member's fault: fail over, charge it
+                            break
                         health.record_launch_success(self._clock.now() - started)
+                        self._record_slo(entry.id, True, self._clock.now() - started)
                         self._metrics.launch(entry.id, "ready")
-                        attempt.done = True
-                        yield _finish_ready(event, entry, request.decision_id, self._launch_host)
+                        attempt.done = attempt.ready = True
+                        yield _finish_ready(event, url, request.decision_id, self._launch_host)
                         return
                     if event.phase == "failed":
-                        if is_retryable(event):
+                        if fails_over(event.status_code, event.message):
                             attempt.error = event.message.strip() or f"failed with {event.status_code}"
                             break
                         self._metrics.launch(entry.id, "repo_error")
@@ -172,18 +175,17 @@ class LaunchRelay:
                 self._metrics.launch(entry.id, "cancelled")
             raise
         health.record_launch_failure()
+        self._record_slo(entry.id, False)
         self._metrics.launch(entry.id, "failed")
 
+    def _record_slo(self, key: str, ok: bool, seconds: float | None = None) -> None:
+        if self._slo is not None:
+            self._slo.record(key, ok, seconds)
 
-def _finish_ready(
-    event: LaunchEvent, entry: MemberEntry, decision_id: str | None, launch_host: str | None
-) -> LaunchEvent:
-    """``ready`` as clients need it: the decision id, ``url`` absolute with a trailing slash, and
+
+def _finish_ready(event: LaunchEvent, url: str, decision_id: str | None, launch_host: str | None) -> LaunchEvent:
+    """``ready`` as clients need it: the decision id, ``url`` (checked, absolute, trailing slash), and
     ``binder_launch_host`` naming the broker (the Binder the user launched from, as BinderHub does)."""
-    url = event.url
-    if url is not None:
-        url = urljoin(entry.record.public_url.rstrip("/") + "/", url)
-        url = url if url.endswith("/") else url + "/"
     update: dict[str, object] = {"decision": decision_id, "url": url}
     if launch_host is not None:
         update["binder_launch_host"] = launch_host
@@ -192,10 +194,10 @@ def _finish_ready(
 
 def _gave_up(failures: list[str]) -> LaunchEvent:
     if not failures:
-        return LaunchEvent(phase="failed", status_code=503, message="No member can take this launch right now.\n")
+        return LaunchEvent(phase="failed", status_code=Failure.UNAVAILABLE, message="No member can take this launch right now.\n")
     detail = "; ".join(failures)
     return LaunchEvent(
         phase="failed",
-        status_code=503,
+        status_code=Failure.UNAVAILABLE,
         message=f"Launch failed on {len(failures)} member(s): {detail}. Please try again later.\n",
     )

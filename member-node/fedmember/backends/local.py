@@ -22,9 +22,10 @@ from typing import AsyncIterator, Literal
 
 from pydantic import Field
 
-from fedproto.errors import SpecError
+from fedproto.failures import Failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import RepoSpec, git_spec
+from fedproto.urlpolicy import AddressPolicy
 from fedproto.status import Capacity, HealthCheck
 
 from .base import Backend, BackendConfig, BackendContext, failed
@@ -68,6 +69,11 @@ class LocalConfig(BackendConfig):
     process_limit: int = Field(
         default=256, ge=0, description="Processes each launch's uid may run at once (0: unlimited)."
     )
+    server_wrapper: list[str] = Field(
+        default_factory=list,
+        description="A command put before each server's command line, which it must exec (e.g. "
+        '["nice", "-n", "10"], ["prlimit", "--as=8000000000"], or a site\'s launcher script).',
+    )
 
 
 @dataclass
@@ -99,7 +105,8 @@ class LocalBackend(Backend):
         super().__init__(config, context)
         cfg = self.config
         self.root = context.state_dir / "local"
-        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev)
+        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle,
+                                  destinations=AddressPolicy.of(dev=context.dev, allow=context.fetch_allow))
         self.sandbox = Sandbox(
             isolation=cfg.isolation,
             uid_base=cfg.sandbox_uid_base,
@@ -116,6 +123,7 @@ class LocalBackend(Backend):
             stop_grace=cfg.stop_grace_seconds,
             clock=context.clock,
             sandbox=self.sandbox,
+            wrapper=cfg.server_wrapper,
         )
         self._slots: dict[str, int] = {}  # launch id -> slot (its sandbox uid is uid_base + slot)
         self._pending: dict[str, Path] = {}  # launch id -> work dir, while preparing
@@ -150,18 +158,13 @@ class LocalBackend(Backend):
         return await self.pool.cull(self.config.cull_idle_seconds)
 
     # -- launching -----------------------------------------------------------
-    def _admit(self, request: LaunchRequest) -> LaunchEvent | RepoSpec:
-        """A parsed spec, or the ``failed`` event that refuses the launch before any work."""
+    def _refusal(self, request: LaunchRequest) -> LaunchEvent | None:
+        """The ``failed`` event that refuses the launch before any work, or None."""
         if request.launch_id in self._pending or request.launch_id in self.pool.servers:
-            return failed(f"launch {request.launch_id} already exists", 409)
-        if len(self._pending) + len(self.pool.servers) >= self.config.capacity:
-            return failed(f"This member is full ({self.config.capacity} servers); try again later.", 429)
-        if request.provider not in self.providers:
-            return failed(f"No provider found for prefix {request.provider}", 400)
-        try:
-            return RepoSpec.parse(request.provider, request.spec, allow_file=self.context.dev)
-        except SpecError as exc:
-            return failed(exc.message, 400)
+            return failed(f"launch {request.launch_id} already exists", Failure.CONFLICT)
+        if len(self.pool.servers) + len(self._building()) >= self.config.capacity:
+            return failed(f"This member is full ({self.config.capacity} servers); try again later.", Failure.CAPACITY)
+        return None
 
     async def _prepare(self, prep: _Prepared) -> AsyncIterator[LaunchEvent]:
         """Fetch and build, yielding progress; sets ``prep.commit`` and ``prep.env_id``."""
@@ -225,24 +228,25 @@ class LocalBackend(Backend):
             binder_client_ip=request.client_ip,
         )
 
-    async def _run(self, request: LaunchRequest, *, launch: bool) -> AsyncIterator[LaunchEvent]:
-        admitted = self._admit(request)
-        if isinstance(admitted, LaunchEvent):
-            yield admitted
+    async def _run(self, request: LaunchRequest, repo: RepoSpec, *, launch: bool) -> AsyncIterator[LaunchEvent]:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            yield refusal
             return
         self._pending[request.launch_id] = self.root / "servers" / request.launch_id
         try:
-            async for event in self._steps(request, admitted, launch=launch):
+            async for event in self._steps(request, repo, launch=launch):
                 yield event
         except FetchError as exc:
-            yield failed(str(exc), 404)
+            yield failed(str(exc), exc.status_code)
         except BuildError as exc:
+            # The repository's own fault: final, as a BinderHub member's build failure is.
             tail = "".join(f"  {line}\n" for line in exc.tail[-5:])
-            yield failed(f"Building the environment failed: {exc}\n{tail}", 500)
+            yield failed(f"Building the environment failed: {exc}\n{tail}", Failure.UNBUILDABLE)
         except RepoRefused as exc:
-            yield failed(str(exc), 400)
+            yield failed(str(exc), Failure.UNBUILDABLE)
         except (ServerError, SandboxError) as exc:
-            yield failed(str(exc), 500)
+            yield failed(str(exc), Failure.ERROR)
         finally:
             workdir = self._pending.pop(request.launch_id, None)
             if workdir is not None and request.launch_id not in self.pool.servers:
@@ -258,12 +262,12 @@ class LocalBackend(Backend):
         slot = self._slots.setdefault(launch_id, next(n for n in range(len(taken) + 1) if n not in taken))
         return self.sandbox.uid_for(slot)
 
-    async def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
-        async for event in self._run(request, launch=True):
+    async def launch(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
+        async for event in self._run(request, repo, launch=True):
             yield event
 
-    async def build(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
-        async for event in self._run(request, launch=False):
+    async def build(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
+        async for event in self._run(request, repo, launch=False):
             yield event
 
     async def stop_server(self, launch_id: str) -> bool:
@@ -291,8 +295,12 @@ class LocalBackend(Backend):
             HealthCheck(service="Local servers", ok=True, detail=capacity.model_dump()),
         ]
 
+    def _building(self) -> set[str]:
+        # A launch starting its server is in both maps until its stream ends: count it once, as used.
+        return set(self._pending) - set(self.pool.servers)
+
     async def capacity(self) -> Capacity:
-        return Capacity(total=self.config.capacity, used=len(self.pool.servers), building=len(self._pending))
+        return Capacity(total=self.config.capacity, used=len(self.pool.servers), building=len(self._building()))
 
     async def images(self) -> list[str]:
         return self.envs.built_repos()

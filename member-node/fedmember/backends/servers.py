@@ -157,8 +157,10 @@ class ServerPool:
         stop_grace: float,
         clock: Clock,
         sandbox: Sandbox,
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.bind_host = bind_host
+        self.wrapper = list(wrapper)
         self.server_host = server_host
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
@@ -192,7 +194,10 @@ class ServerPool:
         )  # fmt: skip
         env = server_env(python, token, home=self.sandbox.home(jail), private=None if confined else workdir)
         with open(workdir / "server.log", "ab") as logfile:
-            proc = await procs.spawn(self.sandbox.wrap(argv, jail), cwd=jail.home, env=env, output=logfile.fileno())
+            # The operator's wrapper (nice, prlimit, a launcher script) runs outside the sandbox, on
+            # host paths, and must exec the rest: the sandbox and the server inside it.
+            command = [*self.wrapper, *self.sandbox.wrap(argv, jail)]
+            proc = await procs.spawn(command, cwd=jail.home, env=env, output=logfile.fileno())
         server = LocalServer(
             launch_id, proc, port, token, workdir, env_id, f"http://{self.server_host}:{port}/", self.clock.now()
         )

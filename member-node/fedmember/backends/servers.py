@@ -100,6 +100,8 @@ def server_argv(
         str(python), "-P", "-m", "jupyter_server", "--ServerApp.open_browser=False", "--ServerApp.default_url=/lab",
         f"--ServerApp.ip={ip}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root_dir}", *origin_args(origins),
+        # jupyter-lsp would look for language servers at every start (it runs npm): none are here.
+        "--LanguageServerManager.autodetect=False",
     ]  # fmt: skip
     if templates:
         argv.append(f"--ServerApp.extra_template_paths={templates}")

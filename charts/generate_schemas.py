@@ -201,6 +201,18 @@ def broker_schema() -> Schema:
             "The broker's Ed25519 signing keys.",
             {"secretName": string("Secret whose keys are ed25519-<µs>.pem files; empty means '<fullname>-keys'.")},
         ),
+        "migrations": obj(
+            "Registry schema upgrades: the broker refuses an older schema unless config.migrate_on_start.",
+            {
+                "job": obj(
+                    "An opt-in pre-upgrade Job running `fedbroker migrate` with the new image (back the database up first).",
+                    {
+                        "enabled": boolean("Run it before each `helm upgrade` rolls the broker."),
+                        "activeDeadlineSeconds": integer("Seconds before a hanging migration fails the upgrade.", minimum=30),
+                    },
+                ),
+            },
+        ),
         "service": service(),
         "ingress": ingress("publishes the broker (the federation's public URL)"),
         "podDisruptionBudget": obj(

@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from fedproto.errors import ProtocolError, SpecError, TokenError
+from fedproto.version import PROTOCOL, PROTOCOL_HEADER, peer_version
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,20 @@ def _validation_message(exc: ValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}" + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
 
 
+async def announce_protocol(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer says which protocol version the broker speaks (``on_response_prepare``)."""
+    response.headers[PROTOCOL_HEADER] = str(PROTOCOL)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """Every error leaves as ``{"error", "message"}``; nothing unexpected leaks a traceback."""
+    """Every error leaves as ``{"error", "message"}``; nothing unexpected leaks a traceback.
+
+    A caller that announces another major protocol version (members do) is refused first,
+    with a message naming both versions, rather than misread.
+    """
     try:
+        peer_version(request.headers.get(PROTOCOL_HEADER), peer="the caller")
         return await handler(request)
     except BrokerError as exc:
         return json_error(exc.status, exc.reason, exc.message, exc.headers)

@@ -12,6 +12,8 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
+from fedproto.version import PROTOCOL, PROTOCOL_HEADER, ProtocolVersionError, peer_version
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -65,11 +67,23 @@ def error_response(status: int, reason: str, message: str, headers: dict[str, st
     return web.json_response({"error": reason, "message": message}, status=status, headers=headers)
 
 
+async def announce_protocol(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer says which protocol version the agent speaks (``on_response_prepare``)."""
+    response.headers[PROTOCOL_HEADER] = str(PROTOCOL)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render :class:`AgentError`, aiohttp's HTTP errors and surprises as JSON errors."""
+    """Render :class:`AgentError`, aiohttp's HTTP errors and surprises as JSON errors.
+
+    A broker that announces another major protocol version is refused first, with a
+    message naming both versions, rather than misread.
+    """
     try:
+        peer_version(request.headers.get(PROTOCOL_HEADER), peer="the broker")
         return await handler(request)
+    except ProtocolVersionError as exc:
+        return error_response(400, exc.reason, exc.message)
     except AgentError as exc:
         return error_response(exc.status, exc.reason, exc.message)
     except web.HTTPException as exc:

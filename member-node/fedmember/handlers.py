@@ -53,7 +53,7 @@ async def status(request: web.Request) -> web.Response:
 
 def _launch_request(request: web.Request) -> LaunchRequest:
     try:
-        return LaunchRequest.model_validate(json.loads(verified_body(request) or b"null"))
+        return LaunchRequest.received(json.loads(verified_body(request) or b"null"))
     except (ValueError, ValidationError) as exc:
         raise BadRequest(f"body is not a launch request: {str(exc).splitlines()[0]}", reason="bad_launch_request")
 

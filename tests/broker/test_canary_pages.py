@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from fedbroker.web.htmlpage import PageTemplates
-from fedbroker.web.statuscards import TEMPLATE_GLOBALS, canary_words, glance, slo_text
+from fedbroker.web.statuscards import TEMPLATE_GLOBALS, canary_words, glance, load_text, slo_text
 
 
 def member_card_html(member: dict[str, Any], now: float) -> str:
@@ -60,6 +60,12 @@ def test_card_has_the_strip_oldest_first_and_escapes_reasons() -> None:
     assert strip.index("canary-failed") < strip.rindex("canary-ok")
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "1 h: 100% ready of 2, p50 1 s, p95 2 s" in html
+
+
+def test_load_words_say_a_slot_is_kept_for_canaries() -> None:
+    member = {"load": 0.0, "capacity": {"total": 4, "used": 1, "building": 0}, "canaries": "on"}
+    assert load_text(member) == (0, "1 of 4 slots busy (0%); 1 kept for canaries")
+    assert load_text({**member, "canaries": "off"})[1] == "1 of 4 slots busy (0%)"
 
 
 def test_glance_shows_the_federation_slo() -> None:

@@ -207,3 +207,57 @@ def test_production_broker_keys_the_rate_limit_on_the_client_address(helm: Any) 
     config = tomllib.loads(config_file(render(helm, "federation-broker", values))[1])
     assert values["ingress"]["enabled"] and config["rate_limit"]["launches"] > 0
     assert config["rate_limit"]["client_ip_header"] == "X-Real-IP"
+
+
+# -- registry migrations ----------------------------------------------------------------------
+def test_migration_job_is_opt_in_and_runs_before_the_upgrade(helm: Any, kubernetes_validate: Any) -> None:
+    assert not of_kind(render(helm, "federation-broker", {}), "Job")
+    values = {**values_of("values-broker-production.yaml"), "migrations": {"job": {"enabled": True}}}
+    docs = render(helm, "federation-broker", values)
+    (job,) = of_kind(docs, "Job")
+    hook_config = named(docs, "ConfigMap", "-migrate")
+    (deployment,) = of_kind(docs, "Deployment")
+    for hooked in (job, hook_config):
+        assert hooked["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
+    assert int(hook_config["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:1] == ["migrate"] and job["spec"]["activeDeadlineSeconds"] == 600
+    assert container["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    main_config = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"] == deployment["metadata"]["name"])
+    assert hook_config["data"] == main_config["data"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    config = tomllib.loads(hook_config["data"]["broker.toml"])
+    db_dir = config["db_url_file"].rsplit("/", 1)[0]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == db_dir)
+    assert "secret" in volumes[mount["name"]] and not any(m["name"] == "keys" for m in container["volumeMounts"])
+    assert not lint_problems(helm, "federation-broker", values)
+    for doc in (job, hook_config):
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+# -- images ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dockerfile", ["broker.Dockerfile", "member.Dockerfile"])
+def test_images_are_pinned(dockerfile: str) -> None:
+    """Every base image by digest; dependencies at the locked versions."""
+    text = (ROOT / "docker" / dockerfile).read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)
+    assert froms and all(re.search(r"@sha256:[0-9a-f]{64}$", image) for image in froms), froms
+    installs = re.findall(r"pip install ([^\n]*)", text)
+    assert installs and all("--constraint docker/requirements.lock" in line for line in installs), installs
+
+
+def test_lock_pins_every_runtime_dependency_within_pyproject() -> None:
+    import importlib.util
+
+    from packaging.version import Version
+
+    spec = importlib.util.spec_from_file_location("docker_lock", ROOT / "docker" / "lock.py")
+    assert spec and spec.loader
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+    pinned = dict(line.split("==") for line in (ROOT / "docker/requirements.lock").read_text().splitlines() if "==" in line)
+    for requirement in lock.runtime_requirements():
+        name = lock.canonical(requirement.name)
+        assert name in pinned, f"{name} is not in docker/requirements.lock: run docker/lock.py"
+        assert Version(pinned[name]) in requirement.specifier, f"{name}=={pinned[name]} does not satisfy {requirement}"

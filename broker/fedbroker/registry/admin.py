@@ -54,6 +54,9 @@ class MemberPatch(WireModel):
     datasets: list[Dataset] | None = Field(default=None, max_length=10_000)
     labels: dict[str, str] | None = None
     canary: bool | None = None
+    max_capacity: int | None = Field(
+        default=None, ge=0, le=1_000_000,
+        description="The most capacity routing believes from this member's ads (health.max_member_capacity if unset).")
 
 
 class EnrollTokenCreate(WireModel):

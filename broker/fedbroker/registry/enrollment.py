@@ -98,7 +98,7 @@ class Enrollment:
 
     @staticmethod
     def _parse(body: bytes) -> tuple[EnrollmentRequest, EnrollmentToken]:
-        req = parse_json(body, EnrollmentRequest)
+        req = parse_json(body, EnrollmentRequest, from_member=True)
         return req, EnrollmentToken.parse(req.token)
 
     def _broker_key(self, token: EnrollmentToken) -> PrivateKey:
@@ -149,7 +149,9 @@ class Enrollment:
                 f"member {req.member_id!r} is already enrolled; re-enrollment must be signed by "
                 "one of its registered keys", reason="member_exists",
             )
-        record = existing.model_copy(update=fields)
+        # A re-enrollment proves the member's key, not its claims: the datasets the registry
+        # says it holds stay as an admin approved them (routing must never be widened by a member).
+        record = existing.model_copy(update={k: v for k, v in fields.items() if k != "datasets"})
         await tx.update_member(record)
         await tx.audit(f"member:{req.member_id}", "member.reenroll", req.member_id,
                        {**details, "state": record.state.value})

@@ -39,7 +39,7 @@ class MemberKeys:
     ) -> MemberRecord:
         """Add the body's keys, if the request is signed by one of the member's current keys."""
         token = bearer(authorization)
-        new_keys = PublicKeySet.from_jwks(parse_json(body, KeysAdd).jwks)
+        new_keys = PublicKeySet.from_jwks(parse_json(body, KeysAdd, from_member=True).jwks)
         async with self.registry.change() as tx:
             record = await tx.require_member(member_id)
             current = PublicKeySet.from_jwks(record.jwks)

@@ -75,6 +75,11 @@ class CanaryHealth:
     def reserve(self, on: bool) -> None:
         self.reserved = on
 
+    def lift(self) -> None:
+        """Forget the failure streak and any ejection: an admin turned canaries off for the member, so
+        no canary will come to re-admit it (the history stays for the status page)."""
+        self.failures, self.ejected = 0, False
+
     def started(self, now: float) -> None:
         self._started_at, self._stopped_at = now, None
 

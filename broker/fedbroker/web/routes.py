@@ -8,6 +8,7 @@ from ..config import BrokerConfig
 from .handlers import (
     admintokens,
     brokerkeys,
+    datasets,
     enroll,
     federation,
     frontdoor,
@@ -21,7 +22,7 @@ from .handlers import (
 
 def add_routes(app: web.Application, config: BrokerConfig) -> None:
     """Add the public, admin and page routes; ``/v2`` depends on the mode."""
-    for module in (frontdoor, route, system, federation, enroll, members, admintokens, brokerkeys):
+    for module in (frontdoor, route, system, federation, enroll, members, admintokens, brokerkeys, datasets):
         app.add_routes(module.routes)
     pages.add_routes(app)  # home, status, badge and static files, in both modes
     if config.mode == "redirect":

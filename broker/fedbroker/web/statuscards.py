@@ -58,12 +58,14 @@ def map_point(location: dict[str, Any]) -> tuple[float, float] | None:
 
 
 def load_text(member: dict[str, Any]) -> tuple[int, str]:
-    """The load as a whole percentage and in words."""
+    """The load as a whole percentage (of users' slots) and in words."""
     load, cap = member.get("load"), member.get("capacity")
     if load is None or not cap:
         return 0, "unknown (no status yet)"
     busy = cap["used"] + cap["building"]
-    return round(load * 100), f"{busy} of {cap['total']} slots busy ({round(load * 100)}%)"
+    # The percentage is users' load: a canaried member keeps one slot (and its canary) out of it.
+    canary = "; 1 kept for canaries" if member.get("canaries") == "on" else ""
+    return round(load * 100), f"{busy} of {cap['total']} slots busy ({round(load * 100)}%){canary}"
 
 
 def load_class(percent: int) -> str:

@@ -171,11 +171,14 @@ def redirect(request: web.Request, prefix: str) -> web.Response:
     if admission.refusal is not None:
         reason = "rate_limited" if admission.status == 429 else "denied"
         return json_error(admission.status, reason, admission.refusal.strip(), rate_headers)
-    decision = dispatcher.decide(repo, data, region=dispatcher.client_region(request.headers), client_ip=ip)
+    decision = dispatcher.decide(repo, data, region=dispatcher.client_region(request.headers), client_ip=ip,
+                                 count=False)
     headers = {DECISION_HEADER: decision.decision_id, **rate_headers}
     sticky = request.cookies.get(config.routing.cookie_name)
-    keep = sticky is not None and decision.chosen is not None and dispatcher.routable(sticky, repo.provider)
+    keep = sticky is not None and decision.chosen is not None and dispatcher.routable(sticky, repo.provider, decision)
     member_id = sticky if keep else decision.chosen
+    if member_id is not None:
+        dispatcher.launched(member_id, repo)  # provisional load at the member the 307 names
     if member_id is None:
         headers["Retry-After"] = "30"
         return json_error(503, "no_member", nothing_routable_message(decision), headers)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from .claims import DocumentClaims, RequestTokenClaims
+from .claims import DocumentClaims, LaunchTicketClaims, RequestTokenClaims
 from .datasets import Dataset
 from .enrollment import EnrollmentRequest, EnrollmentResponse
 from .launch import LaunchEvent, LaunchRequest
@@ -29,6 +29,7 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "location": Location,
     "request-token-claims": RequestTokenClaims,
     "document-claims": DocumentClaims,
+    "launch-ticket-claims": LaunchTicketClaims,
 }
 
 

@@ -21,6 +21,7 @@ from .handlers import routes
 from .healthcheck import HealthService
 from .launches import KEEPALIVE_INTERVAL, LaunchService
 from .metrics import AgentMetrics
+from .publiclaunch import routes as public_routes
 from .statusad import StatusAdvertiser
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ def make_app(
     )
     app[appkeys.STATUS] = StatusAdvertiser(config, backend, health, keys, clock)
     app.add_routes(routes)
+    app.add_routes(public_routes)
     app.cleanup_ctx.append(_backend_lifetime)
     app.on_shutdown.append(_end_streams)
     return app

@@ -17,7 +17,7 @@ from fedproto.clock import FakeClock
 from fedproto.repospec import RepoSpec
 
 from fedbroker.config import RoutingSettings
-from fedbroker.routing import RouteRequest, RoutingMemo, rank
+from fedbroker.routing.rank import RouteRequest, RoutingMemo, rank
 
 import fleet
 

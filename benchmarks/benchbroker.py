@@ -30,7 +30,7 @@ from fedproto.keys import KeyRing
 
 from fedbroker.config import BrokerConfig
 from fedbroker.initdir import init_broker
-from fedbroker.store import RegistryStore
+from fedbroker.registry.store import RegistryStore
 
 import fleet
 import memberfarm

@@ -20,8 +20,8 @@ from fedproto.member import MemberRecord, MemberState
 from fedproto.status import Capacity, ImageSummary, StatusAd, image_hash
 
 from fedbroker.config import HealthSettings
-from fedbroker.health import HealthTable
-from fedbroker.snapshot import MemberEntry, RegistrySnapshot
+from fedbroker.routing.health import HealthTable
+from fedbroker.registry.snapshot import MemberEntry, RegistrySnapshot
 
 REGIONS = ("eu-west", "eu-central", "us-east", "us-west", "ap-south", "ap-east")
 POPULAR_REPOS = 20_000

@@ -4,7 +4,7 @@ Every policy sees members only through what they publish (the delayed ads) and w
 them, and answers with the members to try, in order. The baselines behave as mybinder.org's
 federation-redirect does: a member whose last ad shows no free slot counts as unhealthy (its
 quota check) and is skipped; otherwise the choice ignores load and images. The router calls
-:func:`fedbroker.routing.rank` itself, with the broker's own :class:`~fedbroker.health.HealthTable`
+:func:`fedbroker.routing.rank` itself, with the broker's own :class:`~fedbroker.routing.health.HealthTable`
 fed by the ads and by launch outcomes, so it is the broker's code that decides.
 """
 
@@ -14,11 +14,11 @@ import random
 from types import MappingProxyType
 from typing import Protocol, Sequence
 
-from fedbroker import rendezvous
+from fedbroker.routing import rendezvous
 from fedbroker.config import HealthSettings, RoutingSettings
-from fedbroker.health import HealthTable
-from fedbroker.routing import RoutingMemo, rank
-from fedbroker.snapshot import MemberEntry, RegistrySnapshot
+from fedbroker.routing.health import HealthTable
+from fedbroker.routing.rank import RoutingMemo, rank
+from fedbroker.registry.snapshot import MemberEntry, RegistrySnapshot
 from fedproto.keys import PublicKeySet
 from fedproto.location import Location
 from fedproto.member import MemberRecord, MemberState

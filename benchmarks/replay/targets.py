@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from fedbroker.routing import RouteRequest
+from fedbroker.routing.rank import RouteRequest
 
 from .members import SimMember
 from .trace import Launch, parse_repo

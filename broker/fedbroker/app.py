@@ -1,34 +1,129 @@
-"""The broker application factory: state, components and their lifetimes, kept apart from main()."""
+"""The composition root: the one place that builds the broker's services, wires them together
+and gives each long-lived resource its lifetime (``cleanup_ctx``).
+
+Services (``registry/``, ``routing/``, ``launch/``) take what they need as constructor
+arguments and never read application state; only this module and ``web/`` touch ``appkeys``.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager, suppress
+from typing import Any, AsyncIterator, Coroutine
 
 from aiohttp import web
 
 from fedproto.clock import Clock, SystemClock
 from fedproto.keys import KeyRing
+from fedproto.replay import ReplayCache
 
-from .appkeys import CLOCK, CONFIG, KEYRING, SNAPSHOT
+from .appkeys import (
+    CLOCK,
+    CONFIG,
+    DISPATCHER,
+    HEALTH,
+    KEYRING,
+    MEMBER_CLIENT,
+    METRICS,
+    POLLER,
+    REGISTRY,
+    RELAY,
+    REPLAY,
+    SNAPSHOT,
+)
 from .config import BrokerConfig
 from .errors import error_middleware
-from .handlers import admintokens as admin_token_handlers
-from .handlers import enroll as enroll_handlers
-from .handlers import members as member_handlers
-from .registry import setup_registry
-from .snapshot import SnapshotHolder
-from .wiring import setup_front_door
+from .launch.memberclient import MemberClient, new_session
+from .launch.poller import Poller
+from .launch.relay import LaunchRelay
+from .metrics import BrokerMetrics
+from .registry.service import Registry
+from .registry.snapshot import SnapshotHolder
+from .registry.store import RegistryStore
+from .routing.dispatcher import Dispatcher
+from .routing.health import HealthTable
+from .web import routes as web_routes
 
 
-def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRing | None = None) -> web.Application:
-    """Build the broker app. Every long-lived resource lives in a ``cleanup_ctx``."""
+def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRing | None = None,
+             poll: bool = True) -> web.Application:
+    """Build the broker app. Every long-lived resource lives in a ``cleanup_ctx``.
+
+    ``poll=False`` leaves the health poller out (tests that feed health directly).
+    """
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
     app[KEYRING] = keyring or KeyRing.load_or_create(config.resolve(config.keys_dir))
     app[SNAPSHOT] = SnapshotHolder()
-    # Components add their state, routes and background work here, in dependency order.
-    setup_registry(app)  # the registry first: health and routing read its snapshot
-    setup_front_door(app)  # health polling, routing, launch relay and the public routes
-    app.add_routes(enroll_handlers.routes)
-    app.add_routes(member_handlers.routes)
-    app.add_routes(admin_token_handlers.routes)
+    app[REPLAY] = ReplayCache()  # member-signed requests to the broker (enrollment, key rotation)
+    app.cleanup_ctx.append(_registry_ctx)  # first: health and routing read its snapshot
+    add_front_door(app, poll=poll)
     return app
+
+
+def add_front_door(app: web.Application, *, poll: bool = True) -> None:
+    """Health, routing, the member client, the relay, the poller and every route.
+
+    Needs ``CONFIG``, ``CLOCK``, ``KEYRING`` and ``SNAPSHOT`` set; tests that hold the snapshot
+    still call this without a registry.
+    """
+    config = app[CONFIG]
+    app[HEALTH] = HealthTable(config.health, app[CLOCK])
+    app[METRICS] = BrokerMetrics(app[HEALTH].views)
+    app[DISPATCHER] = Dispatcher(config, app[SNAPSHOT], app[HEALTH], app[METRICS], app[CLOCK])
+    app.cleanup_ctx.append(_member_client_ctx)
+    app.cleanup_ctx.append(_relay_ctx)
+    if poll:
+        app.cleanup_ctx.append(_poller_ctx)
+    web_routes.add_routes(app, config)
+
+
+async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the store, load the first snapshot, run the refresh loop; undo it all on cleanup."""
+    config = app[CONFIG]
+    store = await RegistryStore.open(config.resolved_db_url, app[CLOCK])
+    try:
+        registry = Registry(store, app[SNAPSHOT], app[CLOCK])
+        await registry.refresh()
+        app[REGISTRY] = registry
+        async with _background(registry.watch(config.snapshot_refresh), "registry-watch"):
+            yield
+    finally:
+        await store.close()
+
+
+async def _member_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One shared session to members for the app's lifetime, closed on shutdown."""
+    async with new_session(app[CONFIG]) as session:
+        app[MEMBER_CLIENT] = MemberClient(app[CONFIG], app[KEYRING], app[CLOCK], session)
+        yield
+
+
+async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    # The relay needs the member client, which only exists inside its cleanup_ctx.
+    app[RELAY] = LaunchRelay(
+        app[MEMBER_CLIENT], app[HEALTH], app[METRICS], app[CONFIG].routing, app[CLOCK],
+        launch_host=app[CONFIG].public_url,
+    )
+    yield
+
+
+async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Poll members for the app's lifetime; cancel and await the loop on shutdown."""
+    poller = Poller(app[SNAPSHOT], app[HEALTH], app[MEMBER_CLIENT], app[CONFIG].health, app[CLOCK])
+    app[POLLER] = poller
+    async with _background(poller.run(), "fedbroker-poller"):
+        yield
+
+
+@asynccontextmanager
+async def _background(coro: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """Run ``coro`` as a task while the block runs; cancel and await it after."""
+    task = asyncio.create_task(coro, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

@@ -14,20 +14,21 @@ from fedproto.clock import Clock
 from fedproto.keys import KeyRing
 
 from .config import BrokerConfig
-from .snapshot import SnapshotHolder
+from .registry.snapshot import SnapshotHolder
 
 if TYPE_CHECKING:
     from fedproto.replay import ReplayCache
 
-    from .registry import Registry
-    # health, routing and the front door
-    from .dispatcher import Dispatcher
-    from .htmlpage import PageTemplates
-    from .health import HealthTable
-    from .memberclient import MemberClient
+    from .launch.memberclient import MemberClient
+    from .launch.poller import Poller
+    from .launch.relay import LaunchRelay
     from .metrics import BrokerMetrics
-    from .poller import Poller
-    from .relay import LaunchRelay
+    from .registry.service import Registry
+
+    # health, routing and the front door
+    from .routing.dispatcher import Dispatcher
+    from .routing.health import HealthTable
+    from .web.htmlpage import PageTemplates
 
 CONFIG = web.AppKey("config", BrokerConfig)
 CLOCK = web.AppKey("clock", Clock)
@@ -42,7 +43,7 @@ REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
 # Replay cache for member-signed requests to the broker (enrollment, key rotation).
 REPLAY: web.AppKey[ReplayCache] = web.AppKey("replay")
 
-# Health, routing and the front door (fedbroker.wiring sets these up).
+# Health, routing and the front door (fedbroker.app sets these up).
 HEALTH: web.AppKey[HealthTable] = web.AppKey("health")
 METRICS: web.AppKey[BrokerMetrics] = web.AppKey("metrics")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")

@@ -13,9 +13,9 @@ from pydantic import BaseModel
 from fedproto.clock import Clock, SystemClock
 from fedproto.keys import KeyRing
 
-from .adminauth import new_admin_secret
 from .config import CONFIG_NAME, BrokerConfig, ConfigError
-from .store import ADMIN_SCOPES, RegistryStore
+from .registry.adminauth import new_admin_secret
+from .registry.store import ADMIN_SCOPES, RegistryStore
 
 INIT_TOKEN_NAME = "init"
 

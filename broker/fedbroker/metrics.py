@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .health import HealthState, HealthView
+from .routing.health import HealthState, HealthView
 
 # How one launch attempt on a member ended.
 LAUNCH_OUTCOMES = ("ready", "failed", "retried", "repo_error", "cancelled")

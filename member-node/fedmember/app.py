@@ -85,10 +85,14 @@ async def _backend_lifetime(app: web.Application) -> AsyncIterator[None]:
     backend = app[appkeys.BACKEND]
     await backend.start()
     try:
+        adopted = await backend.adopt()
+        if adopted:
+            log.info("adopted %d server(s) a previous agent left running", len(adopted))
         yield
     finally:
-        # stop() must stop every server, so a clean shutdown leaves nothing running.
-        await backend.stop()
+        # detach(), not stop(): a restart (upgrade, drain) must not end users' sessions on a
+        # backend that can adopt them; the default detach() stops everything.
+        await backend.detach()
 
 
 async def _end_streams(app: web.Application) -> None:

@@ -14,8 +14,8 @@ from fedproto.keys import KeyRing, PrivateKey
 from fedbroker.appkeys import CLOCK, CONFIG, HEALTH, KEYRING, SNAPSHOT
 from fedbroker.config import BrokerConfig
 from fedbroker.errors import error_middleware
-from fedbroker.snapshot import MemberEntry, RegistrySnapshot, SnapshotHolder
-from fedbroker.wiring import setup_front_door
+from fedbroker.registry.snapshot import MemberEntry, RegistrySnapshot, SnapshotHolder
+from fedbroker.app import add_front_door
 
 from member_double import MemberDouble
 
@@ -35,7 +35,7 @@ def broker_app(config: BrokerConfig, clock: Clock, keyring: KeyRing, snapshot: R
     app[CLOCK] = clock
     app[KEYRING] = keyring
     app[SNAPSHOT] = SnapshotHolder(snapshot)
-    setup_front_door(app, poll=False)
+    add_front_door(app, poll=False)
     app[HEALTH].sync(snapshot.members)
     return app
 

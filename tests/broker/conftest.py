@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from fedbroker.app import make_app
 from fedbroker.appkeys import REGISTRY
 from fedbroker.config import BrokerConfig
-from fedbroker.store import ADMIN_SCOPES
+from fedbroker.registry.store import ADMIN_SCOPES
 from fedproto.clock import FakeClock
 from fedproto.keys import KeyRing, PrivateKey, PublicKeySet
 from fedproto.tokens import sign_request
@@ -64,7 +64,7 @@ async def broker(make_broker: BrokerFactory) -> TestClient:
 async def _add_admin_token(client: TestClient, scopes: tuple[str, ...] = ADMIN_SCOPES,
                           name: str = "test-admin", ttl: float = 3600.0) -> str:
     """An admin token written straight into the running broker's store."""
-    from fedbroker.adminauth import new_admin_secret
+    from fedbroker.registry.adminauth import new_admin_secret
 
     secret = new_admin_secret()
     async with client.app[REGISTRY].store.write() as tx:
@@ -184,7 +184,7 @@ def fedbroker_command() -> list[str]:
     script = Path(sys.executable).parent / "fedbroker"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from fedbroker.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from fedbroker.cli.main import main; sys.exit(main())"]
 
 
 CliRunner = Callable[..., Awaitable[tuple[int, str, str]]]

@@ -25,7 +25,7 @@ from fedproto.replay import ReplayCache
 from fedproto.status import Capacity, ImageSummary, StatusAd
 from fedproto.tokens import bearer, verify_request
 
-from fedbroker.snapshot import MemberEntry
+from fedbroker.registry.snapshot import MemberEntry
 
 # What a launch does: ok | http500 | failed429 | failed503 | failed404 | quota | die | hang | slow
 BEHAVIOURS = ("ok", "http500", "failed429", "failed503", "failed404", "quota", "die", "hang", "slow")

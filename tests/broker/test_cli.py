@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from fedbroker.cli import parse_duration
+from fedbroker.cli.main import parse_duration
 from fedbroker.config import BrokerConfig
 from fedproto.enrollment import EnrollmentToken
 from fedproto.keys import PrivateKey, PublicKeySet

@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 import sqlalchemy as sa
 
-from fedbroker import tables
+from fedbroker.registry import tables
 from fedbroker.appkeys import REGISTRY
 from fedproto.enrollment import EnrollmentToken
 from fedproto.keys import PrivateKey

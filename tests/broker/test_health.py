@@ -10,7 +10,7 @@ from fedproto.clock import FakeClock
 from fedproto.status import Capacity, StatusAd
 
 from fedbroker.config import HealthSettings
-from fedbroker.health import HealthState, HealthTable, MemberHealth
+from fedbroker.routing.health import HealthState, HealthTable, MemberHealth
 
 SETTINGS = HealthSettings(
     interval=10, jitter=0.2, unhealthy_interval=30, healthy_after=2, unhealthy_after=2,

@@ -18,9 +18,8 @@ from fedproto.clock import SystemClock
 from fedproto.keys import KeyRing, PrivateKey
 from fedproto.launch import LaunchEvent, LaunchRequest
 
-from fedbroker.appkeys import CLOCK, CONFIG, KEYRING, MEMBER_CLIENT
 from fedbroker.config import BrokerConfig
-from fedbroker.memberclient import member_client_ctx
+from fedbroker.launch.memberclient import MemberClient, new_session
 
 from member_double import MemberDouble
 
@@ -48,20 +47,17 @@ async def member_server() -> AsyncIterator[TestServer]:
 
 
 async def test_launches_beyond_a_hundred_all_reach_the_member(tmp_path: Path, member_server: TestServer) -> None:
-    app = web.Application()
-    app[CONFIG] = BrokerConfig(base_dir=tmp_path, dev=True)
-    app[CLOCK] = SystemClock()
-    app[KEYRING] = KeyRing([PrivateKey.generate()])
-    ctx = member_client_ctx(app)
-    await anext(ctx)
-    double = MemberDouble("m1", broker_keys=app[KEYRING].public_set(), clock=SystemClock())
+    config = BrokerConfig(base_dir=tmp_path, dev=True)
+    keyring = KeyRing([PrivateKey.generate()])
+    session = new_session(config)
+    client = MemberClient(config, keyring, SystemClock(), session)
+    double = MemberDouble("m1", broker_keys=keyring.public_set(), clock=SystemClock())
     entry = double.entry(url=str(member_server.make_url("")).rstrip("/"))
-    streams = [app[MEMBER_CLIENT].launch(entry, LaunchRequest(provider="gh", spec="o/r/HEAD", launch_id=f"launch{i:04d}"))
+    streams = [client.launch(entry, LaunchRequest(provider="gh", spec="o/r/HEAD", launch_id=f"launch{i:04d}"))
                for i in range(STREAMS)]
     try:
         firsts = await asyncio.wait_for(asyncio.gather(*(anext(s) for s in streams)), timeout=20)
         assert [e.phase for e in firsts] == ["building"] * STREAMS
     finally:
         await asyncio.gather(*(s.aclose() for s in streams), return_exceptions=True)
-        with pytest.raises(StopAsyncIteration):
-            await anext(ctx)
+        await session.close()

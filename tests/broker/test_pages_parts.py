@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from fedbroker.htmlpage import Markup, PageTemplates, esc, json_for_script
-from fedbroker.statuscards import glance, load_text, location_text, map_point, member_card_html, poll_text
+from fedbroker.web.htmlpage import Markup, PageTemplates, esc, json_for_script
+from fedbroker.web.statuscards import glance, load_text, location_text, map_point, member_card_html, poll_text
 
 
 def test_render_escapes_values_unless_markup(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from fedproto.location import Location
 
 from fedbroker.appkeys import CLOCK
 from fedbroker.config import BrokerConfig
-from fedbroker.htmlpage import STATIC_DIR, TEMPLATES_DIR
+from fedbroker.web.htmlpage import STATIC_DIR, TEMPLATES_DIR
 from brokerkit import broker_app, feed_health, new_keyring, parse_stream, snapshot_of
 from member_double import MemberDouble
 

@@ -13,10 +13,10 @@ from fedproto.keys import KeyRing, PrivateKey
 from fedproto.member import MemberState
 
 from fedbroker.config import BrokerConfig, HealthSettings
-from fedbroker.health import HealthState, HealthTable
-from fedbroker.memberclient import MemberCallError, MemberClient
-from fedbroker.poller import Poller
-from fedbroker.snapshot import SnapshotHolder
+from fedbroker.routing.health import HealthState, HealthTable
+from fedbroker.launch.memberclient import MemberCallError, MemberClient
+from fedbroker.launch.poller import Poller
+from fedbroker.registry.snapshot import SnapshotHolder
 from brokerkit import new_keyring, snapshot_of
 from member_double import MemberDouble, free_port
 

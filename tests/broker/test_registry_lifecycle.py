@@ -6,7 +6,7 @@ import pytest
 
 from fedbroker.appkeys import REGISTRY
 from fedbroker.errors import Conflict
-from fedbroker.lifecycle import Action, next_state
+from fedbroker.registry.lifecycle import Action, next_state
 from fedproto.keys import PrivateKey, PublicKeySet
 from fedproto.member import MemberRecord, MemberState
 

@@ -8,12 +8,12 @@ from contextlib import suppress
 import pytest
 import sqlalchemy as sa
 
-from fedbroker import tables
+from fedbroker.registry import tables
 from fedbroker.errors import Conflict
-from fedbroker.migrations import MIGRATIONS, Migration, migrate
-from fedbroker.registry import Registry
-from fedbroker.snapshot import SnapshotHolder
-from fedbroker.store import RegistryStore
+from fedbroker.registry.migrations import MIGRATIONS, Migration, migrate
+from fedbroker.registry.service import Registry
+from fedbroker.registry.snapshot import SnapshotHolder
+from fedbroker.registry.store import RegistryStore
 from fedproto.keys import PrivateKey, PublicKeySet
 from fedproto.member import MemberRecord, MemberState
 

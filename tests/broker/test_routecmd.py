@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from fedbroker.routecmd import add_parser, render, split_target
+from fedbroker.cli.routecmd import add_parser, render, split_target
 
 DECISION = {
     "decision_id": "abc", "provider": "gh", "spec": "o/r/HEAD", "repo_key": "gh:o/r", "data": ["10.1/x"],

@@ -19,9 +19,9 @@ from fedproto.routing import RouteDecision
 from fedproto.status import Capacity, ImageSummary, StatusAd
 
 from fedbroker.config import HealthSettings, RoutingSettings
-from fedbroker.health import HealthView, MemberHealth
-from fedbroker.routing import RouteRequest, rank
-from fedbroker.snapshot import MemberEntry
+from fedbroker.routing.health import HealthView, MemberHealth
+from fedbroker.routing.rank import RouteRequest, rank
+from fedbroker.registry.snapshot import MemberEntry
 
 from brokerkit import snapshot_of
 

@@ -17,8 +17,8 @@ from fedproto.repospec import RepoSpec
 from fedproto.status import Capacity, ImageSummary, StatusAd
 
 from fedbroker.config import HealthSettings, RoutingSettings
-from fedbroker.health import HealthTable
-from fedbroker.routing import RouteRequest, RoutingMemo, rank
+from fedbroker.routing.health import HealthTable
+from fedbroker.routing.rank import RouteRequest, RoutingMemo, rank
 
 from test_routing import M, build
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fedbroker.demo import DemoFederation
+from fedbroker.demo.run import DemoFederation
 from federation_fixture import CHROMIUM, CHROMIUM_ARGS, start_federation, stop_federation
 
 

@@ -1,6 +1,6 @@
 """A real federation for the browser tests: ``fedbroker demo``'s broker and three member agents.
 
-The demo's own orchestration (:class:`fedbroker.demo.DemoFederation`) runs the commands an
+The demo's own orchestration (:class:`fedbroker.demo.run.DemoFederation`) runs the commands an
 operator would; here it gets free ports and fast health polls, so a killed member shows up
 on the status page within a couple of seconds.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fedbroker.childproc import sweep_processes_under
-from fedbroker.demo import DemoFederation
-from fedbroker.demorepos import ExampleRepo
+from fedbroker.demo.childproc import sweep_processes_under
+from fedbroker.demo.run import DemoFederation
+from fedbroker.demo.repos import ExampleRepo
 
 BROWSER_BROKER_SETTINGS: dict[str, dict[str, Any]] = {
     "health": {"interval": 0.5, "timeout": 1.0, "unhealthy_interval": 0.5, "jitter": 0.1},

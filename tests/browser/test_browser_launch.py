@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fedbroker.demo import DemoFederation
+from fedbroker.demo.run import DemoFederation
 from federation_fixture import missing_repo_path, repo_named, save_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from fedbroker.childproc import sweep_processes_under
-from fedbroker.demo import DemoFederation
-from fedbroker.demorepos import ExampleRepo
+from fedbroker.demo.childproc import sweep_processes_under
+from fedbroker.demo.run import DemoFederation
+from fedbroker.demo.repos import ExampleRepo
 
 # Fast health so a killed member is noticed within about a second; default hysteresis.
 E2E_BROKER_SETTINGS: dict[str, dict[str, Any]] = {

@@ -13,8 +13,8 @@ from typing import Iterator
 import pytest
 
 from e2ekit import check_ready, launch
-from fedbroker.childproc import sweep_processes_under
-from fedbroker.demorepos import DEMO_DATASET
+from fedbroker.demo.childproc import sweep_processes_under
+from fedbroker.demo.repos import DEMO_DATASET
 
 pytestmark = pytest.mark.slow
 BANNER_END = "Press Ctrl-C to stop"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from fedbroker import democmd
-from fedbroker.childproc import sweep_processes_under
+from fedbroker.demo import command as democmd
+from fedbroker.demo.childproc import sweep_processes_under
 from fedbroker.config import BrokerConfig
-from fedbroker.demo import DemoError, prepare_directory, set_section
-from fedbroker.demorepos import DEMO_DATASET, EXAMPLES, create_dataset, create_repos
-from fedbroker.demosites import SITES, DemoSite, member_toml
+from fedbroker.demo.run import DemoError, prepare_directory, set_section
+from fedbroker.demo.repos import DEMO_DATASET, EXAMPLES, create_dataset, create_repos
+from fedbroker.demo.sites import SITES, DemoSite, member_toml
 from fedbroker.initdir import render_config
 from fedmember.config import load_config
 from fedproto.repospec import RepoSpec

@@ -12,8 +12,8 @@ import pytest
 from yarl import URL
 
 from e2ekit import candidate, check_ready, launch, repo_named, route, start_federation, stop_federation, wait_for_route
-from fedbroker.demo import DemoFederation
-from fedbroker.demorepos import DEMO_DATASET
+from fedbroker.demo.run import DemoFederation
+from fedbroker.demo.repos import DEMO_DATASET
 
 pytestmark = pytest.mark.slow
 

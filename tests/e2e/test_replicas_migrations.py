@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from fedbroker import migrations
-from fedbroker.childproc import ChildProcess, free_port, python_module_command
-from fedbroker.db import create_engine
-from fedbroker.demo import LISTENING
-from fedbroker.migrations import MIGRATIONS, migrate
+from fedbroker.registry import migrations
+from fedbroker.demo.childproc import ChildProcess, free_port, python_module_command
+from fedbroker.registry.db import create_engine
+from fedbroker.demo.run import LISTENING
+from fedbroker.registry.migrations import MIGRATIONS, migrate
 from fedproto.keys import KeyRing
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

@@ -16,13 +16,13 @@ import pytest
 
 from e2ekit import E2E_BROKER_SETTINGS, check_ready, launch
 from fedbroker.adminclient import AdminClient
-from fedbroker.childproc import ChildProcess, free_port, python_module_command
-from fedbroker.demo import LISTENING, set_section
-from fedbroker.demoagent import MemberAgent
-from fedbroker.demorepos import create_repos
-from fedbroker.demosites import DemoSite
+from fedbroker.demo.childproc import ChildProcess, free_port, python_module_command
+from fedbroker.demo.run import LISTENING, set_section
+from fedbroker.demo.agent import MemberAgent
+from fedbroker.demo.repos import create_repos
+from fedbroker.demo.sites import DemoSite
 from fedbroker.initdir import init_broker
-from fedbroker.migrations import MIGRATIONS
+from fedbroker.registry.migrations import MIGRATIONS
 from fedproto.keys import PrivateKey, PublicKeySet
 from rrproxy import RoundRobinProxy
 

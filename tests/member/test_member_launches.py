@@ -128,3 +128,54 @@ async def test_build_route_ends_in_built(aiohttp_client: Any, config: Any, broke
 
 def test_ready_fixture_is_terminal() -> None:
     assert READY.terminal
+
+
+class SurvivingBackend(FakeBackend):
+    """A fake backend whose servers outlive the agent: ``site`` stands for the compute both agent processes see."""
+
+    def __init__(self, script: list[Any], site: set[str]) -> None:
+        super().__init__(script)
+        self.site = site
+        self.detached = False
+
+    async def adopt(self) -> list[str]:
+        self.running |= self.site
+        return sorted(self.site)
+
+    async def launch(self, request: Any) -> Any:
+        async for event in super().launch(request):
+            if event.phase == "ready":
+                self.site.add(request.launch_id)
+            yield event
+
+    async def stop_server(self, launch_id: str) -> bool:
+        self.site.discard(launch_id)
+        return await super().stop_server(launch_id)
+
+    async def detach(self) -> None:
+        self.detached = True
+
+
+async def test_agent_restart_keeps_ready_servers_of_a_backend_that_adopts(aiohttp_server: Any, config: Any, broker_ring: Any, signer: Signer) -> None:
+    """Shutdown calls detach(), not stop(); the next agent adopts the server, counts it and can DELETE it by launch id."""
+    import aiohttp
+
+    site: set[str] = set()
+    first = SurvivingBackend([READY], site)
+    server = await aiohttp_server(make_app(config, backend=first, broker_keys=broker_ring.public_set()))
+    async with aiohttp.ClientSession() as session:
+        body = launch_body()
+        resp = await session.post(server.make_url("/api/v1/launches"), data=body, headers=signer.headers("POST", "/api/v1/launches", body))
+        assert (await read_events(resp))[-1]["phase"] == "ready"
+    await server.close()
+    assert first.detached and not first.stopped_all and first.stopped == [] and site == {"launch-0001"}
+
+    second = SurvivingBackend([READY], site)
+    server = await aiohttp_server(make_app(config, backend=second, broker_keys=broker_ring.public_set()))
+    async with aiohttp.ClientSession() as session:
+        assert (await second.capacity()).used == 1
+        path = "/api/v1/launches/launch-0001"
+        resp = await session.delete(server.make_url(path), headers=signer.headers("DELETE", path))
+        assert resp.status == 204
+    await server.close()
+    assert site == set() and second.stopped == ["launch-0001"]

@@ -8,8 +8,8 @@ from typing import Iterator
 
 import pytest
 
-from fedbroker.demo import DemoFederation
-from fedbroker.demosites import SITES
+from fedbroker.demo.run import DemoFederation
+from fedbroker.demo.sites import SITES
 
 
 @pytest.fixture(scope="module")

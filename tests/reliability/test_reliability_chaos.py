@@ -18,8 +18,8 @@ from typing import Iterator
 
 import pytest
 
-from fedbroker.demo import DemoFederation
-from fedbroker.demosites import SITES
+from fedbroker.demo.run import DemoFederation
+from fedbroker.demo.sites import SITES
 
 from chaoskit import LaunchLoad, decisions_to_failed_members
 

@@ -24,7 +24,7 @@ from schemathesis.core import NotSet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedbroker.demo import DemoFederation
+from fedbroker.demo.run import DemoFederation
 from fedproto.keys import KeyRing
 
 from attackkit import Signer

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from fedbroker.demo import DemoFederation
+from fedbroker.demo.run import DemoFederation
 
 pytestmark = pytest.mark.slow
 

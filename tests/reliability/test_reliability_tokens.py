@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from fedbroker.demo import DemoFederation
+from fedbroker.demo.run import DemoFederation
 from fedproto.enrollment import EnrollmentToken
 from fedproto.keys import KeyRing, PrivateKey, PublicKeySet
 

@@ -8,7 +8,7 @@ from benchmarks.replay.accounting import HourlyPeaks, percentile
 from benchmarks.replay.federation import MemberSpec
 from benchmarks.replay.simulation import Replay, ReplaySettings
 from benchmarks.replay.trace import Launch
-from fedbroker import rendezvous
+from fedbroker.routing import rendezvous
 
 T0 = 1_767_600_000.0  # an hour boundary (2026-01-05 08:00 UTC)
 REPO = ("gh", "org/repo", "HEAD")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import fedbroker.routing
+import fedbroker.routing.rank
 from benchmarks.replay import policies
 from benchmarks.replay.ads import AdFactory, ImageLedger
 from benchmarks.replay.federation import mybinder
@@ -40,4 +40,4 @@ def test_ads_carry_capacity_and_expire_later() -> None:
 
 
 def test_the_router_policy_calls_the_brokers_rank() -> None:
-    assert policies.rank is fedbroker.routing.rank
+    assert policies.rank is fedbroker.routing.rank.rank

@@ -23,7 +23,9 @@ Must implement
 May override
     ``start()`` / ``stop()``  begin and end background work (culling idle
         servers, watching a cluster). ``stop()`` must stop every server this
-        backend started, so a clean agent shutdown leaves nothing running.
+        backend started: it is the full teardown (tests, a backend whose
+        servers cannot outlive the agent).
+    ``adopt()`` / ``detach()``  the restart hooks (see "Agent restarts" below).
     ``build(request)``  build (or fetch) the environment only, ending in
         ``built`` or ``failed``. The default answers ``failed``/501.
     ``images()``  repo keys (``RepoSpec.key``) whose environment is already
@@ -32,6 +34,29 @@ May override
     ``browser_launch_url()``  a base URL where browsers can launch on this
         site's own BinderHub (``/build`` and ``/v2`` there), for a broker in
         redirect mode. The default (None) leaves the agent's ticket endpoint.
+
+Agent restarts
+    The agent calls ``start()``, then ``adopt()``, when it starts, and
+    ``detach()`` when it shuts down (SIGTERM from a ``helm upgrade``, a node
+    drain, a liveness kill). The default ``detach()`` calls ``stop()``, so a
+    backend that overrides neither stops every server with the agent: right
+    for the ``local`` backend, whose servers are the agent's child processes.
+
+    A backend whose servers live outside the agent process (pods, a hub's
+    servers) should keep users' sessions across a restart:
+
+    * ``detach()`` ends background work and closes clients but leaves every
+      *ready* server running. Launches still in progress are not sessions
+      yet: the agent aborts them first and ``stop_server`` cleans them up.
+    * ``adopt()`` finds the servers a previous agent process left (by label,
+      by a naming convention, from the hub's API: never from local memory),
+      takes them over so they count in ``capacity()``, are culled like its
+      own, and ``stop_server(launch_id)`` stops them with the same launch
+      id the broker knows; servers it cannot map back to a launch, or that
+      never became ready (orphans of a killed agent), it stops. Returns the
+      adopted launch ids. It runs once, before the agent serves requests;
+      it must not raise for an unreachable site (log and return what it
+      has; the next ``capacity()`` and cull pass see the rest).
 
 Each backend declares ``kind`` (the config's ``kind``), ``providers`` (the
 provider prefixes it can launch) and ``Config``, a pydantic model of its own
@@ -92,6 +117,17 @@ class Backend(ABC):
 
     async def stop(self) -> None:
         """Stop background work and every server this backend started. Default: nothing."""
+
+    async def adopt(self) -> list[str]:
+        """Take over the servers a previous agent process left running; their launch ids. Default: none."""
+        return []
+
+    async def detach(self) -> None:
+        """The agent is shutting down: end background work. Default: ``stop()``, servers included.
+
+        Override it, with ``adopt()``, to leave ready servers running for the next agent process.
+        """
+        await self.stop()
 
     @abstractmethod
     def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:

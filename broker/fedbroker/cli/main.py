@@ -1,0 +1,233 @@
+"""The ``fedbroker`` command line: argument parsing and dispatch; the work lives in small modules.
+
+Exit status: 0 on success, 1 when the broker or the config refused, 2 for usage errors.
+JSON output (``--json``) is stable: ``members list`` prints the ``GET /api/v1/members``
+object (``{"revision": N, "members": [MemberRecord, ...]}``), ``members show`` and the
+state actions print the member record, ``members remove`` prints
+``{"id", "state": "retired", "removed": true}`` and ``enroll-token create --json``
+prints the ``POST /api/v1/enroll-tokens`` answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from ..adminclient import AdminClient, AdminClientError
+from ..config import CONFIG_NAME, BrokerConfig, ConfigError
+from ..demo import command as democmd
+from ..registry.store import ADMIN_SCOPES
+from . import routecmd
+
+MEMBER_ACTIONS = ("approve", "drain", "undrain", "disable")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class CliError(Exception):
+    """A failure to report on stderr with exit status 1."""
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``24h``, ``7d`` as seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 30m, 24h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("FEDBROKER_CONFIG", CONFIG_NAME))
+
+
+def dev_from_env() -> bool:
+    return os.environ.get("FEDERATION_DEV", "") in ("1", "true", "yes")
+
+
+# -- init and serve -----------------------------------------------------------------
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from ..initdir import init_broker_dir
+
+    values: dict[str, Any] = {}
+    for option in ("broker_id", "public_url", "db_url"):
+        if getattr(args, option):
+            values[option] = getattr(args, option)
+    path, secret = init_broker_dir(Path(args.dir), values)
+    print(f"wrote {path} and {path.parent / 'keys'}/")
+    print("the admin token is shown only now; keep it in a secret store")
+    print(f"admin token: {secret}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..serve import run
+
+    config = BrokerConfig.load(Path(args.config) if args.config else default_config_path())
+    overrides: dict[str, Any] = {"dev": config.dev or args.dev or dev_from_env()}
+    for option in ("host", "port", "mode"):
+        if getattr(args, option) is not None:
+            overrides[option] = getattr(args, option)
+    config = BrokerConfig.model_validate({**config.model_dump(), **overrides, "base_dir": config.base_dir})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(config)
+    return 0
+
+
+# -- admin commands ------------------------------------------------------------------
+
+def admin_client(args: argparse.Namespace) -> AdminClient:
+    url = args.url or os.environ.get("FEDBROKER_URL")
+    token = args.token or os.environ.get("FEDBROKER_TOKEN")
+    if not url:
+        raise CliError("no broker URL: pass --url or set FEDBROKER_URL")
+    if not token:
+        raise CliError("no admin token: pass --token or set FEDBROKER_TOKEN")
+    return AdminClient(url, token)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def cmd_enroll_token_create(args: argparse.Namespace) -> int:
+    answer = admin_client(args).create_enroll_token(args.name, args.ttl, args.auto_approve)
+    if args.json:
+        print_json(answer)
+        return 0
+    approval = "auto-approve" if answer["auto_approve"] else "needs approval"
+    print(f"enrollment token {answer['id']} ({answer['name']}, {approval}), shown only now:")
+    print(answer["token"])  # alone on the last line, for scripts
+    return 0
+
+
+def cmd_admin_token_create(args: argparse.Namespace) -> int:
+    scopes = args.scope or list(ADMIN_SCOPES)
+    answer = admin_client(args).create_admin_token(args.name, scopes, args.ttl)
+    if args.json:
+        print_json(answer)
+        return 0
+    print(f"admin token {answer['id']} ({answer['name']}: {', '.join(answer['scopes'])}), shown only now:")
+    print(answer["token"])  # alone on the last line, for scripts
+    return 0
+
+
+def members_table(members: list[dict[str, Any]]) -> str:
+    rows = [("ID", "STATE", "WEIGHT", "REGION", "PUBLIC URL", "NAME")]
+    for m in members:
+        region = (m.get("location") or {}).get("region") or "-"
+        rows.append((m["id"], m["state"], f"{m['weight']:g}", region, m["public_url"], m["display_name"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+
+
+def member_details(m: dict[str, Any]) -> str:
+    location = m.get("location") or {}
+    lines = [
+        f"id:           {m['id']}",
+        f"name:         {m['display_name']}",
+        f"state:        {m['state']}",
+        f"weight:       {m['weight']:g}",
+        f"agent url:    {m['agent_url']}",
+        f"public url:   {m['public_url']}",
+        f"location:     {', '.join(f'{k}={v}' for k, v in location.items() if v is not None) or '-'}",
+        f"datasets:     {', '.join(d['id'] for d in m.get('datasets', [])) or '-'}",
+        f"labels:       {', '.join(f'{k}={v}' for k, v in m.get('labels', {}).items()) or '-'}",
+        f"keys:         {', '.join(k.get('kid', '?') for k in m['jwks'].get('keys', []))}",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_members(args: argparse.Namespace) -> int:
+    client = admin_client(args)
+    if args.action == "list":
+        answer = client.list_members()
+        print_json(answer) if args.json else print(members_table(answer["members"]))
+        return 0
+    if not args.id:
+        raise CliError(f"members {args.action} needs a member ID")
+    if args.action == "show":
+        answer = client.get_member(args.id)
+        print_json(answer) if args.json else print(member_details(answer))
+    elif args.action == "remove":
+        answer = client.remove_member(args.id)
+        print_json(answer) if args.json else print(f"member {args.id} retired and removed")
+    else:
+        answer = client.member_action(args.id, args.action)
+        print_json(answer) if args.json else print(f"member {args.id} is now {answer['state']}")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------
+
+def _admin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="broker URL (default: $FEDBROKER_URL)")
+    parser.add_argument("--token", help="admin token (default: $FEDBROKER_TOKEN)")
+    parser.add_argument("--json", action="store_true", help="print stable JSON instead of text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedbroker", description="The binder-federation broker.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    init = sub.add_parser("init", help="create a broker directory: config, keys, registry, admin token")
+    init.add_argument("dir")
+    init.add_argument("--broker-id", help="this broker's id")
+    init.add_argument("--public-url", help="the URL users reach the broker at")
+    init.add_argument("--db-url", help="registry database URL (default: SQLite next to the config)")
+    init.set_defaults(func=cmd_init)
+
+    serve = sub.add_parser("serve", help="run the broker")
+    serve.add_argument("--config", help=f"config file (default: $FEDBROKER_CONFIG or ./{CONFIG_NAME})")
+    serve.add_argument("--dev", action="store_true", help="allow plain http to members on loopback")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--mode", choices=["relay", "redirect"])
+    serve.set_defaults(func=cmd_serve)
+
+    tokens = sub.add_parser("enroll-token", help="one-time member enrollment tokens")
+    tokens_sub = tokens.add_subparsers(dest="token_command", required=True)
+    create = tokens_sub.add_parser("create", help="create a token; it is printed alone on the last line")
+    create.add_argument("--name", required=True, help="who or what the token is for")
+    create.add_argument("--ttl", type=parse_duration, default=86400.0, help="lifetime, e.g. 30m, 24h, 7d")
+    create.add_argument("--auto-approve", action="store_true", help="the member starts active")
+    _admin_options(create)
+    create.set_defaults(func=cmd_enroll_token_create)
+
+    admin_tokens = sub.add_parser("admin-token", help="more admin tokens (at most the caller's scopes)")
+    admin_sub = admin_tokens.add_subparsers(dest="admin_token_command", required=True)
+    make = admin_sub.add_parser("create", help="create a token; it is printed alone on the last line")
+    make.add_argument("--name", required=True, help="who the token is for (the audit log's actor)")
+    make.add_argument("--scope", action="append", choices=list(ADMIN_SCOPES),
+                      help="repeatable; default: all three")
+    make.add_argument("--ttl", type=parse_duration, default=90 * 86400.0, help="lifetime, e.g. 12h, 90d")
+    _admin_options(make)
+    make.set_defaults(func=cmd_admin_token_create)
+
+    members = sub.add_parser("members", help="list and manage members through the running broker")
+    members.add_argument("action", choices=["list", "show", *MEMBER_ACTIONS, "remove"])
+    members.add_argument("id", nargs="?")
+    _admin_options(members)
+    members.set_defaults(func=cmd_members)
+
+    routecmd.add_parser(sub)
+    democmd.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (CliError, ConfigError, AdminClientError) as exc:
+        print(f"fedbroker: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,197 @@
+"""The signed HTTP client the broker uses to call member agents.
+
+One ``aiohttp.ClientSession`` for the whole app, opened and closed in a ``cleanup_ctx``.
+Every request carries a fresh request token bound to its method, path+query and body.
+Failures are raised as :class:`MemberCallError` with a ``kind`` the relay and the
+poller can act on (connect, timeout, http, protocol, insecure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from typing import AsyncIterator
+
+import aiohttp
+from yarl import URL
+
+from fedproto.clock import Clock
+from fedproto.errors import ProtocolError
+from fedproto.keys import KeyRing
+from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.status import StatusAd, verify_status_ad
+from fedproto.tokens import sign_request
+
+from ..config import BrokerConfig
+from ..registry.snapshot import MemberEntry
+
+
+class MemberCallError(Exception):
+    """A call to a member that did not give a usable answer."""
+
+    def __init__(self, member_id: str, kind: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{member_id}: {message}")
+        self.member_id = member_id
+        self.kind = kind  # connect | timeout | http | protocol | insecure
+        self.message = message
+        self.status = status
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class MemberClient:
+    """Signed calls to member agents: status, launch, build, delete."""
+
+    def __init__(self, config: BrokerConfig, keyring: KeyRing, clock: Clock, session: aiohttp.ClientSession) -> None:
+        self._config = config
+        self._keyring = keyring
+        self._clock = clock
+        self._session = session
+
+    def url(self, entry: MemberEntry, path: str) -> URL:
+        """The agent URL for ``path``; https unless in dev mode on loopback."""
+        base = URL(entry.record.agent_url)
+        if base.scheme != "https" and not (base.scheme == "http" and self._config.dev and _is_loopback(base.host)):
+            raise MemberCallError(
+                entry.id,
+                "insecure",
+                f"agent URL must be https (plain http is only allowed with --dev on loopback): {base.scheme}://{base.host}",
+            )
+        return URL(str(base).rstrip("/") + path)
+
+    def _headers(self, entry: MemberEntry, method: str, url: URL, body: bytes) -> dict[str, str]:
+        token = sign_request(
+            self._keyring.signing_key,
+            issuer=self._config.broker_id,
+            audience=entry.id,
+            method=method,
+            path_qs=url.raw_path_qs,
+            body=body,
+            clock=self._clock,
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        if body:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    async def status(self, entry: MemberEntry, timeout: float) -> StatusAd:
+        """Fetch and verify the member's signed status ad."""
+        url = self.url(entry, "/api/v1/status")
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._session.get(url, headers=self._headers(entry, "GET", url, b"")) as resp:
+                    if resp.status != 200:
+                        raise MemberCallError(entry.id, "http", f"status answered HTTP {resp.status}", resp.status)
+                    payload = await resp.json(content_type=None)
+        except TimeoutError:
+            raise MemberCallError(entry.id, "timeout", f"status poll timed out after {timeout:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {exc.__class__.__name__}") from None
+        except ValueError:
+            raise MemberCallError(entry.id, "protocol", "status answer is not JSON") from None
+        signed = payload.get("signed") if isinstance(payload, dict) else None
+        if not isinstance(signed, str):
+            raise MemberCallError(entry.id, "protocol", 'status answer has no "signed" string')
+        try:
+            return verify_status_ad(signed, keys=entry.keys, member_id=entry.id, clock=self._clock)
+        except ProtocolError as exc:
+            raise MemberCallError(entry.id, "protocol", f"status ad rejected: {exc.message}") from None
+
+    def launch(self, entry: MemberEntry, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+        """Start build+launch; yields the member's events until ``ready``/``failed``."""
+        return self._stream(entry, "/api/v1/launches", request)
+
+    def build(self, entry: MemberEntry, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+        """Build only; yields the member's events until ``built``/``failed``."""
+        return self._stream(entry, "/api/v1/builds", request)
+
+    async def delete(self, entry: MemberEntry, launch_id: str) -> bool:
+        """Stop a launch; True if it existed, False if the member did not know it."""
+        url = self.url(entry, f"/api/v1/launches/{launch_id}")
+        try:
+            async with asyncio.timeout(self._config.routing.connect_timeout * 2):
+                async with self._session.delete(url, headers=self._headers(entry, "DELETE", url, b"")) as resp:
+                    if resp.status in (200, 204):
+                        return True
+                    if resp.status == 404:
+                        return False
+                    raise MemberCallError(entry.id, "http", f"delete answered HTTP {resp.status}", resp.status)
+        except TimeoutError:
+            raise MemberCallError(entry.id, "timeout", "delete timed out") from None
+        except aiohttp.ClientError as exc:
+            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {exc.__class__.__name__}") from None
+
+    async def _stream(self, entry: MemberEntry, path: str, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+        url = self.url(entry, path)
+        body = request.model_dump_json(exclude_none=True).encode()
+        idle = self._config.routing.event_timeout
+        try:
+            async with asyncio.timeout(self._config.routing.connect_timeout + idle):
+                resp = await self._session.post(url, data=body, headers=self._headers(entry, "POST", url, body))
+        except TimeoutError:
+            raise MemberCallError(entry.id, "timeout", "no answer to the launch request") from None
+        except aiohttp.ClientError as exc:
+            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {exc.__class__.__name__}") from None
+        async with resp:
+            if resp.status != 200:
+                raise MemberCallError(entry.id, "http", await _error_text(resp), resp.status)
+            async for event in _read_events(entry.id, resp, idle):
+                yield event
+
+
+async def _error_text(resp: aiohttp.ClientResponse) -> str:
+    try:
+        payload = json.loads(await resp.read())
+        detail = payload.get("message") or payload.get("error") if isinstance(payload, dict) else None
+    except (ValueError, aiohttp.ClientError):
+        detail = None
+    return f"launch answered HTTP {resp.status}" + (f": {str(detail)[:200]}" if detail else "")
+
+
+async def _read_events(member_id: str, resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[LaunchEvent]:
+    """Parse an event stream: ``data:`` lines until a blank line make one event; comments keep it alive."""
+    data_lines: list[str] = []
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                raw = await resp.content.readline()
+        except TimeoutError:
+            raise MemberCallError(member_id, "timeout", f"no event for {idle:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise MemberCallError(member_id, "connect", f"stream broke: {exc.__class__.__name__}") from None
+        if not raw:
+            return  # end of stream; the caller decides whether it ended too early
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if line.startswith("data:"):
+            data_lines.append(line[5:].lstrip(" "))
+        elif line == "" and data_lines:
+            yield _parse_event(member_id, "\n".join(data_lines))
+            data_lines = []
+
+
+def _parse_event(member_id: str, text: str) -> LaunchEvent:
+    try:
+        return LaunchEvent.model_validate_json(text)
+    except ValueError:
+        raise MemberCallError(member_id, "protocol", "member sent an event that is not a launch event") from None
+
+
+def new_session(config: BrokerConfig) -> aiohttp.ClientSession:
+    """The one ``ClientSession`` the broker uses to talk to members (the caller closes it)."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.routing.connect_timeout)
+    # No pool limit: aiohttp's default of 100 connections let 100 long launch streams (builds
+    # take minutes) hold every slot, so the 101st launch and every status poll queued behind
+    # them, and healthy members timed out into "unhealthy". Launches are bounded upstream
+    # (one per client request, rate limits); polls by health.concurrency.
+    connector = aiohttp.TCPConnector(limit=0)
+    return aiohttp.ClientSession(timeout=timeout, connector=connector)

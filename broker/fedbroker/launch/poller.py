@@ -1,0 +1,122 @@
+"""The status poller: the I/O loop that fetches each member's signed ad on the schedule health sets.
+
+Which members are polled follows the registry snapshot (active and draining members; a
+draining member is still watched so the status page is right, though routing skips it).
+Polls run concurrently up to ``health.concurrency``, each bounded by ``health.timeout``.
+The loop lives in a ``cleanup_ctx`` and is cancelled and awaited on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from fedproto.clock import Clock
+from fedproto.member import MemberState
+
+from ..config import HealthSettings
+from ..registry.snapshot import MemberEntry, RegistrySnapshot, SnapshotHolder
+from ..routing.health import HealthTable
+from .memberclient import MemberCallError, MemberClient
+
+log = logging.getLogger(__name__)
+
+POLLED_STATES = (MemberState.active, MemberState.draining)
+# Upper bound on one idle wait, so a clock that jumps (or a fake one in a test) is noticed.
+_MAX_IDLE = 1.0
+
+
+class Poller:
+    """Polls due members, verifies their ads and feeds the health table."""
+
+    def __init__(
+        self,
+        snapshots: SnapshotHolder,
+        health: HealthTable,
+        client: MemberClient,
+        settings: HealthSettings,
+        clock: Clock,
+    ) -> None:
+        self._snapshots = snapshots
+        self._health = health
+        self._client = client
+        self._settings = settings
+        self._clock = clock
+        self._limit = asyncio.Semaphore(settings.concurrency)
+        self._wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        snapshots.subscribe(self._on_snapshot)
+        self._sync(snapshots.current)
+
+    def _on_snapshot(self, snapshot: RegistrySnapshot) -> None:
+        self._sync(snapshot)
+        self._wake.set()  # new members are polled at once, not at the next tick
+
+    def _sync(self, snapshot: RegistrySnapshot) -> None:
+        self._health.sync(m.id for m in snapshot.in_states(*POLLED_STATES))
+
+    def start_due(self) -> list[asyncio.Task[None]]:
+        """Start a poll for every due member not already being polled."""
+        snapshot = self._snapshots.current
+        started = []
+        for member_id in self._health.due():
+            if member_id in self._inflight or member_id not in snapshot.members:
+                continue
+            task = asyncio.create_task(self.poll(snapshot.members[member_id]), name=f"poll-{member_id}")
+            self._inflight[member_id] = task
+            task.add_done_callback(lambda _t, m=member_id: self._inflight.pop(m, None))
+            started.append(task)
+        return started
+
+    async def poll_due(self) -> int:
+        """Poll every member that is due now and wait for the answers; return how many were polled."""
+        tasks = self.start_due()
+        await asyncio.gather(*tasks)
+        return len(tasks)
+
+    def _next_due_at(self) -> float | None:
+        times = [h.next_poll_at for m in self._health.ids() if m not in self._inflight
+                 if (h := self._health.get(m)) is not None]
+        return min(times, default=None)
+
+    async def poll(self, entry: MemberEntry) -> None:
+        """Poll one member and record the result; never raises for a member's failure."""
+        async with self._limit:
+            try:
+                ad = await self._client.status(entry, timeout=self._settings.timeout)
+            except MemberCallError as exc:
+                ad, error = None, exc.message
+            except Exception:  # a bug must not kill the poll task unobserved
+                log.exception("polling member %s failed unexpectedly", entry.id)
+                ad, error = None, "internal error while polling"
+            else:
+                error = None
+        state = self._health.get(entry.id)
+        if state is None:  # removed from the registry while we polled
+            return
+        before = state.state
+        state.record_poll(ad, error)
+        if state.state is not before:
+            log.info("member %s health %s -> %s%s", entry.id, before.value, state.state.value,
+                     f" ({error})" if error else "")
+
+    async def run(self) -> None:
+        """Poll forever: wake at the earliest due time or when the snapshot changes."""
+        try:
+            while True:
+                self._wake.clear()
+                self.start_due()
+                next_at = self._next_due_at()
+                delay = _MAX_IDLE if next_at is None else min(_MAX_IDLE, max(0.01, next_at - self._clock.now()))
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Cancel polls in flight and wait for them."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,201 @@
+"""The launch relay: streams a member's launch events to the client, failing over before ``ready``.
+
+Given a ranked decision, the relay tries the first routable member and passes its events on
+with ``member`` added. If that member fails before ``ready`` for a reason another member
+might not share (connection error, timeout, non-200, ``failed`` with 429, 5xx or a quota
+message), the failure goes into health, the client gets a ``waiting`` event saying so, and
+the next candidate is tried, up to ``routing.max_attempts``. A ``failed`` that blames the
+repository (other 4xx, or no status code and no quota wording, as BinderHub's build errors
+are) is final: every member would fail the same way.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+from urllib.parse import urljoin
+
+from fedproto.clock import Clock
+from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.repospec import RepoSpec
+from fedproto.routing import RouteDecision
+
+from ..config import RoutingSettings
+from ..metrics import BrokerMetrics
+from ..registry.snapshot import MemberEntry, RegistrySnapshot
+from ..routing.health import HealthTable
+from .memberclient import MemberCallError, MemberClient
+
+_QUOTA = re.compile(r"quota|capacity|too many|no space|insufficient|full", re.IGNORECASE)
+
+
+def is_retryable(event: LaunchEvent) -> bool:
+    """Whether a member's ``failed`` event is the member's trouble rather than the repo's."""
+    code = event.status_code
+    if code is None:
+        return _QUOTA.search(event.message) is not None
+    return code == 429 or code >= 500
+
+
+@dataclass(frozen=True)
+class LaunchTarget:
+    """What is launched and for whom, beside the decision."""
+
+    repo: RepoSpec
+    data: tuple[str, ...] = ()
+    client_ip: str | None = None
+    origin: str | None = None
+
+
+# Routes the launch again: a fresh decision and the snapshot it was made from.
+Redecide = Callable[[], tuple[RouteDecision, RegistrySnapshot]]
+
+
+def _next_candidate(decision: RouteDecision, snapshot: RegistrySnapshot, tried: set[str]) -> MemberEntry | None:
+    """The decision's best routable member not tried yet (and still in the registry)."""
+    for member_id in decision.routable_ids():
+        if member_id not in tried and member_id in snapshot.members:
+            return snapshot.members[member_id]
+    return None
+
+
+@dataclass
+class _Attempt:
+    """How one member's attempt ended: ``done`` when a terminal event went to the client."""
+
+    done: bool = False
+    error: str = "stream ended before ready"
+
+
+class LaunchRelay:
+    """Relays launches with bounded failover; records outcomes in health and metrics."""
+
+    def __init__(
+        self, client: MemberClient, health: HealthTable, metrics: BrokerMetrics, settings: RoutingSettings, clock: Clock,
+        launch_host: str | None = None,
+    ) -> None:
+        self._launch_host = launch_host.rstrip("/") + "/" if launch_host else None
+        self._client = client
+        self._health = health
+        self._metrics = metrics
+        self._settings = settings
+        self._clock = clock
+
+    async def relay(
+        self, decision: RouteDecision, snapshot: RegistrySnapshot, target: LaunchTarget,
+        redecide: Redecide | None = None,
+    ) -> AsyncIterator[LaunchEvent]:
+        """Events for the client, ending with exactly one ``ready`` or ``failed``.
+
+        ``redecide`` routes the launch again when the decision's candidates are used up but
+        attempts are left: the members it listed may all have failed while another member came
+        back (or was full) at decision time, and health knows about the failures by now.
+        """
+        failures: list[str] = []
+        tried: set[str] = set()
+        self._metrics.streams_open.inc()
+        try:
+            entry = _next_candidate(decision, snapshot, tried)
+            for i in range(self._settings.max_attempts):
+                if entry is None:
+                    break
+                tried.add(entry.id)
+                attempt = _Attempt()
+                async for event in self._attempt(entry, self._request(decision, target), attempt):
+                    yield event
+                if attempt.done:
+                    return
+                failures.append(f"{entry.id}: {attempt.error}")
+                failed, entry = entry, _next_candidate(decision, snapshot, tried)
+                if entry is None and redecide is not None:
+                    decision, snapshot = redecide()
+                    entry = _next_candidate(decision, snapshot, tried)
+                if entry is not None and i + 1 < self._settings.max_attempts:
+                    self._metrics.failover(failed.id)
+                    yield LaunchEvent(
+                        phase="waiting",
+                        member=failed.id,
+                        message=f"Member {failed.id} could not launch this ({attempt.error}); "
+                        f"trying member {entry.id} (attempt {i + 2} of {self._settings.max_attempts}).\n",
+                    )
+            yield _gave_up(failures)
+        finally:
+            self._metrics.streams_open.dec()
+
+    @staticmethod
+    def _request(decision: RouteDecision, target: LaunchTarget) -> LaunchRequest:
+        # A fresh launch id per attempt: a member that half-started the launch keeps its own.
+        return LaunchRequest(
+            provider=target.repo.provider,
+            spec=target.repo.spec,
+            data=list(target.data),
+            launch_id=secrets.token_urlsafe(12),
+            decision_id=decision.decision_id,
+            client_ip=target.client_ip,
+            origin=target.origin,
+        )
+
+    async def _attempt(
+        self, entry: MemberEntry, request: LaunchRequest, attempt: _Attempt
+    ) -> AsyncIterator[LaunchEvent]:
+        health = self._health.member(entry.id)
+        health.record_launch_started()
+        started = self._clock.now()
+        try:
+            async with aclosing(self._client.launch(entry, request)) as events:
+                async for event in events:
+                    event = event.model_copy(update={"member": entry.id})
+                    if event.phase == "ready":
+                        health.record_launch_success(self._clock.now() - started)
+                        self._metrics.launch(entry.id, "ready")
+                        attempt.done = True
+                        yield _finish_ready(event, entry, request.decision_id, self._launch_host)
+                        return
+                    if event.phase == "failed":
+                        if is_retryable(event):
+                            attempt.error = event.message.strip() or f"failed with {event.status_code}"
+                            break
+                        self._metrics.launch(entry.id, "repo_error")
+                        health.record_repo_error()
+                        attempt.done = True
+                        yield event
+                        return
+                    yield event
+        except MemberCallError as exc:
+            attempt.error = exc.message
+        except BaseException:
+            # The client went away (or we are shutting down): not the member's fault.
+            if not attempt.done:
+                self._metrics.launch(entry.id, "cancelled")
+            raise
+        health.record_launch_failure()
+        self._metrics.launch(entry.id, "failed")
+
+
+def _finish_ready(
+    event: LaunchEvent, entry: MemberEntry, decision_id: str | None, launch_host: str | None
+) -> LaunchEvent:
+    """``ready`` as clients need it: the decision id, ``url`` absolute with a trailing slash, and
+    ``binder_launch_host`` naming the broker (the Binder the user launched from, as BinderHub does)."""
+    url = event.url
+    if url is not None:
+        url = urljoin(entry.record.public_url.rstrip("/") + "/", url)
+        url = url if url.endswith("/") else url + "/"
+    update: dict[str, object] = {"decision": decision_id, "url": url}
+    if launch_host is not None:
+        update["binder_launch_host"] = launch_host
+    return event.model_copy(update=update)
+
+
+def _gave_up(failures: list[str]) -> LaunchEvent:
+    if not failures:
+        return LaunchEvent(phase="failed", status_code=503, message="No member can take this launch right now.\n")
+    detail = "; ".join(failures)
+    return LaunchEvent(
+        phase="failed",
+        status_code=503,
+        message=f"Launch failed on {len(failures)} member(s): {detail}. Please try again later.\n",
+    )

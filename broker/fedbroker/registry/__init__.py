@@ -1,0 +1,1 @@
+"""The registry wing: members, enrollment, admin tokens and keys, their store and its snapshot."""

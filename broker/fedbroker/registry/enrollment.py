@@ -1,0 +1,146 @@
+"""Member enrollment: a one-time token plus proof of key possession creates (or refreshes) a member.
+
+The checks run cheapest and most specific first, and nothing is written until
+all of them pass; the writes (token consumed, member stored, audit entry,
+revision bumped) are one transaction, so a rejected enrollment leaves no trace
+and an accepted one is durable before it is answered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from fedproto.clock import Clock
+from fedproto.enrollment import EnrollmentRequest, EnrollmentResponse, EnrollmentToken
+from fedproto.keys import KeyRing, PrivateKey, PublicKeySet
+from fedproto.member import MemberRecord, MemberState
+from fedproto.replay import ReplayCache
+from fedproto.tokens import bearer, sign_document, verify_request
+
+from ..config import BrokerConfig
+from ..errors import Conflict, Unauthorized
+from ..jsonbody import parse_json
+from .service import Registry
+from .store import EnrollTokenRow, Tx
+from .urlpolicy import check_member_url
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "Federation-Signature"
+RESPONSE_SIGNATURE_TTL = 300.0
+
+
+@dataclass(frozen=True)
+class EnrollmentResult:
+    """The answer: its JSON body and the broker's signature over it."""
+
+    response: EnrollmentResponse
+    body: bytes
+    signature: str
+
+
+@dataclass(frozen=True)
+class _Proven:
+    """An enrollment request whose token parsed and whose proof of possession verified."""
+
+    request: EnrollmentRequest
+    token: EnrollmentToken
+    broker_key: PrivateKey
+    keys: PublicKeySet
+    signer_kid: str
+
+
+class Enrollment:
+    """``POST /api/v1/enroll``: checks an application and admits the member."""
+
+    def __init__(self, registry: Registry, config: BrokerConfig, keyring: KeyRing, clock: Clock,
+                 replay: ReplayCache) -> None:
+        self.registry = registry
+        self.config = config
+        self.keyring = keyring
+        self.clock = clock
+        self.replay = replay
+
+    async def enroll(self, *, authorization: str | None, path_qs: str, body: bytes) -> EnrollmentResult:
+        proven = self._prove(authorization, path_qs, body)
+        req = proven.request
+        agent_url = check_member_url(req.agent_url, field="agent_url", dev=self.config.dev)
+        public_url = check_member_url(req.public_url, field="public_url", dev=self.config.dev)
+        async with self.registry.change() as tx:
+            row = await self._take_token(tx, proven)
+            record = await self._admit(tx, proven, row, agent_url, public_url)
+        log.info("member %s enrolled (%s) with token %s", record.id, record.state.value, row.id)
+        return self._answer(record, proven.broker_key)
+
+    def _prove(self, authorization: str | None, path_qs: str, body: bytes) -> _Proven:
+        """Parse the request and check the member's signature: proof that it holds a key in ``jwks``."""
+        request_token = bearer(authorization)
+        req = parse_json(body, EnrollmentRequest)
+        token = EnrollmentToken.parse(req.token)
+        broker_key = next((k for k in self.keyring.keys if k.kid == token.broker_kid), None)
+        if broker_key is None:
+            raise Unauthorized("the enrollment token was issued for another broker key",
+                               reason="wrong_broker")
+        keys = PublicKeySet.from_jwks(req.jwks)
+        verify_request(
+            request_token, keys=keys, issuer=req.member_id, audience=token.broker_kid, method="POST",
+            path_qs=path_qs, body=body, clock=self.clock, replay=self.replay,
+        )
+        signer_kid = jwt.get_unverified_header(request_token)["kid"]  # verified just above
+        return _Proven(request=req, token=token, broker_key=broker_key, keys=keys, signer_kid=signer_kid)
+
+    async def _take_token(self, tx: Tx, proven: _Proven) -> EnrollTokenRow:
+        row = await tx.enroll_token(proven.token.secret)
+        if row is None or row.broker_kid != proven.token.broker_kid:
+            raise Unauthorized("unknown enrollment token", reason="unknown_enrollment_token")
+        if row.used_at is not None:
+            raise Unauthorized(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
+        if row.expires_at <= tx.now:
+            raise Unauthorized(f"enrollment token {row.id} has expired", reason="expired_enrollment_token")
+        if not await tx.consume_enroll_token(row.id, proven.request.member_id):
+            raise Unauthorized(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
+        return row
+
+    async def _admit(self, tx: Tx, proven: _Proven, row: EnrollTokenRow, agent_url: str,
+                     public_url: str) -> MemberRecord:
+        req = proven.request
+        existing = await tx.member(req.member_id, for_update=True)
+        fields: dict[str, Any] = {
+            "display_name": req.display_name, "agent_url": agent_url, "public_url": public_url,
+            "location": req.location, "datasets": req.datasets, "labels": req.labels,
+            "jwks": proven.keys.to_jwks(), "updated_at": tx.now,
+        }
+        details = {"token_id": row.id, "token_name": row.name, "kids": proven.keys.kids}
+        if existing is None:
+            state = MemberState.active if row.auto_approve else MemberState.pending
+            record = MemberRecord(id=req.member_id, state=state, created_at=tx.now, **fields)
+            await tx.insert_member(record)
+            await tx.audit(f"member:{req.member_id}", "member.enroll", req.member_id,
+                           {**details, "state": state.value})
+            return record
+        if proven.signer_kid not in PublicKeySet.from_jwks(existing.jwks):
+            # Only the holder of a registered key may re-enroll an id: no hijacking by token alone.
+            raise Conflict(
+                f"member {req.member_id!r} is already enrolled; re-enrollment must be signed by "
+                "one of its registered keys", reason="member_exists",
+            )
+        record = existing.model_copy(update=fields)
+        await tx.update_member(record)
+        await tx.audit(f"member:{req.member_id}", "member.reenroll", req.member_id,
+                       {**details, "state": record.state.value})
+        return record
+
+    def _answer(self, record: MemberRecord, broker_key: PrivateKey) -> EnrollmentResult:
+        response = EnrollmentResponse(
+            member_id=record.id, state=record.state, broker_id=self.config.broker_id,
+            broker_jwks=self.keyring.public_set().to_jwks(),
+        )
+        payload = response.model_dump(mode="json")
+        signature = sign_document(broker_key, issuer=self.config.broker_id, payload=payload,
+                                  clock=self.clock, ttl=RESPONSE_SIGNATURE_TTL)
+        return EnrollmentResult(response=response, body=json.dumps(payload).encode(), signature=signature)

@@ -1,0 +1,1 @@
+"""The web wing: HTTP handlers, the human pages, their templates and static files."""

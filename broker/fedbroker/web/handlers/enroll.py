@@ -1,0 +1,51 @@
+"""Enrollment routes: members apply with ``POST /api/v1/enroll``; admins mint one-time tokens."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ...appkeys import CLOCK, CONFIG, KEYRING, REGISTRY, REPLAY
+from ...jsonbody import read_body, read_json
+from ...registry.admin import AdminService, EnrollTokenCreate
+from ...registry.enrollment import SIGNATURE_HEADER, Enrollment
+from ..adminauth import require_admin
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/enroll")
+async def enroll(request: web.Request) -> web.Response:
+    """A new member's application, signed by its own key (proof of possession)."""
+    app = request.app
+    service = Enrollment(app[REGISTRY], app[CONFIG], app[KEYRING], app[CLOCK], app[REPLAY])
+    result = await service.enroll(
+        authorization=request.headers.get("Authorization"),
+        path_qs=request.raw_path,
+        body=await read_body(request),
+    )
+    return web.Response(
+        body=result.body,
+        status=201,
+        content_type="application/json",
+        headers={SIGNATURE_HEADER: result.signature},
+    )
+
+
+@routes.post("/api/v1/enroll-tokens")
+async def create_enroll_token(request: web.Request) -> web.Response:
+    """Mint a one-time enrollment token; the answer is the only time its secret is shown."""
+    admin = await require_admin(request, "tokens:write")
+    body = await read_json(request, EnrollTokenCreate)
+    app = request.app
+    token, row = await AdminService(app[REGISTRY], app[CONFIG], app[KEYRING]).create_enroll_token(admin, body)
+    return web.json_response(
+        {
+            "token": str(token),
+            "id": row.id,
+            "name": row.name,
+            "broker_kid": row.broker_kid,
+            "auto_approve": row.auto_approve,
+            "expires_at": row.expires_at,
+        },
+        status=201,
+    )

@@ -30,11 +30,13 @@ from .appkeys import (
     RELAY,
     REPLAY,
     SNAPSHOT,
+    TICKETS,
 )
 from .config import BrokerConfig
 from .errors import error_middleware
 from .launch.memberclient import MemberClient, new_session
 from .launch.poller import Poller
+from .launch.redirect import TicketIssuer
 from .launch.relay import LaunchRelay
 from .metrics import BrokerMetrics
 from .registry.service import Registry
@@ -72,6 +74,7 @@ def add_front_door(app: web.Application, *, poll: bool = True) -> None:
     app[HEALTH] = HealthTable(config.health, app[CLOCK])
     app[METRICS] = BrokerMetrics(app[HEALTH].views)
     app[DISPATCHER] = Dispatcher(config, app[SNAPSHOT], app[HEALTH], app[METRICS], app[CLOCK])
+    app[TICKETS] = TicketIssuer(app[KEYRING], config.broker_id, app[CLOCK])
     app.cleanup_ctx.append(_member_client_ctx)
     app.cleanup_ctx.append(_relay_ctx)
     if poll:
@@ -107,6 +110,7 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
         launch_host=app[CONFIG].public_url,
     )
     yield
+    await app[RELAY].close()  # abandoned launches' DELETEs, before the member client closes
 
 
 async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from .launch.memberclient import MemberClient
     from .launch.poller import Poller
+    from .launch.redirect import TicketIssuer
     from .launch.relay import LaunchRelay
     from .metrics import BrokerMetrics
     from .registry.service import Registry
@@ -50,6 +51,8 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 MEMBER_CLIENT: web.AppKey[MemberClient] = web.AppKey("member_client")
 RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
 POLLER: web.AppKey[Poller] = web.AppKey("poller")
+# Redirect mode: signs the launch tickets browsers carry to agent-backed members.
+TICKETS: web.AppKey[TicketIssuer] = web.AppKey("tickets")
 
 # The human pages (fedbroker.handlers.pages): templates read once at startup.
 PAGES: web.AppKey[PageTemplates] = web.AppKey("pages")

@@ -146,7 +146,11 @@ class BrokerConfig(Section):
         default="relay", description="relay: stream launches through the broker; redirect: answer 307 to the member."
     )
     dev: bool = Field(default=False, description="Allow plain http to members on loopback and file:// repos.")
-    cors_allow_origins: list[str] = Field(default_factory=list, description="Origins allowed to call /build cross-origin.")
+    cors_allow_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Page origins allowed to launch cross-origin (/build, its 307 in redirect mode, /v2, /api/v1/route). "
+        "['*'] (default, as mybinder.org): any page, e.g. thebe and Jupyter Book; a list of origins: only those; [] none.",
+    )
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest request body accepted.")
     snapshot_refresh: float = Field(
         default=2.0, gt=0, description="Seconds between registry change checks (how soon other replicas see a change)."

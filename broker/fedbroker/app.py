@@ -11,13 +11,16 @@ import asyncio
 from contextlib import asynccontextmanager, suppress
 from typing import Any, AsyncIterator, Coroutine
 
+import aiohttp
 from aiohttp import web
 
 from fedproto.clock import Clock, SystemClock
-from fedproto.keys import KeyRing
+from fedproto.keys import KeyDir, KeyRing
+from fedproto.member import MemberState
 from fedproto.replay import ReplayCache
 
 from .appkeys import (
+    CANARY,
     CLOCK,
     CONFIG,
     DISPATCHER,
@@ -29,11 +32,14 @@ from .appkeys import (
     REGISTRY,
     RELAY,
     REPLAY,
+    SLO,
     SNAPSHOT,
     TICKETS,
 )
+from .registry.brokerkeys import BrokerKeys
 from .config import BrokerConfig
 from .errors import error_middleware
+from .launch.canary import CanaryRunner, canary_repo
 from .launch.memberclient import MemberClient, new_session
 from .launch.poller import Poller
 from .launch.redirect import TicketIssuer
@@ -44,6 +50,7 @@ from .registry.snapshot import SnapshotHolder
 from .registry.store import RegistryStore
 from .routing.dispatcher import Dispatcher
 from .routing.health import HealthTable
+from .routing.slo import SloTracker
 from .web import routes as web_routes
 
 
@@ -56,7 +63,11 @@ def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRi
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
-    app[KEYRING] = keyring or KeyRing.load_or_create(config.resolve(config.keys_dir))
+    if keyring is not None:  # injected keys stay fixed; keys from keys_dir follow the directory
+        app[KEYRING] = BrokerKeys(KeyDir(None, keyring))
+    else:
+        keys_dir = config.resolve(config.keys_dir)
+        app[KEYRING] = BrokerKeys(KeyDir(keys_dir, KeyRing.load_or_create(keys_dir)))
     app[SNAPSHOT] = SnapshotHolder()
     app[REPLAY] = ReplayCache()  # member-signed requests to the broker (enrollment, key rotation)
     app.cleanup_ctx.append(_registry_ctx)  # first: health and routing read its snapshot
@@ -71,15 +82,30 @@ def add_front_door(app: web.Application, *, poll: bool = True) -> None:
     still call this without a registry.
     """
     config = app[CONFIG]
+    canary_repo(config.canary, dev=config.dev)  # a bad canary.repo stops the start here, with its reason
     app[HEALTH] = HealthTable(config.health, app[CLOCK])
+    app[SLO] = SloTracker(app[CLOCK])
     app[METRICS] = BrokerMetrics(app[HEALTH].views)
     app[DISPATCHER] = Dispatcher(config, app[SNAPSHOT], app[HEALTH], app[METRICS], app[CLOCK])
     app[TICKETS] = TicketIssuer(app[KEYRING], config.broker_id, app[CLOCK])
+    if isinstance(app.get(KEYRING), BrokerKeys):
+        app[KEYRING].bind_pins(lambda: _member_pins(app))
     app.cleanup_ctx.append(_member_client_ctx)
     app.cleanup_ctx.append(_relay_ctx)
     if poll:
         app.cleanup_ctx.append(_poller_ctx)
+        app.cleanup_ctx.append(_canary_ctx)
     web_routes.add_routes(app, config)
+
+
+def _member_pins(app: web.Application) -> dict[str, list[str] | None]:
+    """Each polled member's pinned broker key ids, from its latest ad (None: not said yet)."""
+    health = app[HEALTH]
+    pins: dict[str, list[str] | None] = {}
+    for entry in app[SNAPSHOT].current.in_states(MemberState.active, MemberState.draining):
+        state = health.get(entry.id)
+        pins[entry.id] = state.ad.broker_kids if state is not None and state.ad is not None else None
+    return pins
 
 
 async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -107,7 +133,7 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
     # The relay needs the member client, which only exists inside its cleanup_ctx.
     app[RELAY] = LaunchRelay(
         app[MEMBER_CLIENT], app[HEALTH], app[METRICS], app[CONFIG].routing, app[CLOCK],
-        launch_host=app[CONFIG].public_url,
+        launch_host=app[CONFIG].public_url, slo=app[SLO],
     )
     yield
     await app[RELAY].close()  # abandoned launches' DELETEs, before the member client closes
@@ -119,6 +145,22 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
     app[POLLER] = poller
     async with _background(poller.run(), "fedbroker-poller"):
         yield
+
+
+async def _canary_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run canaries for the app's lifetime when ``canary.repo`` is set; cancel and await them on shutdown."""
+    config = app[CONFIG]
+    repo = canary_repo(config.canary, dev=config.dev)
+    if repo is None:
+        yield
+        return
+    # Its own session: the check talks to notebook servers, not agents, and must not share their pool.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+        runner = CanaryRunner(config.canary, repo, app[SNAPSHOT], app[HEALTH], app[MEMBER_CLIENT], app[METRICS],
+                              app[CLOCK], http)
+        app[CANARY] = runner
+        async with _background(runner.run(), "fedbroker-canary"):
+            yield
 
 
 @asynccontextmanager

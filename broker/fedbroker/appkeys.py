@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from fedproto.clock import Clock
-from fedproto.keys import KeyRing
 
+from .registry.brokerkeys import BrokerKeys
 from .config import BrokerConfig
 from .registry.snapshot import SnapshotHolder
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .launch.memberclient import MemberClient
     from .launch.poller import Poller
     from .launch.redirect import TicketIssuer
+    from .launch.canary import CanaryRunner
     from .launch.relay import LaunchRelay
     from .metrics import BrokerMetrics
     from .registry.service import Registry
@@ -29,11 +30,13 @@ if TYPE_CHECKING:
     # health, routing and the front door
     from .routing.dispatcher import Dispatcher
     from .routing.health import HealthTable
+    from .routing.slo import SloTracker
     from .web.htmlpage import PageTemplates
 
 CONFIG = web.AppKey("config", BrokerConfig)
 CLOCK = web.AppKey("clock", Clock)
-KEYRING = web.AppKey("keyring", KeyRing)
+# The broker's keys, following keys_dir; the signing key waits for members to pin it.
+KEYRING = web.AppKey("keyring", BrokerKeys)
 SNAPSHOT = web.AppKey("snapshot", SnapshotHolder)
 
 # Owners declare theirs below in the form
@@ -53,6 +56,9 @@ RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
 POLLER: web.AppKey[Poller] = web.AppKey("poller")
 # Redirect mode: signs the launch tickets browsers carry to agent-backed members.
 TICKETS: web.AppKey[TicketIssuer] = web.AppKey("tickets")
+# Canaries (the runner, only while canary.repo is set) and the launch SLO.
+CANARY: web.AppKey[CanaryRunner] = web.AppKey("canary")
+SLO: web.AppKey[SloTracker] = web.AppKey("slo")
 
 # The human pages (fedbroker.handlers.pages): templates read once at startup.
 PAGES: web.AppKey[PageTemplates] = web.AppKey("pages")

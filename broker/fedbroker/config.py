@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fedproto.tls import CABundleError, resolve_ca_bundle, server_context
 
 CONFIG_NAME = "broker.toml"
 
@@ -78,10 +81,11 @@ class RoutingSettings(Section):
         default=30.0, ge=0, description="Cost of a member whose recent launches all failed (scaled by the failure rate)."
     )
     ready_time_weight: float = Field(
-        default=0.0,
+        default=1.0,
         ge=0,
-        description="Multiplier of a member's smoothed time-to-ready in its cost. Off by default: that time "
-        "includes builds, which the image part already prices.",
+        description="Multiplier of a member's time-to-ready in its cost: the launch part (server start) that "
+        "canaries measure, smoothed; builds are priced by the image part. Members not yet measured get the "
+        "mean of the measured ones.",
     )
     region_mismatch_seconds: float = Field(
         default=30.0, ge=0, description="Cost of a member outside the client's region, when the region is known."
@@ -105,6 +109,25 @@ class RoutingSettings(Section):
     keepalive: float = Field(default=10.0, gt=0, description="Seconds between keepalive comments on /build streams.")
     cookie_name: str = Field(default="federation_member", description="Sticky cookie naming the member (redirect mode).")
     cookie_max_age: int = Field(default=3600, ge=0, description="Lifetime in seconds of the sticky member cookie.")
+
+
+class CanarySettings(Section):
+    """Canary launches: a small repository launched on every active member to prove it serves (FEDERATION.md)."""
+
+    repo: str | None = Field(
+        default=None,
+        description="The canary repository as PROVIDER/SPEC (e.g. gh/binder-examples/requirements/HEAD); "
+        "unset, no canaries run. Keep it small: every member launches it every interval.",
+    )
+    interval: float = Field(default=300.0, gt=0, description="Seconds between canaries on one member.")
+    jitter: float = Field(default=0.2, ge=0, le=1, description="Random spread of the interval, as a fraction of it.")
+    retry_interval: float = Field(
+        default=30.0, gt=0, description="Seconds before the next canary after a failed one (confirms or clears it sooner)."
+    )
+    eject_after: int = Field(default=2, ge=1, description="Consecutive failed canaries that eject a member.")
+    timeout: float = Field(default=300.0, gt=0, description="Seconds a canary may take to reach ready.")
+    check_timeout: float = Field(default=10.0, gt=0, description="Seconds the started server may take to answer its token.")
+    concurrency: int = Field(default=4, ge=1, description="Canaries running at the same time across the federation.")
 
 
 class RateLimitSettings(Section):
@@ -146,6 +169,15 @@ class BrokerConfig(Section):
         default="relay", description="relay: stream launches through the broker; redirect: answer 307 to the member."
     )
     dev: bool = Field(default=False, description="Allow plain http to members on loopback and file:// repos.")
+    ca_bundle: str = Field(
+        default="",
+        description="PEM file of the CA(s) to trust when calling member agents (a private CA); empty: "
+        "$FEDERATION_CA_BUNDLE, else the system store. Relative to this file.",
+    )
+    tls_cert_file: str = Field(
+        default="", description="Serve https with this PEM certificate chain (with tls_key_file); empty: plain http behind a TLS proxy."
+    )
+    tls_key_file: str = Field(default="", description="The PEM private key of tls_cert_file.")
     cors_allow_origins: list[str] = Field(
         default_factory=lambda: ["*"],
         description="Page origins allowed to launch cross-origin (/build, its 307 in redirect mode, /v2, /api/v1/route). "
@@ -160,6 +192,7 @@ class BrokerConfig(Section):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     specs: SpecFilter = Field(default_factory=SpecFilter)
+    canary: CanarySettings = Field(default_factory=CanarySettings)
 
     # Not read from the file: where it was loaded from, to resolve relative paths.
     base_dir: Path = Field(default=Path("."), exclude=True, description="Directory relative paths are resolved against.")
@@ -181,6 +214,23 @@ class BrokerConfig(Section):
     def resolve(self, relative: str) -> Path:
         p = Path(relative)
         return p if p.is_absolute() else self.base_dir / p
+
+    def server_ssl(self) -> ssl.SSLContext | None:
+        """The TLS context to serve with when ``tls_cert_file`` is set (None: plain http)."""
+        if not self.tls_cert_file:
+            return None
+        try:
+            return server_context(str(self.resolve(self.tls_cert_file)), str(self.resolve(self.tls_key_file or self.tls_cert_file)))
+        except CABundleError as exc:
+            raise ConfigError(f"tls_cert_file: {exc}") from None
+
+    @property
+    def ca_bundle_path(self) -> str | None:
+        """The CA bundle outbound TLS trusts, resolved (None: the system store)."""
+        try:
+            return resolve_ca_bundle(self.ca_bundle, base=self.base_dir)
+        except CABundleError as exc:
+            raise ConfigError(f"ca_bundle: {exc}") from None
 
     @property
     def resolved_db_url(self) -> str:

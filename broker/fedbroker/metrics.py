@@ -19,6 +19,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fedproto.canary import CANARY_OUTCOMES, CanaryResult
+
 from .routing.health import HealthState, HealthView
 
 # How one launch attempt on a member ended. `refused`: the member turned this launch away (429:
@@ -28,6 +30,10 @@ LAUNCH_OUTCOMES = ("ready", "failed", "retried", "repo_error", "refused", "aband
 # Launches refused before any member was involved are counted under this member label.
 NO_MEMBER = "none"
 REFUSAL_OUTCOMES = ("rate_limited", "denied", "bad_request", "unroutable")
+# How one canary ended; `skipped` (the member had no room) is not a result and not in its history.
+CANARY_METRIC_OUTCOMES = (*CANARY_OUTCOMES, "skipped")
+# The parts of a canary's time-to-ready: total, build (request to `built`), launch (`built` to `ready`).
+READY_PARTS = ("total", "build", "launch")
 # One-hot health states; `ejected` and `expired` override the poll state.
 HEALTH_STATES = tuple(s.value for s in HealthState) + ("ejected", "expired")
 
@@ -81,6 +87,17 @@ class BrokerMetrics:
             registry=self.registry,
         )
         self.streams_open = Gauge("fedbroker_relay_streams_open", "Launch streams being relayed now.", registry=self.registry)
+        self.canaries = Counter(
+            "fedbroker_canaries", "Canary launches by member and outcome.", ["member", "outcome"], registry=self.registry
+        )
+        self.canary_ready_seconds = Histogram(
+            "fedbroker_canary_time_to_ready_seconds",
+            "Time-to-ready measured by canaries, by member and part (total, build, launch).",
+            ["member", "part"],
+            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+            registry=self.registry,
+        )
+        self._canaried: set[str] = set()
         self.registry.register(_HealthCollector(health_views))
         for outcome in REFUSAL_OUTCOMES:
             self.launches.labels(NO_MEMBER, outcome)
@@ -107,6 +124,27 @@ class BrokerMetrics:
     def failover(self, member_id: str) -> None:
         self.member_seen(member_id)
         self.failovers.labels(member_id).inc()
+
+    def canary_member_seen(self, member_id: str) -> None:
+        """Create a canaried member's canary series at zero (dashboards show zeros, not gaps)."""
+        if member_id in self._canaried:
+            return
+        self._canaried.add(member_id)
+        for outcome in CANARY_METRIC_OUTCOMES:
+            self.canaries.labels(member_id, outcome)
+        for part in READY_PARTS:
+            self.canary_ready_seconds.labels(member_id, part)
+
+    def canary(self, member_id: str, outcome: str, result: CanaryResult | None = None) -> None:
+        assert outcome in CANARY_METRIC_OUTCOMES, outcome
+        self.canary_member_seen(member_id)
+        self.canaries.labels(member_id, outcome).inc()
+        if result is None or not result.ok:
+            return
+        for part, seconds in (("total", result.time_to_ready), ("build", result.build_seconds),
+                              ("launch", result.launch_seconds)):
+            if seconds is not None:
+                self.canary_ready_seconds.labels(member_id, part).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from contextlib import suppress
 from typing import AsyncIterator
 
 from aiohttp import web
 
 from fedproto.clock import Clock, SystemClock
-from fedproto.keys import KeyRing, PublicKeySet
+from fedproto.keys import KeyDir, KeyRing, PublicKeySet
 from fedproto.replay import ReplayCache
 
 from . import appkeys
 from .auth import auth_middleware
 from .backends import backend_class
 from .backends.base import Backend, BackendContext
+from .brokertrust import BrokerTrust
 from .config import MemberConfig
 from .errors import error_middleware
 from .handlers import routes
@@ -61,11 +64,13 @@ def make_app(
     backend = backend or make_backend(config, clock, dev)
     metrics = AgentMetrics()
     health = HealthService(backend, clock)
-    keys = member_keys or config.load_keys()
+    # Injected keys stay fixed; keys read from keys/ follow the directory (live rotation).
+    keys = KeyDir(None, member_keys) if member_keys is not None else KeyDir(config.keys_dir, config.load_keys())
     app[appkeys.CONFIG] = config
     app[appkeys.CLOCK] = clock
     app[appkeys.MEMBER_KEYS] = keys
-    app[appkeys.BROKER_KEYS] = broker_keys if broker_keys is not None else config.load_broker_keys()
+    pinned = broker_keys if broker_keys is not None else config.load_broker_keys()
+    app[appkeys.BROKER_KEYS] = BrokerTrust(config, pinned, clock, persist=broker_keys is None)
     app[appkeys.REPLAY] = ReplayCache()
     app[appkeys.BACKEND] = backend
     app[appkeys.METRICS] = metrics
@@ -73,10 +78,11 @@ def make_app(
     app[appkeys.LAUNCHES] = LaunchService(
         backend, metrics, launch_timeout=config.member.launch_timeout, dev=dev, keepalive_interval=keepalive_interval
     )
-    app[appkeys.STATUS] = StatusAdvertiser(config, backend, health, keys, clock)
+    app[appkeys.STATUS] = StatusAdvertiser(config, backend, health, keys, clock, app[appkeys.BROKER_KEYS])
     app.add_routes(routes)
     app.add_routes(public_routes)
     app.cleanup_ctx.append(_backend_lifetime)
+    app.cleanup_ctx.append(_broker_key_refresh)
     app.on_shutdown.append(_end_streams)
     return app
 
@@ -93,6 +99,14 @@ async def _backend_lifetime(app: web.Application) -> AsyncIterator[None]:
         # detach(), not stop(): a restart (upgrade, drain) must not end users' sessions on a
         # backend that can adopt them; the default detach() stops everything.
         await backend.detach()
+
+
+async def _broker_key_refresh(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[appkeys.BROKER_KEYS].run(), name="fedmember-broker-keys")
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 async def _end_streams(app: web.Application) -> None:

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from fedproto.clock import Clock
-from fedproto.keys import KeyRing, PublicKeySet
+from fedproto.keys import KeyDir
 from fedproto.replay import ReplayCache
 
 if TYPE_CHECKING:
     from .backends.base import Backend
+    from .brokertrust import BrokerTrust
     from .config import MemberConfig
     from .healthcheck import HealthService
     from .launches import LaunchService
@@ -20,9 +21,10 @@ if TYPE_CHECKING:
 
 CONFIG: web.AppKey[MemberConfig] = web.AppKey("config")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)
-MEMBER_KEYS: web.AppKey[KeyRing] = web.AppKey("member_keys", KeyRing)
-# None until the member has enrolled: every signed route then answers 401 not_enrolled.
-BROKER_KEYS: web.AppKey[PublicKeySet | None] = web.AppKey("broker_keys")
+# The member's own keys, following keys/: `fedmember keys rotate` takes effect without a restart.
+MEMBER_KEYS: web.AppKey[KeyDir] = web.AppKey("member_keys", KeyDir)
+# The pinned broker keys (``.keys`` None until enrollment: signed routes then answer 401 not_enrolled).
+BROKER_KEYS: web.AppKey[BrokerTrust] = web.AppKey("broker_keys")
 REPLAY: web.AppKey[ReplayCache] = web.AppKey("replay", ReplayCache)
 BACKEND: web.AppKey[Backend] = web.AppKey("backend")
 METRICS: web.AppKey[AgentMetrics] = web.AppKey("metrics")

@@ -15,6 +15,7 @@ from fedproto.errors import TokenError
 from fedproto.tokens import bearer, verify_request
 
 from . import appkeys
+from .brokertrust import ANNOUNCE_HEADER
 from .errors import Handler, error_response
 
 PUBLIC_PATHS = frozenset({"/health", "/.well-known/jwks.json", "/metrics"})
@@ -48,7 +49,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     body = await _read_limited(request, limit)
     if body is None:
         return _reject(request, 413, "body_too_large", f"request body is larger than {limit} bytes")
-    broker_keys = app[appkeys.BROKER_KEYS]
+    trust = app[appkeys.BROKER_KEYS]
+    broker_keys = trust.keys
     if broker_keys is None:
         return _reject(request, 401, "not_enrolled", "this member has not enrolled with a broker yet")
     config = app[appkeys.CONFIG]
@@ -66,6 +68,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         )
     except TokenError as exc:
         return _reject(request, 401, exc.reason, exc.message)
+    trust.announce(request.headers.get(ANNOUNCE_HEADER))
     request[appkeys.REQUEST_CLAIMS] = claims
     request[appkeys.REQUEST_BODY] = body
     return await handler(request)

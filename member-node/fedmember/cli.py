@@ -1,4 +1,4 @@
-"""The ``fedmember`` command: ``init``, ``enroll`` and ``serve``."""
+"""The ``fedmember`` command: ``init``, ``enroll``, ``keys`` and ``serve``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import appkeys
+from . import appkeys, memberkeys
 from .app import make_app
 from .backends import BACKEND_MODULES
 from .config import ConfigError, MemberConfig, default_config_path, load_config, require_secure_url
@@ -41,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     enroll_cmd.add_argument("--token", required=True, help="the one-time enrollment token from the broker admin")
     enroll_cmd.add_argument("--config", type=Path, default=None)
     enroll_cmd.add_argument("--dev", action="store_true", help="allow plain http to a loopback broker")
+    keys = sub.add_parser("keys", help="list, rotate or retire this member's own keys, live")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    for name, text in (("list", "show the keys, newest (signing) first"),
+                       ("rotate", "add a new signing key at the broker, then for the running agent (no restart)"),
+                       ("retire", "drop old keys at the broker and locally (default: every key but the newest)")):
+        cmd = keys_sub.add_parser(name, help=text)
+        cmd.add_argument("--config", type=Path, default=None)
+        if name == "retire":
+            cmd.add_argument("kid", nargs="?", default=None, help="the key id to retire (default: all but the newest)")
     serve = sub.add_parser("serve", help="run the agent")
     serve.add_argument("--config", type=Path, default=None)
     serve.add_argument("--dev", action="store_true", help="allow plain http on loopback and file:// repos")
@@ -79,7 +88,7 @@ def check_serve(config: MemberConfig, dev: bool) -> None:
 
 async def _serve(config: MemberConfig, dev: bool, host: str, port: int) -> None:
     app = make_app(config, dev=dev)
-    if app[appkeys.BROKER_KEYS] is None:
+    if app[appkeys.BROKER_KEYS].keys is None:
         log.warning("not enrolled yet: every signed route answers 401 until `fedmember enroll`")
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -108,7 +117,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"init": cmd_init, "enroll": cmd_enroll, "serve": cmd_serve}
+def cmd_keys(args: argparse.Namespace) -> int:
+    config = load_config(args.config or default_config_path())
+    if args.keys_command == "list":
+        print("\n".join(memberkeys.describe(config)))
+    elif args.keys_command == "rotate":
+        key = asyncio.run(memberkeys.rotate(config))
+        print(f"added key {key.kid}: the broker has it, and the running agent signs with it from its next status ad")
+        print("next, once the broker shows this member healthy: `fedmember keys retire`")
+    else:
+        retired = asyncio.run(memberkeys.retire(config, args.kid))
+        print("retired " + ", ".join(retired))
+    return 0
+
+
+COMMANDS = {"init": cmd_init, "enroll": cmd_enroll, "keys": cmd_keys, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,9 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("FEDMEMBER_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, EnrollError) as exc:
+    except (ConfigError, EnrollError, memberkeys.KeyCommandError) as exc:
         print(f"fedmember: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+
+
+def quiet_broken_pipe() -> int:
+    """The reader went away (``| head``): stop quietly, as Unix tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail again
+    return 1
 
 
 if __name__ == "__main__":

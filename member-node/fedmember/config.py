@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import tomlkit
+import tomlkit.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fedproto.datasets import Dataset
@@ -24,6 +25,7 @@ from fedproto.errors import KeyMaterialError
 from fedproto.keys import KeyRing, PublicKeySet
 from fedproto.location import Location
 from fedproto.member import MEMBER_ID_PATTERN
+from fedproto.tls import CABundleError, resolve_ca_bundle
 
 from .backends import backend_class
 from .backends.base import BackendConfig
@@ -64,6 +66,11 @@ class MemberSettings(BaseModel):
     state_dir: str = Field(default="state", description="Directory for backend state (clones, environments).")
     location: Location = Field(default_factory=Location, description="Where this site is.")
     datasets: list[Dataset] = Field(default_factory=list, description="Datasets stored at this site.")
+    ca_bundle: str = Field(
+        default="",
+        description="PEM file of the CA(s) to trust for every outbound TLS call (broker, hub, git); empty: "
+        "FEDERATION_CA_BUNDLE, else the system store. Relative to this file.",
+    )
 
 
 class BrokerSettings(BaseModel):
@@ -73,6 +80,10 @@ class BrokerSettings(BaseModel):
 
     url: str = Field(default="", description="The broker this member enrolled with.")
     id: str = Field(default="", description="The broker's id: the issuer of every request token it sends.")
+    keys_refresh: float = Field(
+        default=300.0, ge=1.0, le=86400.0,
+        description="Seconds between fetches of the broker's signed key set (sooner when the broker announces a new key).",
+    )
 
 
 class MemberConfig(BaseModel):
@@ -114,6 +125,14 @@ class MemberConfig(BaseModel):
     def config_file(self) -> Path:
         return self.config_dir / CONFIG_NAME
 
+    @property
+    def ca_bundle(self) -> str | None:
+        """The CA bundle every outbound TLS client trusts (None: the system store)."""
+        try:
+            return resolve_ca_bundle(self.member.ca_bundle, base=self.config_dir)
+        except CABundleError as exc:
+            raise ConfigError(f"[member] ca_bundle: {exc}") from exc
+
     # -- keys --------------------------------------------------------------
     def load_keys(self) -> KeyRing:
         try:
@@ -152,27 +171,19 @@ def default_config_path() -> Path:
     return Path(os.environ.get("FEDMEMBER_CONFIG", CONFIG_NAME))
 
 
-_BROKER_TABLE = re.compile(r"^\[broker\][ \t]*(?:#.*)?$", re.MULTILINE)
-_NEXT_TABLE = re.compile(r"^\[", re.MULTILINE)
-
-
-def _toml_string(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
-
-
 def set_broker(config_file: Path, url: str, broker_id: str) -> None:
-    """Set ``[broker] url`` and ``id`` in place, keeping the file's comments; atomic."""
-    text = config_file.read_text()
-    lines = f"url = {_toml_string(url)}\nid = {_toml_string(broker_id)}\n"
-    match = _BROKER_TABLE.search(text)
-    if match is None:
-        text = text.rstrip("\n") + "\n\n[broker]\n" + lines
-    else:
-        start = match.end() + 1
-        nxt = _NEXT_TABLE.search(text, start)
-        end = nxt.start() if nxt else len(text)
-        body = [ln for ln in text[start:end].splitlines(keepends=True) if not re.match(r"^\s*(url|id)\s*=", ln)]
-        text = text[:start] + lines + "".join(body) + text[end:]
+    """Set ``[broker] url`` and ``id`` in place with tomlkit, keeping every comment; atomic."""
+    try:
+        document = tomlkit.parse(config_file.read_text())
+    except tomlkit.exceptions.ParseError as exc:
+        raise ConfigError(f"{config_file} is not valid TOML: {exc}") from exc
+    table = document.get("broker")
+    if table is None:
+        table = tomlkit.table()
+        document["broker"] = table
+    table["url"] = url
+    table["id"] = broker_id
+    text = tomlkit.dumps(document)
     tomllib.loads(text)  # never write a file we could not read back
     atomic_write(config_file, text.encode())
 

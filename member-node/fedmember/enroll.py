@@ -20,6 +20,7 @@ from fedproto.clock import Clock, SystemClock
 from fedproto.enrollment import EnrollmentRequest, EnrollmentResponse, EnrollmentToken
 from fedproto.errors import ProtocolError
 from fedproto.keys import PublicKeySet
+from fedproto.tls import client_context, describe_failure
 from fedproto.tokens import sign_request, verify_document
 
 from .config import MemberConfig, atomic_write, set_broker
@@ -94,14 +95,15 @@ async def enroll(
     )
     headers = {"Authorization": f"Bearer {authorization}", "Content-Type": "application/json"}
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
+        connector = aiohttp.TCPConnector(ssl=client_context(config.ca_bundle))
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
             async with session.post(url, data=body, headers=headers) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise EnrollError(f"the broker refused enrollment (HTTP {resp.status}): {_error_text(raw)}")
                 signature = resp.headers.get(SIGNATURE_HEADER)
-    except aiohttp.ClientError as exc:
-        raise EnrollError(f"cannot reach the broker at {url}: {exc}") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise EnrollError(f"cannot reach the broker at {url}: {describe_failure(exc)}") from None
     response = check_response(raw, signature, token, config.member.id, clock)
     jwks = PublicKeySet.from_jwks(response.broker_jwks).to_jwks()
     atomic_write(config.broker_jwks_path, (json.dumps(jwks, indent=2) + "\n").encode())

@@ -35,7 +35,7 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/.well-known/jwks.json")
 async def jwks(request: web.Request) -> web.Response:
-    return web.json_response(request.app[appkeys.MEMBER_KEYS].public_set().to_jwks())
+    return web.json_response(request.app[appkeys.MEMBER_KEYS].current().public_set().to_jwks())
 
 
 @routes.get("/metrics")

@@ -44,7 +44,7 @@ def _launch_request(request: web.Request) -> LaunchRequest:
     """The launch the ticket allows; raises :class:`TokenError` for a ticket that does not allow this one."""
     app = request.app
     config = app[appkeys.CONFIG]
-    broker_keys = app[appkeys.BROKER_KEYS]
+    broker_keys = app[appkeys.BROKER_KEYS].keys
     if broker_keys is None:
         raise TokenError("this member has not enrolled with a broker yet", reason="not_enrolled")
     claims = verify_ticket(

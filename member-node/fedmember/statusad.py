@@ -6,10 +6,11 @@ import secrets
 
 from fedproto import PROTOCOL_VERSION, __version__
 from fedproto.clock import Clock
-from fedproto.keys import KeyRing
+from fedproto.keys import KeyDir
 from fedproto.status import ImageSummary, RedirectTarget, StatusAd
 
 from .backends.base import Backend
+from .brokertrust import BrokerTrust
 from .config import MemberConfig
 from .healthcheck import HealthService
 
@@ -18,13 +19,15 @@ class StatusAdvertiser:
     """Builds and signs status ads; ``instance_id`` is new per process, ``generation`` counts ads."""
 
     def __init__(
-        self, config: MemberConfig, backend: Backend, health: HealthService, keys: KeyRing, clock: Clock
+        self, config: MemberConfig, backend: Backend, health: HealthService, keys: KeyDir, clock: Clock,
+        trust: BrokerTrust | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
         self.health = health
         self.keys = keys
         self.clock = clock
+        self.trust = trust
         self.instance_id = secrets.token_hex(8)
         self.generation = 0
 
@@ -55,6 +58,7 @@ class StatusAdvertiser:
             location=member.location,
             images=images,
             redirect=self.redirect_target(),
+            broker_kids=self.trust.kids if self.trust is not None else None,
         )
 
     def redirect_target(self) -> RedirectTarget | None:
@@ -68,4 +72,4 @@ class StatusAdvertiser:
     async def signed(self) -> str:
         """The compact JWS of a fresh ad (``GET /api/v1/status`` answers ``{"signed": ...}``)."""
         ad = await self.current()
-        return ad.sign(self.keys.signing_key, self.clock)
+        return ad.sign(self.keys.current().signing_key, self.clock)

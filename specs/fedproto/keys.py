@@ -185,6 +185,24 @@ class KeyRing:
     def keys(self) -> list[PrivateKey]:
         return list(self._keys)
 
+    def get(self, kid: str) -> PrivateKey | None:
+        return next((k for k in self._keys if k.kid == kid), None)
+
+    def with_new_key(self, new_key: PrivateKey | None = None) -> KeyRing:
+        """This ring plus a new, newest key; nothing is dropped (``without`` retires a key)."""
+        new_key = new_key or PrivateKey.generate(created=max(time.time(), self._keys[-1].created + 1e-3))
+        if len(self._keys) >= MAX_KEYS:
+            raise KeyMaterialError(f"a key ring holds at most {MAX_KEYS} keys: retire one first")
+        return KeyRing(self._keys + [new_key])
+
+    def without(self, kid: str) -> KeyRing:
+        """This ring less ``kid``; refuses the last key (nothing could sign any more)."""
+        if self.get(kid) is None:
+            raise KeyMaterialError(f"no key {kid!r} in this key ring")
+        if len(self._keys) == 1:
+            raise KeyMaterialError(f"{kid!r} is the only key: rotate first, then retire the old one")
+        return KeyRing([k for k in self._keys if k.kid != kid])
+
     def public_set(self) -> PublicKeySet:
         # Newest first, so a JWKS reader that takes the first key takes the signer.
         return PublicKeySet([k.public for k in reversed(self._keys)])
@@ -245,3 +263,54 @@ class KeyRing:
         ring = cls([PrivateKey.generate()])
         ring.save(directory)
         return ring
+
+
+def _listing(directory: Path) -> tuple[tuple[str, int], ...]:
+    try:
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in directory.glob("ed25519-*.pem")))
+    except OSError:
+        return ()
+
+
+class KeyDir:
+    """A key ring that follows its directory: a key added or retired there is used without a restart.
+
+    ``current()`` looks at the directory's listing at most every ``min_interval`` seconds
+    and reloads when it changed. A directory caught half-written (no key, unreadable file)
+    keeps the ring it had: a running party never loses its keys to a reload.
+    """
+
+    def __init__(self, directory: Path | None, ring: KeyRing | None = None, *, min_interval: float = 1.0) -> None:
+        # directory None: a fixed ring (tests and callers that inject keys).
+        self.directory = Path(directory) if directory is not None else None
+        self.min_interval = min_interval
+        if ring is None:
+            if self.directory is None:
+                raise KeyMaterialError("a KeyDir needs a directory or a ring")
+            ring = KeyRing.load(self.directory)
+        self._ring = ring
+        self._listing = _listing(self.directory) if self.directory is not None else ()
+        self._checked = time.monotonic()
+
+    def current(self) -> KeyRing:
+        now = time.monotonic()
+        if self.directory is not None and now - self._checked >= self.min_interval:
+            self._checked = now
+            self.reload()
+        return self._ring
+
+    def reload(self) -> bool:
+        """Re-read the directory now if its listing changed; True when the ring changed."""
+        if self.directory is None:
+            return False
+        listing = _listing(self.directory)
+        if listing == self._listing:
+            return False
+        try:
+            ring = KeyRing.load(self.directory)
+        except KeyMaterialError:
+            return False
+        self._listing = listing
+        changed = [k.kid for k in ring.keys] != [k.kid for k in self._ring.keys]
+        self._ring = ring
+        return changed

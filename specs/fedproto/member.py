@@ -36,6 +36,7 @@ class MemberRecord(WireModel):
     location: Location = Field(default_factory=Location)
     datasets: list[Dataset] = Field(default_factory=list, max_length=10_000)
     labels: dict[str, str] = Field(default_factory=dict)
+    canary: bool = Field(default=True, description="Whether the broker runs canary launches on this member.")
     jwks: dict[str, Any] = Field(description="The member's public keys (JWKS).")
     created_at: float
     updated_at: float

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from .canary import CanaryResult, SloWindow
 from .claims import DocumentClaims, LaunchTicketClaims, RequestTokenClaims
 from .datasets import Dataset
 from .enrollment import EnrollmentRequest, EnrollmentResponse
@@ -30,6 +31,8 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "request-token-claims": RequestTokenClaims,
     "document-claims": DocumentClaims,
     "launch-ticket-claims": LaunchTicketClaims,
+    "canary-result": CanaryResult,
+    "slo-window": SloWindow,
 }
 
 

@@ -92,6 +92,10 @@ class StatusAd(WireModel):
     location: Location = Field(default_factory=Location)
     images: ImageSummary = Field(default_factory=ImageSummary)
     redirect: RedirectTarget | None = Field(default=None, description="Where a redirected browser launches; none: never redirected to.")
+    broker_kids: list[str] | None = Field(
+        default=None, max_length=16,
+        description="Broker key ids this member pins now; the broker signs with a new key only once every member lists it.",
+    )
 
     @model_validator(mode="after")
     def _expiry_after_issue(self) -> StatusAd:

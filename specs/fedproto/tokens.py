@@ -98,6 +98,12 @@ def _unverified_header(token: str) -> dict[str, Any]:
     return header
 
 
+def signer_kid(token: str) -> str | None:
+    """The ``kid`` a token names; only meaningful once its signature has been verified."""
+    kid = _unverified_header(token).get("kid")
+    return kid if isinstance(kid, str) else None
+
+
 def _decode_verified(token: str, keys: PublicKeySet, typ: str, max_bytes: int = MAX_TOKEN_BYTES) -> dict[str, Any]:
     """Check size, header and signature; return the claims unchecked otherwise."""
     if not isinstance(token, str) or not token:

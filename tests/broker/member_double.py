@@ -63,6 +63,13 @@ class MemberDouble:
     # Where redirect mode may send browsers: "binderhub" (its own BinderHub at its public URL),
     # "ticket" (its agent, with a launch ticket) or None (never a redirect target).
     redirect: str | None = "binderhub"
+    # Canary checks: where the double's "servers" answer, whether they accept their token, the
+    # launch time a fake clock is advanced by before `ready`, and a `built` event before it.
+    public_url: str = ""
+    server_ok: bool = True
+    launch_seconds: float = 0.0
+    emit_built: bool = False
+    ready_url: str | None = None  # an absolute url to put in `ready` instead of /user/<id>
 
     def ad(self) -> StatusAd:
         now = self.clock.now()
@@ -78,11 +85,13 @@ class MemberDouble:
             return RedirectTarget(kind="binderhub", url=f"https://{self.member_id}.example")
         return RedirectTarget(kind="ticket") if self.redirect == "ticket" else None
 
-    def entry(self, state: MemberState = MemberState.active, weight: float = 1.0, url: str | None = None) -> MemberEntry:
+    def entry(self, state: MemberState = MemberState.active, weight: float = 1.0, url: str | None = None,
+              canary: bool = True) -> MemberEntry:
         agent = url or self.url
         record = MemberRecord(
-            id=self.member_id, display_name=self.member_id, agent_url=agent, public_url=f"https://{self.member_id}.example/",
-            state=state, weight=weight, jwks=self.keyring.public_set().to_jwks(), created_at=0.0, updated_at=0.0,
+            id=self.member_id, display_name=self.member_id, agent_url=agent,
+            public_url=self.public_url or f"https://{self.member_id}.example/", state=state, weight=weight,
+            canary=canary, jwks=self.keyring.public_set().to_jwks(), created_at=0.0, updated_at=0.0,
         )
         return MemberEntry(record=record, keys=self.keyring.public_set())
 
@@ -92,7 +101,14 @@ class MemberDouble:
         app.router.add_get("/api/v1/status", self._status)
         app.router.add_post("/api/v1/launches", self._launch)
         app.router.add_delete("/api/v1/launches/{launch_id}", self._delete)
+        app.router.add_get("/user/{launch_id}/api/status", self._server_status)
         return app
+
+    async def _server_status(self, request: web.Request) -> web.Response:
+        """A started server's ``api/status``, which wants the token the launch returned."""
+        if not self.server_ok or request.headers.get("Authorization") != f"token tok-{self.member_id}":
+            return web.json_response({"message": "Forbidden"}, status=403)
+        return web.json_response({"started": "2026-01-01T00:00:00Z"})
 
     async def _check(self, request: web.Request) -> bytes:
         body = await request.read()
@@ -140,6 +156,11 @@ class MemberDouble:
             await asyncio.sleep(3600)  # hang: never answers again
         if self.behaviour == "slow":
             await asyncio.sleep(0.3)
+        if self.emit_built:
+            await resp.write(LaunchEvent(phase="built", message="Built image, launching...\n").sse())
+            await asyncio.sleep(0.05)  # lets the broker take `built` before the fake clock moves on
+        if self.launch_seconds and hasattr(self.clock, "advance"):
+            self.clock.advance(self.launch_seconds)
         await resp.write(terminal.sse())
         await resp.write_eof()
         return resp
@@ -158,6 +179,7 @@ class MemberDouble:
         if self.behaviour in ("die", "hang"):
             return None
         return LaunchEvent(
-            phase="ready", message="server running\n", url=f"/user/{launch.launch_id}", token="tok-" + self.member_id,
+            phase="ready", message="server running\n", url=self.ready_url or f"/user/{launch.launch_id}",
+            token="tok-" + self.member_id,
             image="img", repo_url="https://github.com/x/y", binder_request=f"v2/{launch.provider}/{launch.spec}",
         )

@@ -76,7 +76,11 @@ async def test_member_crud(broker, admin_headers):
     listing = await (await broker.get("/api/v1/members", headers=admin_headers)).json()
     assert [m["id"] for m in listing["members"]] == ["m1"] and listing["revision"] >= 3
     shown = await (await broker.get("/api/v1/members/m1", headers=admin_headers)).json()
-    assert shown == patched
+    assert shown == patched and shown["canary"] is True  # canaries are on unless an admin turns them off
+
+    resp = await broker.patch("/api/v1/members/m1", json={"canary": False}, headers=admin_headers)
+    assert resp.status == 200 and (await resp.json())["canary"] is False
+    assert broker.app[REGISTRY].snapshot.members["m1"].record.canary is False
     assert (await broker.get("/api/v1/members/nope", headers=admin_headers)).status == 404
 
     resp = await broker.delete("/api/v1/members/m1", headers=admin_headers)
@@ -101,6 +105,7 @@ async def test_member_crud(broker, admin_headers):
         pytest.param("POST", "/api/v1/members", member_body(weight=-1), 400, "invalid_body", id="negative-weight"),
         pytest.param("PATCH", "/api/v1/members/m0", {"state": "active"}, 400, "invalid_body", id="patch-state"),
         pytest.param("PATCH", "/api/v1/members/m0", {"weight": None}, 400, "invalid_body", id="patch-null"),
+        pytest.param("PATCH", "/api/v1/members/m0", {"canary": "sometimes"}, 400, "invalid_body", id="patch-canary"),
         pytest.param("PATCH", "/api/v1/members/m0", {"public_url": "ftp://x"}, 400, "invalid_url", id="patch-url"),
         pytest.param("POST", "/api/v1/enroll-tokens", {"name": "x", "ttl": 10**9}, 400, "invalid_body",
                      id="token-ttl-too-long"),

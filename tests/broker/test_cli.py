@@ -28,6 +28,25 @@ def test_parse_duration_refuses(text: str) -> None:
         parse_duration(text)
 
 
+async def _quiet_on_closed_pipe(*args: str, env: dict[str, str]) -> bool:
+    """`fedbroker ... | head` where the reader is already gone: no traceback, a plain exit."""
+    import asyncio
+    import os
+
+    from conftest import fedbroker_command
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = await asyncio.create_subprocess_exec(*fedbroker_command(), *args, stdout=write_end,
+                                                    stderr=asyncio.subprocess.PIPE, env={**os.environ, **env})
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert "Traceback" not in err.decode() and "BrokenPipe" not in err.decode(), err.decode()
+    return proc.returncode in (0, 1)
+
+
 @pytest.fixture
 async def initialised(tmp_path: Path, run_cli) -> tuple[Path, str]:
     code, out, err = await run_cli("init", str(tmp_path / "b"), "--broker-id", "cli-broker")
@@ -84,10 +103,18 @@ async def test_admin_commands_against_a_running_broker(initialised, serve_broker
     assert code == 0 and out.strip() == "member site-a is now active"
     code, out, _ = await run_cli("members", "list", env=env)
     assert out.splitlines()[0].split()[:2] == ["ID", "STATE"] and "site-a" in out and "active" in out
+    assert out.splitlines()[0].split()[:5] == ["ID", "STATE", "HEALTH", "LOAD", "LAST"]
     code, out, _ = await run_cli("members", "show", "site-a", "--json", env=env)
-    assert json.loads(out)["state"] == "active"
+    assert json.loads(out)["state"] == "active" and "last_error" in json.loads(out)["health"]
+    code, out, _ = await run_cli("members", "show", "site-a", env=env)
+    assert code == 0 and "health:" in out and "last poll:" in out and "last failure:" in out
+    code, out, _ = await run_cli("members", "list", "--json", env=env)
+    assert set(json.loads(out)["health"]["site-a"]) >= {"state", "routable", "reason", "last_poll_at", "last_error"}
     code, out, err = await run_cli("members", "approve", "site-a", env=env)
     assert code == 1 and "409 illegal_transition" in err
+    code, out, err = await run_cli("members", "remove", "site-a", env=env)
+    assert code == 1 and "cannot remove a member that is active" in err and "retire" not in err.split(";")[0]
+    assert await _quiet_on_closed_pipe("members", "list", env=env)
     assert (await run_cli("members", "drain", "site-a", env=env))[0] == 0
     code, out, _ = await run_cli("members", "remove", "site-a", "--json", env=env)
     assert json.loads(out) == {"id": "site-a", "removed": True, "state": "retired"}

@@ -117,3 +117,23 @@ async def test_another_process_sees_a_change_through_the_revision_poll(store, db
         with suppress(asyncio.CancelledError):
             await watcher
         await other_store.close()
+
+
+async def test_a_version_1_registry_gains_the_canary_switch_on(db_url, clock):
+    """A registry made before canaries (members without the column) keeps its members, canaries on."""
+    engine = (await RegistryStore.open(db_url, clock)).engine
+    async with engine.begin() as conn:  # back to the version-1 shape, with a member in it
+        await conn.execute(sa.text("ALTER TABLE members DROP COLUMN canary"))
+        await conn.execute(sa.delete(tables.schema_version).where(tables.schema_version.c.version > 1))
+        row = record("old").model_dump(mode="json", exclude={"canary"})
+        await conn.execute(sa.insert(sa.table("members", *(sa.column(k, sa.JSON if isinstance(v, (dict, list)) else None)
+                                                           for k, v in row.items()))).values(**row))
+    await engine.dispose()
+    store = await RegistryStore.open(db_url, clock)
+    try:
+        async with store.read() as tx:
+            assert (await tx.member("old")).canary is True  # type: ignore[union-attr]
+            versions = (await tx.conn.execute(sa.select(tables.schema_version.c.version))).scalars().all()
+        assert versions == [m.version for m in MIGRATIONS]
+    finally:
+        await store.close()

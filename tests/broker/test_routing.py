@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from fedproto.canary import CanaryResult
 from fedproto.clock import FakeClock
 from fedproto.datasets import Dataset
 from fedproto.keys import KeyRing, PrivateKey
@@ -45,7 +46,8 @@ class M:
     providers: list[str] = field(default_factory=list)
     poll: str = "ok"  # ok | err-once | unhealthy | never | expired
     launch_failures: int = 0
-    ready_seconds: float | None = None
+    ready_seconds: float | None = None  # user launches' time-to-ready (not priced)
+    canary_seconds: float | None = None  # the launch part canaries measured (the ready_time part)
 
 
 def build(members: list[M], clock: FakeClock | None = None) -> tuple[object, dict[str, HealthView]]:
@@ -72,6 +74,9 @@ def build(members: list[M], clock: FakeClock | None = None) -> tuple[object, dic
             h.record_launch_failure()
         if m.ready_seconds is not None:
             h.record_launch_success(m.ready_seconds)
+        if m.canary_seconds is not None:
+            h.record_canary(CanaryResult(ok=True, at=now, outcome="ok", time_to_ready=m.canary_seconds,
+                                         launch_seconds=m.canary_seconds), eject_after=2)
         views[m.id] = h.view()
     return snapshot_of(entries), views
 
@@ -100,7 +105,7 @@ WINS = [
     pytest.param([M("a", used=9), M("b", used=1)], {}, "b", id="free-capacity"),
     pytest.param([M("a", region="eu"), M("b", region="us")], dict(region="us"), "b", id="client-region"),
     pytest.param([M("a", launch_failures=2), M("b")], {}, "b", id="recent-failures-cost"),
-    pytest.param([M("a", ready_seconds=100), M("b", ready_seconds=10)], {}, "b", id="faster-time-to-ready"),
+    pytest.param([M("a", canary_seconds=100), M("b", canary_seconds=10)], {}, "b", id="faster-time-to-ready"),
     pytest.param([M("a", weight=1), M("b", weight=4)], {}, "b", id="admin-weight"),
     pytest.param([M("a", poll="err-once"), M("b")], {}, "b", id="suspect-after-one-failed-poll"),
     # Found by the end-to-end test: the data tier must not put a member seen failing first.

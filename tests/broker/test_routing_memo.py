@@ -29,7 +29,7 @@ def _fleet(seed: int, n: int = 60) -> list[M]:
     rng = random.Random(seed)
     return [
         M(f"m{i}", weight=rng.choice((0.5, 1, 1, 2)), used=rng.randrange(10), region=rng.choice(("eu", "us", None)),
-          images=[f"gh:org/r{k}" for k in rng.sample(range(20), 5)], ready_seconds=rng.choice((None, 5.0, 30.0)),
+          images=[f"gh:org/r{k}" for k in rng.sample(range(20), 5)], canary_seconds=rng.choice((None, 5.0, 30.0)),
           datasets=[Dataset(id=f"10.1/d{rng.randrange(10)}", size_bytes=rng.randrange(1, 10**10)),
                     Dataset(id=f"s3://b{i % 4}/", prefix=True)],
           poll=rng.choice(("ok", "ok", "ok", "err-once", "unhealthy")), launch_failures=rng.randrange(3))

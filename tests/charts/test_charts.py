@@ -45,8 +45,9 @@ METRICS = {
     "fedbroker_relay_streams_open",
 }
 MEMBER_ROLE_RULES = [
-    {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["create", "get", "list", "watch", "delete"]},
-    {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["get", "list"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "list", "watch", "delete"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "list", "delete"]},
+    {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["list", "watch"]},
 ]
 
 

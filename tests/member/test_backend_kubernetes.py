@@ -1,172 +1,174 @@
-"""The kubernetes backend against a FAKE in-process Kubernetes API server (tests/member/fake_kubernetes.py), not a cluster."""
+"""The kubernetes backend's launches against a FAKE Kubernetes API server (tests/member/fake_kubernetes.py), not a cluster."""
 
 from __future__ import annotations
 
-import time
+import asyncio
+import base64
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
-from fedproto.clock import FakeClock
-from fedproto.launch import LaunchRequest
 from fedmember.backends import backend_class
 from fedmember.backends.kubernetes import KubernetesBackend, KubernetesConfig
 from fedmember.backends.kubernetes_pods import object_name
 
-from backend_fixtures import collect, free_port, make_context
-from fake_kubernetes import FakeKubernetes, write_kubeconfig
+from backend_fixtures import collect, free_port
+from fake_kubernetes import write_kubeconfig
+from kubekit import NS, Kube, kube, make_backend, request, until  # noqa: F401 - kube is a fixture
 
-NS = "fed-test"
-
-
-@pytest.fixture
-async def fake_kube(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[tuple[FakeKubernetes, Path]]:
-    fake = FakeKubernetes(ready_delay=0.2)
-    server = await aiohttp_server(fake.app(), host="127.0.0.1")
-    yield fake, write_kubeconfig(tmp_path / "kubeconfig", str(server.make_url("")).rstrip("/"))
-
-
-def backend(tmp_path: Path, kubeconfig: Path, **config: Any) -> KubernetesBackend:
-    values: dict[str, Any] = {"namespace": NS, "kubeconfig": kubeconfig, "poll_interval": 0.05, "start_timeout": 5, "request_timeout": 3,
-                              "default_image": "quay.io/jupyter/base-notebook:2026", "dataset_volumes": {
-                                  "climate": {"mount_path": "/data/climate", "claim_name": "climate-pvc"},
-                                  "genomes": {"mount_path": "/data/genomes", "host_path": "/srv/genomes"}}}
-    values.update(config)
-    return KubernetesBackend(KubernetesConfig(**values), make_context(tmp_path, public_url="https://nb.example.org/"))
-
-
-def request(launch_id: str) -> LaunchRequest:
-    return LaunchRequest(provider="gh", spec="org/repo/HEAD", launch_id=launch_id)
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 def test_kubernetes_backend_is_registered_by_kind() -> None:
     assert backend_class("kubernetes") is KubernetesBackend
 
 
-async def test_kubernetes_fake_api_launch_to_ready(fake_kube: Any, tmp_path: Path) -> None:
-    """Against the fake API server: pod + service created, pod spec carries token, labels, read-only datasets, non-root."""
-    fake, kubeconfig = fake_kube
-    kube = backend(tmp_path, kubeconfig)
-    events = await collect(kube.launch(request("launch_K8S-0001")))
-    ready = events[-1]
-    name = object_name("launch_K8S-0001")
+def test_host_path_datasets_need_the_explicit_flag() -> None:
+    volume = {"bulk": {"mount_path": "/data/bulk", "host_path": "/srv/bulk"}}
+    with pytest.raises(ValueError, match="allow_host_path"):
+        KubernetesConfig(dataset_volumes=volume)
+    assert KubernetesConfig(dataset_volumes=volume, allow_host_path=True).allow_host_path
+    with pytest.raises(ValueError, match="proxy_token"):
+        KubernetesConfig(proxy_api_url="http://proxy-api:8001")
+
+
+async def test_kubernetes_fake_api_launch_to_ready(kube: Kube, tmp_path: Path) -> None:
+    """Pod + Secret created; the token only in the Secret; labels, datasets only where asked, progress from the watch."""
+    fake = kube.fake
+    backend = make_backend(tmp_path, kube)
+    await backend.start()
+    events = await collect(backend.launch(request("launch_K8S-0001", data=["10.5281/zenodo.1"])))
+    ready, name = events[-1], object_name("launch_K8S-0001")
     assert ready.phase == "ready" and ready.url == f"https://nb.example.org/{name}/" and ready.token
-    pod = fake.objects["pods"][(NS, name)]
-    assert (NS, name) in fake.objects["services"]
-    labels = pod["metadata"]["labels"]
-    assert labels["app"] == "binder-federation" and labels["component"] == "singleuser" and labels["launch-id"] == name[4:]
-    assert len(labels["repo-hash"]) == 16 and pod["metadata"]["annotations"]["binder-federation/launch-id"] == "launch_K8S-0001"
+    assert [e.message for e in events[:-1]][-1] == f"Pod {name} is Running\n"
+    pod, secret = fake.objects["pods"][(NS, name)], fake.objects["secrets"][(NS, name)]
+    assert base64.b64decode(secret["data"]["token"]).decode() == ready.token
+    assert ready.token not in str(pod), "the token must not be in the pod spec (env literal, args or probe)"
     container = pod["spec"]["containers"][0]
-    assert {"name": "JUPYTER_TOKEN", "value": ready.token} in container["env"]
-    assert ready.token not in " ".join(container["args"])  # not on the command line
-    assert f"--ServerApp.base_url=/{name}/" in container["args"]
-    assert all(m["readOnly"] for m in container["volumeMounts"]) and len(container["volumeMounts"]) == 2
-    assert {"persistentVolumeClaim": {"claimName": "climate-pvc", "readOnly": True}}.items() <= pod["spec"]["volumes"][0].items()
-    assert pod["spec"]["securityContext"]["runAsNonRoot"] and pod["spec"]["securityContext"]["runAsUser"] == 1000
-    assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert container["image"] == "quay.io/jupyter/base-notebook:2026"
-    assert (await kube.health())[0].ok and kube.versions() == {"kubernetes": "v1.30.0-fake"}
-    await kube.stop()
+    assert container["env"] == [{"name": "JUPYTER_TOKEN", "valueFrom": {"secretKeyRef": {"name": name, "key": "token"}}}]
+    assert f"--ServerApp.base_url=/{name}/" in container["args"] and "httpHeaders" not in container["readinessProbe"]["httpGet"]
+    labels = pod["metadata"]["labels"]
+    assert labels["app"] == "binder-federation" and labels["launch-id"] == name[4:] and labels["federation-member"] == "test-member"
+    assert pod["metadata"]["annotations"]["binder-federation/launch-id"] == "launch_K8S-0001"
+    assert container["volumeMounts"] == [{"name": "dataset-0", "mountPath": "/data/climate", "readOnly": True}]
+    assert pod["spec"]["enableServiceLinks"] is False and pod["spec"]["activeDeadlineSeconds"] == 21600 + 60
+    assert fake.requests["get", "pods"] == 0, "progress comes from the watch, not from polling the pod"
+    assert (await backend.health())[0].ok and backend.versions() == {"kubernetes": "v1.30.0-fake"}
+    # A launch that does not ask for the dataset does not get its volume.
+    await collect(backend.launch(request("launch-k8s-0001b")))
+    assert fake.objects["pods"][(NS, object_name("launch-k8s-0001b"))]["spec"]["volumes"] == []
+    await backend.stop()
+    assert fake.objects["pods"] == {} and fake.objects["secrets"] == {}
 
 
-async def test_kubernetes_fake_api_capacity_from_quota(fake_kube: Any, tmp_path: Path) -> None:
-    """Against the fake API server: a ResourceQuota's pods limit lowers max_servers, and a full quota fails 429."""
-    fake, kubeconfig = fake_kube
-    fake.add_quota(NS, pods=1)
-    kube = backend(tmp_path, kubeconfig, max_servers=5)
-    assert (await kube.capacity()).total == 1
-    assert (await collect(kube.launch(request("launch-k8s-0002"))))[-1].phase == "ready"
-    capacity = await kube.capacity()
+async def test_kubernetes_fake_api_capacity_from_quota(kube: Kube, tmp_path: Path) -> None:
+    """A ResourceQuota's pods limit lowers max_servers, and a full member fails 429 without creating anything."""
+    kube.fake.add_quota(NS, pods=1)
+    backend = make_backend(tmp_path, kube, max_servers=5)
+    await backend.start()
+    await until(lambda: backend.quotas.items)
+    assert (await backend.capacity()).total == 1
+    assert (await collect(backend.launch(request("launch-k8s-0002"))))[-1].phase == "ready"
+    capacity = await backend.capacity()
     assert (capacity.total, capacity.used, capacity.building) == (1, 1, 0)
-    refused = await collect(kube.launch(request("launch-k8s-0003")))
+    refused = await collect(backend.launch(request("launch-k8s-0003")))
     assert [(e.phase, e.status_code) for e in refused] == [("failed", 429)]
-    assert len(fake.pods(NS)) == 1
-    await kube.stop()
+    assert len(kube.fake.pods(NS)) == 1
+    await backend.stop()
 
 
-@pytest.mark.parametrize("failure", ["service-create-500", "image-pull-error", "start-timeout"])
-async def test_kubernetes_fake_api_failure_midway_cleans_up(fake_kube: Any, tmp_path: Path, failure: str) -> None:
-    """Against the fake API server: a launch failing after the pod exists deletes the pod and the service."""
-    fake, kubeconfig = fake_kube
-    fake.fail_services = failure == "service-create-500"
+async def test_kubernetes_fake_api_concurrent_launches_reserve_atomically(kube: Kube, tmp_path: Path) -> None:
+    """Six launches at once on a member with two slots: exactly two start, four get 429, no pod beyond the limit."""
+    backend = make_backend(tmp_path, kube, max_servers=2)
+    await backend.start()
+    results = await asyncio.gather(*(collect(backend.launch(request(f"launch-k8s-c{n}"))) for n in range(6)))
+    ends = sorted((r[-1].phase, r[-1].status_code) for r in results)
+    assert ends == [("failed", 429)] * 4 + [("ready", None)] * 2, ends
+    assert len(kube.fake.created) == 4  # two pods, two Secrets
+    await backend.stop()
+
+
+@pytest.mark.parametrize("failure", ["image-pull-error", "start-timeout", "unschedulable"])
+async def test_kubernetes_fake_api_failure_midway_cleans_up(kube: Kube, tmp_path: Path, failure: str) -> None:
+    """A launch failing after the pod exists deletes pod and Secret; an unschedulable pod fails fast with the scheduler's reason."""
+    fake = kube.fake
     fake.fail_pods = failure == "image-pull-error"
-    fake.ready_delay = 10 if failure == "start-timeout" else 0.1
-    kube = backend(tmp_path, kubeconfig, start_timeout=0.5)
-    events = await collect(kube.launch(request("launch-k8s-0004")))
+    fake.unschedulable = "0/3 nodes are available: 3 Insufficient memory." if failure == "unschedulable" else None
+    fake.ready_delay = 30 if failure == "start-timeout" else 0.05
+    backend = make_backend(tmp_path, kube, start_timeout=2, unschedulable_grace=0.2)
+    await backend.start()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    events = await collect(backend.launch(request("launch-k8s-0004")))
+    took = loop.time() - began
     assert events[-1].phase == "failed"
-    assert events[-1].status_code == {"service-create-500": 503, "image-pull-error": 503, "start-timeout": 504}[failure]
-    assert fake.objects["pods"] == {} and fake.objects["services"] == {}
+    assert events[-1].status_code == {"image-pull-error": 503, "start-timeout": 504, "unschedulable": 503}[failure]
+    if failure == "unschedulable":
+        assert "Insufficient memory" in events[-1].message and took < 1.5, (events[-1].message, took)
+    if failure == "image-pull-error":
+        assert "ErrImagePull" in events[-1].message
+    assert fake.objects["pods"] == {} and fake.objects["secrets"] == {}
     assert f"pods/{object_name('launch-k8s-0004')}" in fake.deleted
-    await kube.stop()
+    await backend.stop()
 
 
-async def test_kubernetes_fake_api_stop_server_deletes(fake_kube: Any, tmp_path: Path) -> None:
-    """Against the fake API server: stop_server deletes pod and service; a second stop finds nothing."""
-    fake, kubeconfig = fake_kube
-    kube = backend(tmp_path, kubeconfig)
-    await collect(kube.launch(request("launch-k8s-0005")))
-    assert await kube.stop_server("launch-k8s-0005") is True
-    assert fake.objects["pods"] == {} and fake.objects["services"] == {}
-    assert await kube.stop_server("launch-k8s-0005") is False
-    await kube.stop()
+async def test_kubernetes_fake_api_stop_server_deletes(kube: Kube, tmp_path: Path) -> None:
+    """stop_server deletes pod and Secret; capacity follows the watch; a second stop finds nothing."""
+    backend = make_backend(tmp_path, kube)
+    await backend.start()
+    await collect(backend.launch(request("launch-k8s-0005")))
+    assert (await backend.capacity()).used == 1
+    assert await backend.stop_server("launch-k8s-0005") is True
+    assert kube.fake.objects["pods"] == {} and kube.fake.objects["secrets"] == {}
+    await until(lambda: not backend.pods.items)
+    assert (await backend.capacity()).used == 0
+    assert await backend.stop_server("launch-k8s-0005") is False
+    await backend.stop()
 
 
-async def test_kubernetes_fake_api_stop_deletes_all_and_leaves_others(fake_kube: Any, tmp_path: Path) -> None:
-    """Against the fake API server: stop() deletes every pod/service of this member, and nothing else."""
-    fake, kubeconfig = fake_kube
-    kube = backend(tmp_path, kubeconfig)
+async def test_kubernetes_fake_api_stop_deletes_all_and_leaves_others(kube: Kube, tmp_path: Path) -> None:
+    """stop() deletes every pod/Secret of this member, and nothing else."""
+    backend = make_backend(tmp_path, kube)
+    await backend.start()
     for n in range(3):
-        assert (await collect(kube.launch(request(f"launch-k8s-01{n}0"))))[-1].phase == "ready"
-    fake.objects["pods"][(NS, "someone-else")] = {"metadata": {"name": "someone-else", "labels": {"app": "other"}}, "status": {"phase": "Running"}}
-    await kube.stop()
-    assert list(fake.objects["pods"]) == [(NS, "someone-else")] and fake.objects["services"] == {}
-
-
-async def test_kubernetes_fake_api_culls_pods_older_than_max_age(fake_kube: Any, tmp_path: Path) -> None:
-    """Against the fake API server: cull_once deletes pods past max_age, by the injected clock."""
-    fake, kubeconfig = fake_kube
-    kube = backend(tmp_path, kubeconfig, max_age=600)
-    await collect(kube.launch(request("launch-k8s-0006")))
-    clock = FakeClock(start=time.time())  # the fake server stamps pods with the real time
-    kube.context.clock = clock
-    assert await kube.cull_once() == []
-    clock.advance(601)
-    assert await kube.cull_once() == [object_name("launch-k8s-0006")]
-    assert fake.objects["pods"] == {}
-    await kube.stop()
+        assert (await collect(backend.launch(request(f"launch-k8s-01{n}0"))))[-1].phase == "ready"
+    kube.fake.put("pods", NS, {"metadata": {"name": "someone-else", "labels": {"app": "other"}}, "status": {"phase": "Running"}})
+    await backend.stop()
+    assert list(kube.fake.objects["pods"]) == [(NS, "someone-else")] and kube.fake.objects["secrets"] == {}
 
 
 async def test_kubernetes_fake_api_unreachable_is_unhealthy_and_fails_503(tmp_path: Path) -> None:
-    """Against no API server at all: health not ok, launch failed 503."""
+    """Against no API server at all: health not ok, capacity zero, launch failed 503."""
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{free_port()}")
-    kube = backend(tmp_path, kubeconfig)
-    assert not (await kube.health())[0].ok
-    events = await collect(kube.launch(request("launch-k8s-0007")))
+    backend = make_backend(tmp_path, Kube(None, kubeconfig, ""), request_timeout=0.5)  # type: ignore[arg-type]
+    await backend.start()
+    assert not (await backend.health())[0].ok and (await backend.capacity()).total == 0
+    events = await collect(backend.launch(request("launch-k8s-0007")))
     assert [(e.phase, e.status_code) for e in events] == [("failed", 503)]
-    await kube.stop()
+    assert await backend.adopt() == []
+    await backend.stop()
 
 
-async def test_kubernetes_fake_api_consumer_leaving_mid_launch_deletes_the_pod(fake_kube: Any, tmp_path: Path) -> None:
-    """Against the fake API server: closing the launch stream before ready (the broker hung up) deletes what was created."""
-    fake, kubeconfig = fake_kube
-    fake.ready_delay = 10
-    kube = backend(tmp_path, kubeconfig)
-    events = kube.launch(request("launch-k8s-0008"))
+async def test_kubernetes_fake_api_consumer_leaving_mid_launch_deletes_the_pod(kube: Kube, tmp_path: Path) -> None:
+    """Closing the launch stream before ready (the broker hung up) deletes what was created."""
+    kube.fake.ready_delay = 10
+    backend = make_backend(tmp_path, kube)
+    await backend.start()
+    events = backend.launch(request("launch-k8s-0008"))
     async for event in events:
         if event.message.startswith("Pod ") and "Pending" in event.message:
             break
     await events.aclose()
-    assert fake.objects["pods"] == {} and fake.objects["services"] == {}
-    await kube.stop()
+    assert kube.fake.objects["pods"] == {} and kube.fake.objects["secrets"] == {}
+    await backend.stop()
 
 
-async def test_kubernetes_fake_api_without_public_url_fails_503_and_cleans_up(fake_kube: Any, tmp_path: Path) -> None:
-    """Against the fake API server: a ready URL that would not be absolute is a site misconfiguration, not a launch."""
-    fake, kubeconfig = fake_kube
-    kube = backend(tmp_path, kubeconfig)
-    kube.context.public_url = ""
-    events = await collect(kube.launch(request("launch-k8s-0009")))
+async def test_kubernetes_fake_api_without_public_url_fails_503_and_cleans_up(kube: Kube, tmp_path: Path) -> None:
+    """A ready URL that would not be absolute is a site misconfiguration, not a launch."""
+    backend = make_backend(tmp_path, kube, public_url="")
+    await backend.start()
+    events = await collect(backend.launch(request("launch-k8s-0009")))
     assert events[-1].status_code == 503 and "url_template" in events[-1].message
-    assert fake.objects["pods"] == {}
-    await kube.stop()
+    assert kube.fake.objects["pods"] == {}
+    await backend.stop()

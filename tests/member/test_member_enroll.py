@@ -72,7 +72,10 @@ async def test_enroll_pins_broker_keys(aiohttp_server: Any, member_dir: Path) ->
     assert PublicKeySet.from_jwks(pinned).kids == [ring.signing_key.kid]
     config = load_config(member_dir)
     assert (config.broker.url, config.broker.id) == (url, BROKER_ID)
-    assert "# Filled in by" in (member_dir / "member.toml").read_text()  # comments kept
+    text = (member_dir / "member.toml").read_text()
+    assert "# Filled in by" in text  # comments kept, and the values stay below their own comment
+    broker_table = text[text.index("[broker]"):]
+    assert broker_table.index("# Filled in by") < broker_table.index(f"url = \"{url}\"") < broker_table.index("[backend]")
 
 
 @pytest.mark.parametrize("mode", ["wrong_key", "tampered", "no_signature", "unpinned"])

@@ -23,7 +23,7 @@ from ..adminclient import AdminClient, AdminClientError
 from ..config import CONFIG_NAME, BrokerConfig, ConfigError
 from ..demo import command as democmd
 from ..registry.store import ADMIN_SCOPES
-from . import routecmd
+from . import keyscmd, routecmd
 
 MEMBER_ACTIONS = ("approve", "drain", "undrain", "disable")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -89,7 +89,7 @@ def admin_client(args: argparse.Namespace) -> AdminClient:
         raise CliError("no broker URL: pass --url or set FEDBROKER_URL")
     if not token:
         raise CliError("no admin token: pass --token or set FEDBROKER_TOKEN")
-    return AdminClient(url, token)
+    return AdminClient(url, token, ca_bundle=getattr(args, "ca_bundle", None))
 
 
 def print_json(value: Any) -> None:
@@ -118,17 +118,35 @@ def cmd_admin_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def members_table(members: list[dict[str, Any]]) -> str:
-    rows = [("ID", "STATE", "WEIGHT", "REGION", "PUBLIC URL", "NAME")]
+def _age(at: float | None, now: float | None) -> str:
+    if at is None or now is None:
+        return "never"
+    seconds = max(0.0, now - at)
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
+
+
+def _load(health: dict[str, Any]) -> str:
+    load = health.get("load")
+    return "-" if load is None else f"{load:.0%}"
+
+
+def members_table(members: list[dict[str, Any]], health: dict[str, Any] | None = None, now: float | None = None) -> str:
+    rows = [("ID", "STATE", "HEALTH", "LOAD", "LAST POLL", "WEIGHT", "REGION", "PUBLIC URL", "NAME / REASON")]
     for m in members:
+        h = (health or {}).get(m["id"], {})
         region = (m.get("location") or {}).get("region") or "-"
-        rows.append((m["id"], m["state"], f"{m['weight']:g}", region, m["public_url"], m["display_name"]))
+        last = _age(h.get("last_poll_at"), now)
+        why = h.get("reason") if m["state"] == "active" else None
+        rows.append((m["id"], m["state"], h.get("state", "unknown"), _load(h), last, f"{m['weight']:g}", region,
+                     m["public_url"], m["display_name"] + (f" ({why})" if why else "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
 
 
-def member_details(m: dict[str, Any]) -> str:
+def member_details(m: dict[str, Any], health: dict[str, Any] | None = None) -> str:
     location = m.get("location") or {}
+    h = health or {}
+    capacity = h.get("capacity") or {}
     lines = [
         f"id:           {m['id']}",
         f"name:         {m['display_name']}",
@@ -140,6 +158,12 @@ def member_details(m: dict[str, Any]) -> str:
         f"datasets:     {', '.join(d['id'] for d in m.get('datasets', [])) or '-'}",
         f"labels:       {', '.join(f'{k}={v}' for k, v in m.get('labels', {}).items()) or '-'}",
         f"keys:         {', '.join(k.get('kid', '?') for k in m['jwks'].get('keys', []))}",
+        f"health:       {h.get('state', 'unknown')}" + ("" if h.get("routable", True) else f" (takes no launches: {h.get('reason')})"),
+        f"load:         {_load(h)}" + (f" ({capacity.get('used', 0)} used, {capacity.get('building', 0)} building "
+                                         f"of {capacity.get('total', 0)})" if capacity else ""),
+        f"last poll:    {_age(h.get('last_poll_at'), h.get('now'))}"
+        + ("" if h.get("last_poll_ok") is None else (", ok" if h.get("last_poll_ok") else ", failed")),
+        f"last failure: {h.get('last_error') or '-'}",
     ]
     return "\n".join(lines)
 
@@ -148,13 +172,17 @@ def cmd_members(args: argparse.Namespace) -> int:
     client = admin_client(args)
     if args.action == "list":
         answer = client.list_members()
-        print_json(answer) if args.json else print(members_table(answer["members"]))
+        if args.json:
+            print_json(answer)
+        else:
+            print(members_table(answer["members"], answer.get("health"), answer.get("now")))
         return 0
     if not args.id:
         raise CliError(f"members {args.action} needs a member ID")
     if args.action == "show":
         answer = client.get_member(args.id)
-        print_json(answer) if args.json else print(member_details(answer))
+        health = client.member_health(args.id)
+        print_json({**answer, "health": health}) if args.json else print(member_details(answer, health))
     elif args.action == "remove":
         answer = client.remove_member(args.id)
         print_json(answer) if args.json else print(f"member {args.id} retired and removed")
@@ -164,11 +192,30 @@ def cmd_members(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "rotate":
+        kid = keyscmd.rotate(keyscmd.keys_dir_of(args, default_config_path))
+        print(f"added broker key {kid}: the running broker publishes it now, and signs with it once every member")
+        print("has fetched it (members refresh the broker's signed key set; watch `fedbroker keys status`),")
+        print("then `fedbroker keys retire` removes the old key")
+        return 0
+    status = admin_client(args).broker_keys_status()
+    if args.keys_command == "status":
+        print_json(status) if args.json else print(keyscmd.status_text(status))
+        return 0
+    targets = [args.kid] if args.force and args.kid else keyscmd.retire_targets(status, args.kid)
+    keyscmd.retire(keyscmd.keys_dir_of(args, default_config_path), targets)
+    print(f"retired broker key(s) {', '.join(targets)}; members drop them at their next key refresh")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------
 
 def _admin_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="broker URL (default: $FEDBROKER_URL)")
     parser.add_argument("--token", help="admin token (default: $FEDBROKER_TOKEN)")
+    parser.add_argument("--ca-bundle", help="PEM CA bundle to trust for https (default: $FEDERATION_CA_BUNDLE, "
+                                            "else the system store)")
     parser.add_argument("--json", action="store_true", help="print stable JSON instead of text")
 
 
@@ -216,6 +263,21 @@ def build_parser() -> argparse.ArgumentParser:
     _admin_options(members)
     members.set_defaults(func=cmd_members)
 
+    keys = sub.add_parser("keys", help="rotate the broker's signing key without an outage")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser("rotate", help="add a key; the broker signs with it once every member pins it")
+    rotate.add_argument("--config", help=f"config file (default: $FEDBROKER_CONFIG or ./{CONFIG_NAME})")
+    rotate.set_defaults(func=cmd_keys)
+    status = keys_sub.add_parser("status", help="which key signs, and which members the next one waits for")
+    _admin_options(status)
+    status.set_defaults(func=cmd_keys)
+    retire = keys_sub.add_parser("retire", help="remove old keys once the broker no longer signs with them")
+    retire.add_argument("kid", nargs="?", help="the key to retire (default: every key older than the signing one)")
+    retire.add_argument("--config", help=f"config file (default: $FEDBROKER_CONFIG or ./{CONFIG_NAME})")
+    retire.add_argument("--force", action="store_true", help="retire KID without asking the running broker")
+    _admin_options(retire)
+    retire.set_defaults(func=cmd_keys)
+
     routecmd.add_parser(sub)
     democmd.add_parser(sub)
     return parser
@@ -231,3 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`fedbroker members list | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+        return 1

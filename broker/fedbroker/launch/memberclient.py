@@ -2,6 +2,8 @@
 
 One ``aiohttp.ClientSession`` for the whole app, opened and closed in a ``cleanup_ctx``.
 Every request carries a fresh request token bound to its method, path+query and body.
+Agents are reached over TLS trusting ``ca_bundle`` (or the system store), and a failure
+names its real cause ("certificate verify failed: ...", "HTTP 401, unknown_key").
 Failures are raised as :class:`MemberCallError` with a ``kind`` the relay and the
 poller can act on (connect, timeout, http, protocol, insecure).
 """
@@ -19,10 +21,14 @@ from yarl import URL
 from fedproto.clock import Clock
 from fedproto.errors import ProtocolError
 from fedproto.keys import KeyRing
+from fedproto.tls import client_context, describe_failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.status import StatusAd, verify_status_ad
 from fedproto.tokens import sign_request
 
+ANNOUNCE_HEADER = "Federation-Broker-Keys"  # fedmember.brokertrust reads it
+
+from ..registry.brokerkeys import BrokerKeys
 from ..config import BrokerConfig
 from ..registry.snapshot import MemberEntry
 
@@ -52,7 +58,7 @@ def _is_loopback(host: str | None) -> bool:
 class MemberClient:
     """Signed calls to member agents: status, launch, build, delete."""
 
-    def __init__(self, config: BrokerConfig, keyring: KeyRing, clock: Clock, session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: BrokerConfig, keyring: BrokerKeys | KeyRing, clock: Clock, session: aiohttp.ClientSession) -> None:
         self._config = config
         self._keyring = keyring
         self._clock = clock
@@ -79,7 +85,9 @@ class MemberClient:
             body=body,
             clock=self._clock,
         )
-        headers = {"Authorization": f"Bearer {token}"}
+        # Every published key, so a member that lacks a new one fetches the signed key set now
+        # rather than at its next scheduled refresh (fedmember.brokertrust).
+        headers = {"Authorization": f"Bearer {token}", ANNOUNCE_HEADER: ",".join(self._keyring.public_set().kids)}
         if body:
             headers["Content-Type"] = "application/json"
         return headers
@@ -91,12 +99,12 @@ class MemberClient:
             async with asyncio.timeout(timeout):
                 async with self._session.get(url, headers=self._headers(entry, "GET", url, b"")) as resp:
                     if resp.status != 200:
-                        raise MemberCallError(entry.id, "http", f"status answered HTTP {resp.status}", resp.status)
+                        raise MemberCallError(entry.id, "http", await _status_error(resp), resp.status)
                     payload = await resp.json(content_type=None)
         except TimeoutError:
             raise MemberCallError(entry.id, "timeout", f"status poll timed out after {timeout:g} s") from None
         except aiohttp.ClientError as exc:
-            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {exc.__class__.__name__}") from None
+            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {describe_failure(exc)}") from None
         except ValueError:
             raise MemberCallError(entry.id, "protocol", "status answer is not JSON") from None
         signed = payload.get("signed") if isinstance(payload, dict) else None
@@ -129,7 +137,7 @@ class MemberClient:
         except TimeoutError:
             raise MemberCallError(entry.id, "timeout", "delete timed out") from None
         except aiohttp.ClientError as exc:
-            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {exc.__class__.__name__}") from None
+            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {describe_failure(exc)}") from None
 
     async def _stream(self, entry: MemberEntry, path: str, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
         url = self.url(entry, path)
@@ -141,12 +149,22 @@ class MemberClient:
         except TimeoutError:
             raise MemberCallError(entry.id, "timeout", "no answer to the launch request") from None
         except aiohttp.ClientError as exc:
-            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {exc.__class__.__name__}") from None
+            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {describe_failure(exc)}") from None
         async with resp:
             if resp.status != 200:
                 raise MemberCallError(entry.id, "http", await _error_text(resp), resp.status)
             async for event in _read_events(entry.id, resp, idle):
                 yield event
+
+
+async def _status_error(resp: aiohttp.ClientResponse) -> str:
+    """``status answered HTTP 401, unknown_key``: the agent's own reason, which says what to fix."""
+    try:
+        payload = json.loads(await resp.read())
+        reason = payload.get("error") if isinstance(payload, dict) else None
+    except (ValueError, aiohttp.ClientError):
+        reason = None
+    return f"status answered HTTP {resp.status}" + (f", {str(reason)[:60]}" if isinstance(reason, str) else "")
 
 
 async def _error_text(resp: aiohttp.ClientResponse) -> str:
@@ -193,5 +211,5 @@ def new_session(config: BrokerConfig) -> aiohttp.ClientSession:
     # take minutes) hold every slot, so the 101st launch and every status poll queued behind
     # them, and healthy members timed out into "unhealthy". Launches are bounded upstream
     # (one per client request, rate limits); polls by health.concurrency.
-    connector = aiohttp.TCPConnector(limit=0)
+    connector = aiohttp.TCPConnector(limit=0, ssl=client_context(config.ca_bundle_path))
     return aiohttp.ClientSession(timeout=timeout, connector=connector)

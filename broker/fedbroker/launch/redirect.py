@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping
+from typing import Iterable, Literal, Mapping, Protocol
 from urllib.parse import urlencode
 
 from fedproto.clock import Clock
-from fedproto.keys import KeyRing
+from fedproto.keys import PrivateKey
 from fedproto.status import StatusAd
 from fedproto.tickets import sign_ticket
 
@@ -84,10 +84,15 @@ class TicketedLaunch:
     origin: str | None = None
 
 
-class TicketIssuer:
-    """Signs launch tickets with the broker's key and builds the agent URL that carries one."""
+class _Signer(Protocol):
+    @property
+    def signing_key(self) -> PrivateKey: ...
 
-    def __init__(self, keyring: KeyRing, broker_id: str, clock: Clock) -> None:
+
+class TicketIssuer:
+    """Signs launch tickets with the broker's current signing key and builds the agent URL that carries one."""
+
+    def __init__(self, keyring: _Signer, broker_id: str, clock: Clock) -> None:
         self._keyring = keyring
         self._broker_id = broker_id
         self._clock = clock

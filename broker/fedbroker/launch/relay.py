@@ -35,6 +35,7 @@ from ..config import RoutingSettings
 from ..metrics import BrokerMetrics
 from ..registry.snapshot import MemberEntry, RegistrySnapshot
 from ..routing.health import HealthTable
+from ..routing.slo import OVERALL, SloTracker
 from .memberclient import MemberCallError, MemberClient
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class _Attempt:
     """How one member's attempt ended: ``done`` when a terminal event went to the client."""
 
     done: bool = False
+    ready: bool = False
     error: str = "stream ended before ready"
     refused: bool = False  # the member turned this launch away (429): busy, not broken
 
@@ -85,8 +87,9 @@ class LaunchRelay:
 
     def __init__(
         self, client: MemberClient, health: HealthTable, metrics: BrokerMetrics, settings: RoutingSettings, clock: Clock,
-        launch_host: str | None = None,
+        launch_host: str | None = None, slo: SloTracker | None = None,
     ) -> None:
+        self._slo = slo
         self._launch_host = launch_host.rstrip("/") + "/" if launch_host else None
         self._client = client
         self._health = health
@@ -107,6 +110,7 @@ class LaunchRelay:
         """
         failures: list[str] = []
         tried: set[str] = set()
+        started = self._clock.now()
         self._metrics.streams_open.inc()
         try:
             entry = _next_candidate(decision, snapshot, tried)
@@ -118,6 +122,8 @@ class LaunchRelay:
                 async for event in self._attempt(entry, self._request(decision, target), attempt):
                     yield event
                 if attempt.done:
+                    if attempt.ready:
+                        self._record_slo(OVERALL, True, self._clock.now() - started)
                     return
                 failures.append(f"{entry.id}: {attempt.error}")
                 failed, entry = entry, _next_candidate(decision, snapshot, tried)
@@ -132,6 +138,8 @@ class LaunchRelay:
                         message=f"Member {failed.id} could not launch this ({attempt.error}); "
                         f"trying member {entry.id} (attempt {i + 2} of {self._settings.max_attempts}).\n",
                     )
+            if failures:  # nothing routable at all is not a launch that failed somewhere
+                self._record_slo(OVERALL, False)
             yield _gave_up(failures)
         finally:
             self._metrics.streams_open.dec()
@@ -161,8 +169,9 @@ class LaunchRelay:
                     event = event.model_copy(update={"member": entry.id})
                     if event.phase == "ready":
                         health.record_launch_success(self._clock.now() - started)
+                        self._record_slo(entry.id, True, self._clock.now() - started)
                         self._metrics.launch(entry.id, "ready")
-                        attempt.done = True
+                        attempt.done = attempt.ready = True
                         yield _finish_ready(event, entry, request.decision_id, self._launch_host)
                         return
                     if event.phase == "failed":
@@ -188,6 +197,7 @@ class LaunchRelay:
             self._metrics.launch(entry.id, "refused")
             return
         health.record_launch_failure()
+        self._record_slo(entry.id, False)
         self._metrics.launch(entry.id, "failed")
 
     def _abandon(self, entry: MemberEntry, launch_id: str) -> None:
@@ -209,6 +219,10 @@ class LaunchRelay:
         """Let the cancellations of abandoned launches finish (at shutdown, before the client session closes)."""
         if self._cancels:
             await asyncio.wait(list(self._cancels), timeout=timeout)
+
+    def _record_slo(self, key: str, ok: bool, seconds: float | None = None) -> None:
+        if self._slo is not None:
+            self._slo.record(key, ok, seconds)
 
 
 def _finish_ready(

@@ -40,6 +40,7 @@ class MemberCreate(WireModel):
     location: Location = Field(default_factory=Location)
     datasets: list[Dataset] = Field(default_factory=list, max_length=10_000)
     labels: dict[str, str] = Field(default_factory=dict)
+    canary: bool = Field(default=True, description="Whether the broker runs canary launches on this member.")
 
 
 class MemberPatch(WireModel):
@@ -52,6 +53,7 @@ class MemberPatch(WireModel):
     location: Location | None = None
     datasets: list[Dataset] | None = Field(default=None, max_length=10_000)
     labels: dict[str, str] | None = None
+    canary: bool | None = None
 
 
 class EnrollTokenCreate(WireModel):
@@ -136,7 +138,7 @@ class AdminService:
         """Retire the member (the lifecycle decides whether it may) and delete its record."""
         async with self.registry.change() as tx:
             record = await tx.require_member(member_id)
-            target = next_state(record.state, Action.retire)
+            target = next_state(record.state, Action.retire, verb="remove")
             await tx.delete_member(member_id)
             await tx.audit(
                 admin.actor, "member.remove", member_id,

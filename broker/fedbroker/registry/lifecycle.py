@@ -52,15 +52,20 @@ TRANSITIONS: dict[Action, dict[MemberState, MemberState]] = {
 ROUTABLE_STATES = frozenset({S.active})
 
 
-def next_state(current: MemberState, action: Action) -> MemberState:
-    """The state ``action`` moves a member in ``current`` to, or :class:`Conflict` (409)."""
+def next_state(current: MemberState, action: Action, verb: str | None = None) -> MemberState:
+    """The state ``action`` moves a member in ``current`` to, or :class:`Conflict` (409).
+
+    ``verb`` names the command in the message when it is not the action itself
+    (``remove`` retires, and its refusal must say "cannot remove").
+    """
     allowed = TRANSITIONS[action]
     target = allowed.get(current)
     if target is None:
         sources = ", ".join(sorted(s.value for s in allowed))
+        verb = verb or action.value
         raise Conflict(
-            f"cannot {action.value} a member that is {current.value}; "
-            f"{action.value} applies to a member that is {sources}",
+            f"cannot {verb} a member that is {current.value}; "
+            f"{verb} applies to a member that is {sources}",
             reason="illegal_transition",
         )
     return target

@@ -1,4 +1,4 @@
-"""Member key rotation: a member adds keys with a request signed by a current key; an admin revokes one."""
+"""Member key rotation: a member adds keys, and retires old ones, with requests signed by a current key; an admin may revoke one."""
 
 from __future__ import annotations
 
@@ -61,21 +61,43 @@ class MemberKeys:
                                {"added": added, "signed_by": signer})
         return updated
 
+    async def retire_own(self, member_id: str, kid: str, *, authorization: str | None, path_qs: str) -> MemberRecord:
+        """The member drops one of its own keys, in a request signed by another of its keys."""
+        token = bearer(authorization)
+        async with self.registry.change() as tx:
+            record = await tx.require_member(member_id)
+            current = PublicKeySet.from_jwks(record.jwks)
+            verify_request(
+                token, keys=current, issuer=member_id, audience=self.broker_id, method="DELETE",
+                path_qs=path_qs, body=b"", clock=self.clock, replay=self.replay,
+            )
+            if jwt.get_unverified_header(token)["kid"] == kid:
+                # A stolen old key must not be able to lock out the key that replaced it.
+                raise Forbidden("a key cannot retire itself: sign with the member's newer key",
+                                reason="self_retire")
+            updated = await self._drop(tx, record, current, kid)
+            await tx.audit(f"member:{member_id}", "member.key_retire", member_id, {"kid": kid})
+        return updated
+
     async def revoke(self, admin: AdminPrincipal, member_id: str, kid: str) -> MemberRecord:
         """Remove one key; the last key is refused (the member could never sign again)."""
         async with self.registry.change() as tx:
             record = await tx.require_member(member_id)
             current = PublicKeySet.from_jwks(record.jwks)
-            if kid not in current:
-                raise NotFound(f"member {member_id!r} has no key {kid!r}", reason="unknown_key")
-            if len(current) == 1:
-                raise Conflict(
-                    f"{kid!r} is the last key of member {member_id!r}; add its replacement first",
-                    reason="last_key",
-                )
-            updated = record.model_copy(
-                update={"jwks": current.without(kid).to_jwks(), "updated_at": tx.now}
-            )
-            await tx.update_member(updated)
+            updated = await self._drop(tx, record, current, kid)
             await tx.audit(admin.actor, "member.key_revoke", member_id, {"kid": kid})
+        return updated
+
+    @staticmethod
+    async def _drop(tx: Any, record: MemberRecord, current: PublicKeySet, kid: str) -> MemberRecord:
+        member_id = record.id
+        if kid not in current:
+            raise NotFound(f"member {member_id!r} has no key {kid!r}", reason="unknown_key")
+        if len(current) == 1:
+            raise Conflict(
+                f"{kid!r} is the last key of member {member_id!r}; add its replacement first",
+                reason="last_key",
+            )
+        updated = record.model_copy(update={"jwks": current.without(kid).to_jwks(), "updated_at": tx.now})
+        await tx.update_member(updated)
         return updated

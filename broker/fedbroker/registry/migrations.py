@@ -49,8 +49,17 @@ async def _v1_initial(conn: AsyncConnection) -> None:
     await conn.execute(sa.insert(tables.registry_state).values(id=1, revision=1))
 
 
+async def _v2_member_canary(conn: AsyncConnection) -> None:
+    # _v1_initial creates tables.members as it is now, so a database made fresh already has it.
+    columns = await conn.run_sync(lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("members")})
+    if "canary" in columns:
+        return
+    await conn.execute(sa.text("ALTER TABLE members ADD COLUMN canary BOOLEAN NOT NULL DEFAULT TRUE"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "members, tokens, audit log, registry revision", _v1_initial),
+    Migration(2, "members.canary: whether canary launches run on the member", _v2_member_canary),
 )
 
 

@@ -71,7 +71,7 @@ def _record_from_row(row: Any) -> MemberRecord:
         {
             "id": row.id, "display_name": row.display_name, "agent_url": row.agent_url,
             "public_url": row.public_url, "state": row.state, "weight": row.weight,
-            "location": row.location, "datasets": row.datasets, "labels": row.labels,
+            "location": row.location, "datasets": row.datasets, "labels": row.labels, "canary": row.canary,
             "jwks": row.jwks, "created_at": row.created_at, "updated_at": row.updated_at,
         }
     )

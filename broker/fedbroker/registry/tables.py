@@ -40,6 +40,7 @@ members = sa.Table(
     sa.Column("location", sa.JSON, nullable=False),
     sa.Column("datasets", sa.JSON, nullable=False),
     sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("canary", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("jwks", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),

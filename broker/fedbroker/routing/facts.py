@@ -45,13 +45,20 @@ def unroutable_reason(entry: MemberEntry, view: HealthView | None, provider: str
     if entry.record.weight <= 0:
         return "weight 0: the admin set it to take no new launches"
     if view is None or view.ad is None:
-        return "no status yet: never answered a poll"
+        # The poll's own failure ("status answered HTTP 401, unknown_key", "certificate verify
+        # failed: ...") says what to fix; "never answered" alone sent operators to the logs.
+        failure = view.last_error if view is not None else None
+        return f"no status yet: {failure}" if failure else "no status yet: never answered a poll"
     if view.ad_expired:
         return "expired ad: its last status ad has expired (member gone)"
     if view.state is not HealthState.healthy:
         return f"unhealthy: {view.last_error or 'failed its recent polls'}"
     if view.ejected:
         return "ejected: consecutive launch failures; back after a passing poll"
+    if view.canary.ejected:
+        last = view.canary.last
+        why = f": {last.reason}" if last is not None and last.reason else ""
+        return f"canary failed {view.canary.failures} times in a row{why}; back after a passing canary"
     if provider is not None and view.ad.providers and provider not in view.ad.providers:
         return f"provider not supported: {provider}"
     if view.free <= 0:
@@ -105,14 +112,17 @@ class MemberFacts:
         loc = member_location(entry, view)
         share = (view.load or 0.0) if view is not None else 0.0
         weight = entry.record.weight
-        ready_seconds = view.ready_seconds if view is not None else None
+        # Time-to-ready as canaries measure it (the launch part: the same small repo everywhere, its
+        # image cached), the one entry point of canaries into routing's costs. User launches' times mix
+        # builds of every size, which the image part prices.
+        ready_seconds = view.canary.ready_seconds if view is not None else None
         return cls(
             id=entry.record.id, entry=entry, view=view, reason=unroutable_reason(entry, view, None),
             providers=frozenset(ad.providers) if ad is not None else frozenset(),
             images=images if images is not None else frozenset(ad.images.hashes) if ad is not None else frozenset(),
             exact=exact, prefixes=prefixes, location=loc, region=loc.region.lower() if loc.region else None,
             load_share=share, load=round(share * s.load_seconds, 3),
-            occupied=ad.capacity.used + ad.capacity.building + view.recent_launches if ad is not None and view else 0.0,
+            occupied=view.occupied if ad is not None and view else 0.0,
             reliability=round((1.0 - (view.success_rate if view is not None else 1.0)) * s.failure_seconds, 3),
             weight=round(s.weight_seconds * (1.0 / weight - 1.0), 3) if weight > 0 else 0.0,
             suspect=round(s.suspect_seconds, 3) if view is not None and view.last_poll_ok is False else 0.0,

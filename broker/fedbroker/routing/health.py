@@ -7,7 +7,10 @@ Health is soft state, rebuilt from probes after a restart. Three kinds of eviden
 * the ad itself, which is only good until its ``expires_at`` (an expired ad means gone);
 * passive outlier detection from real launches: ``eject_after_failures`` consecutive failures
   eject the member for ``eject_base * 2**n`` seconds (capped at ``eject_max``); once that time
-  has passed, the next passing poll re-admits it.
+  has passed, the next passing poll re-admits it;
+* canaries (:mod:`fedbroker.canary` decides, the canary runner feeds them here): consecutive
+  failed canaries eject the member, the next passing one re-admits it; they also measure the
+  time-to-ready routing prices, and own one reserved slot of the member's capacity.
 
 Time comes from an injected :class:`~fedproto.clock.Clock` and jitter from an injected
 ``random.Random``, so every transition is tested by advancing a fake clock.
@@ -22,10 +25,12 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
+from fedproto.canary import CanaryResult
 from fedproto.clock import Clock
 from fedproto.status import StatusAd
 
 from ..config import HealthSettings
+from .canary import CanaryHealth, CanaryView
 
 RECENT_OUTCOMES = 10  # launch outcomes kept per member for the status page
 
@@ -56,20 +61,35 @@ class HealthView:
     last_poll_at: float | None = None
     # The latest launch outcomes, oldest first, as (time, "ready" | "failed" | "repo_error").
     outcomes: tuple[tuple[float, str], ...] = ()
+    canary: CanaryView = CanaryView()
+
+    # Users' share of the member: a canaried member's reserved slot and its canary's server, while
+    # the ad counts it, are taken out (fedbroker.canary), so canaries never count as user load.
+    @property
+    def occupied(self) -> int:
+        """Slots users take: the ad's used + building plus launches sent since, without a canary's."""
+        if self.ad is None:
+            return 0
+        cap = self.ad.capacity
+        return max(0, cap.used + cap.building + self.recent_launches - (1 if self.canary.busy else 0))
+
+    @property
+    def user_total(self) -> int:
+        """The member's capacity for users: its ad's total, less the canary's slot when reserved."""
+        if self.ad is None:
+            return 0
+        return max(0, self.ad.capacity.total - (1 if self.canary.reserved else 0))
 
     @property
     def load(self) -> float | None:
-        """Used share of capacity, counting launches sent since the last ad; None without an ad."""
-        if self.ad is None or self.ad.capacity.total <= 0:
+        """Used share of users' capacity, counting launches sent since the last ad; None without an ad."""
+        if self.ad is None or self.user_total <= 0:
             return None
-        cap = self.ad.capacity
-        return min(1.0, (cap.used + cap.building + self.recent_launches) / cap.total)
+        return min(1.0, self.occupied / self.user_total)
 
     @property
     def free(self) -> int:
-        if self.ad is None:
-            return 0
-        return max(0, self.ad.capacity.free - self.recent_launches)
+        return max(0, self.user_total - self.occupied)
 
 
 class MemberHealth:
@@ -101,6 +121,7 @@ class MemberHealth:
         self.recent_launches = 0
         self.last_poll_at: float | None = None
         self._outcomes: deque[tuple[float, str]] = deque(maxlen=RECENT_OUTCOMES)
+        self._canary = CanaryHealth(settings.ewma_alpha)
 
     # -- polls -----------------------------------------------------------------
     def record_poll(self, ad: StatusAd | None, error: str | None = None) -> None:
@@ -185,6 +206,27 @@ class MemberHealth:
             self.ejected, self.ejected_until = True, self._clock.now() + hold
             self._ejections += 1
 
+    # -- canaries (the runner in launch/ calls these; the decisions are fedbroker.canary's) ---------
+    def record_canary(self, result: CanaryResult, eject_after: int) -> None:
+        self._changed.add(self.member_id)
+        self._canary.record(result, eject_after)
+
+    def canary_started(self) -> None:
+        self._changed.add(self.member_id)
+        self._canary.started(self._clock.now())
+
+    def canary_stopped(self) -> None:
+        self._changed.add(self.member_id)
+        self._canary.stopped(self._clock.now())
+
+    def reserve_canary_slot(self, on: bool) -> None:
+        if on != self._canary.reserved:
+            self._changed.add(self.member_id)
+            self._canary.reserve(on)
+
+    def canary_view(self) -> CanaryView:
+        return self._canary.view(self.ad)
+
     def view(self) -> HealthView:
         return HealthView(
             member_id=self.member_id,
@@ -200,6 +242,7 @@ class MemberHealth:
             recent_launches=self.recent_launches,
             last_poll_at=self.last_poll_at,
             outcomes=tuple(self._outcomes),
+            canary=self._canary.view(self.ad),
         )
 
 

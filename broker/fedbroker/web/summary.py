@@ -14,6 +14,7 @@ from ..metrics import health_label
 from ..registry.snapshot import RegistrySnapshot
 from ..routing.health import HealthView
 from ..routing.rank import availability
+from ..routing.slo import OVERALL, SloTracker
 
 
 def health_report(snapshot: RegistrySnapshot, health: Mapping[str, HealthView]) -> dict[str, Any]:
@@ -65,23 +66,43 @@ def _member_summary(entry_id: str, snapshot: RegistrySnapshot, view: HealthView 
         "last_poll_at": view.last_poll_at if view is not None else None,
         "last_poll_ok": view.last_poll_ok if view is not None else None,
         "recent_outcomes": [{"at": at, "outcome": outcome} for at, outcome in view.outcomes] if view is not None else [],
+        **_canary_summary(record.canary, view),
     }
 
 
+def _canary_summary(wanted: bool, view: HealthView | None) -> dict[str, Any]:
+    """The last canary as ``canary`` (null before the first), the strip's ``canary_history`` (oldest first),
+    and whether canaries run on the member now (on in the registry, with a slot to give them)."""
+    canary = view.canary if view is not None else None
+    history = [r.model_dump(mode="json") for r in canary.history] if canary is not None else []
+    return {
+        "canary": history[-1] if history else None,
+        "canary_history": history,
+        "canaries": "on" if canary is not None and canary.reserved else "off" if not wanted else "waiting",
+    }
+
+
+def _slo(slo: SloTracker | None, key: str) -> list[dict[str, Any]]:
+    return [w.model_dump(mode="json") for w in slo.windows(key)] if slo is not None else []
+
+
 def federation_summary(
-    snapshot: RegistrySnapshot, health: Mapping[str, HealthView], *, now: float | None = None
+    snapshot: RegistrySnapshot, health: Mapping[str, HealthView], *, now: float | None = None,
+    slo: SloTracker | None = None,
 ) -> dict[str, Any]:
-    """Members with state, health, load, location, datasets, last poll and recent outcomes, for anyone to read.
+    """Members with state, health, load, location, datasets, last poll, recent outcomes, canaries and
+    SLO, for anyone to read; and the federation's SLO over every client launch.
 
     ``now`` (the broker's clock) lets readers turn ``last_poll_at`` into an age without
     trusting their own clock.
     """
     reasons = availability(snapshot, health)
-    members = [_member_summary(m, snapshot, health.get(m), why) for m, why in reasons.items()
-               if snapshot.members[m].record.state.value != "retired"]
+    members = [{**_member_summary(m, snapshot, health.get(m), why), "slo": _slo(slo, m)}
+               for m, why in reasons.items() if snapshot.members[m].record.state.value != "retired"]
     return {
         "federation_version": __version__,
         "generated_at": now,
         "routable": sum(1 for m in members if m["routable"]),
+        "slo": _slo(slo, OVERALL),
         "members": members,
     }

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ...appkeys import CLOCK, CONFIG, HEALTH, PAGES, SNAPSHOT
+from ...appkeys import CLOCK, CONFIG, HEALTH, PAGES, SLO, SNAPSHOT
 from ..htmlpage import STATIC_DIR, Markup, PageTemplates, esc, json_for_script
 from ..statuscards import (
     STATUS_REFRESH_SECONDS,
@@ -65,7 +65,8 @@ def badge_texts(broker_url: str, launch_url: str) -> tuple[str, str]:
 
 def _summary(request: web.Request) -> dict[str, Any]:
     app = request.app
-    return federation_summary(app[SNAPSHOT].current, app[HEALTH].views(), now=app[CLOCK].now())
+    return federation_summary(app[SNAPSHOT].current, app[HEALTH].views(), now=app[CLOCK].now(),
+                              slo=app[SLO])
 
 
 async def home(request: web.Request) -> web.Response:

@@ -68,6 +68,13 @@ class AdminClient:
     def create_enroll_token(self, name: str, ttl: float, auto_approve: bool) -> Any:
         return self.call("POST", "/api/v1/enroll-tokens", {"name": name, "ttl": ttl, "auto_approve": auto_approve})
 
+    def list_tokens(self, kind: str) -> Any:
+        """``kind`` is ``admin-tokens`` or ``enroll-tokens``."""
+        return self.call("GET", f"/api/v1/{kind}")
+
+    def revoke_token(self, kind: str, token_id: str) -> Any:
+        return self.call("DELETE", f"/api/v1/{kind}/{_seg(token_id)}")
+
 
 def _seg(value: str) -> str:
     return urllib.parse.quote(value, safe="")

@@ -21,6 +21,7 @@ from fedproto.replay import ReplayCache
 
 from .appkeys import (
     CANARY,
+    CLIENT_LIMITS,
     CLOCK,
     CONFIG,
     DISPATCHER,
@@ -51,7 +52,9 @@ from .registry.store import RegistryStore
 from .routing.dispatcher import Dispatcher
 from .routing.health import HealthTable
 from .routing.slo import SloTracker
+from .routing.ratelimit import ClientLimits
 from .web import routes as web_routes
+from .web.limits import stream_limit_middleware
 
 
 def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRing | None = None,
@@ -60,7 +63,8 @@ def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRi
 
     ``poll=False`` leaves the health poller out (tests that feed health directly).
     """
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[error_middleware, stream_limit_middleware],
+                          client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
     if keyring is not None:  # injected keys stay fixed; keys from keys_dir follow the directory
@@ -90,6 +94,7 @@ def add_front_door(app: web.Application, *, poll: bool = True) -> None:
     app[TICKETS] = TicketIssuer(app[KEYRING], config.broker_id, app[CLOCK])
     if isinstance(app.get(KEYRING), BrokerKeys):
         app[KEYRING].bind_pins(lambda: _member_pins(app))
+    app[CLIENT_LIMITS] = ClientLimits.of(config.rate_limit, app[CLOCK])
     app.cleanup_ctx.append(_member_client_ctx)
     app.cleanup_ctx.append(_relay_ctx)
     if poll:

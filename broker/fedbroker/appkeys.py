@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     # health, routing and the front door
     from .routing.dispatcher import Dispatcher
     from .routing.health import HealthTable
+    from .routing.ratelimit import ClientLimits
     from .routing.slo import SloTracker
     from .web.htmlpage import PageTemplates
 
@@ -56,6 +57,8 @@ RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
 POLLER: web.AppKey[Poller] = web.AppKey("poller")
 # Redirect mode: signs the launch tickets browsers carry to agent-backed members.
 TICKETS: web.AppKey[TicketIssuer] = web.AppKey("tickets")
+# Per-client counters at the web edge: open streams, enrollment attempts (web/limits.py).
+CLIENT_LIMITS: web.AppKey[ClientLimits] = web.AppKey("client_limits")
 # Canaries (the runner, only while canary.repo is set) and the launch SLO.
 CANARY: web.AppKey[CanaryRunner] = web.AppKey("canary")
 SLO: web.AppKey[SloTracker] = web.AppKey("slo")

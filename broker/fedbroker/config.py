@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fedproto.tls import CABundleError, resolve_ca_bundle, server_context
 
@@ -107,6 +108,16 @@ class RoutingSettings(Section):
         default=90.0, gt=0, description="Seconds without any event or keepalive before a launch stream counts as dead."
     )
     keepalive: float = Field(default=10.0, gt=0, description="Seconds between keepalive comments on /build streams.")
+    max_event_bytes: int = Field(
+        default=256 * 1024, ge=4096,
+        description="Largest launch event a member may send (all its data: lines together); more is a protocol "
+        "error: the launch fails over and the member is charged with a failure.",
+    )
+    max_launch_event_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=65536,
+        description="Most bytes of events (keepalives included) one launch attempt at a member may send; more is "
+        "a protocol error, as for max_event_bytes.",
+    )
     cookie_name: str = Field(default="federation_member", description="Sticky cookie naming the member (redirect mode).")
     cookie_max_age: int = Field(default=3600, ge=0, description="Lifetime in seconds of the sticky member cookie.")
 
@@ -136,7 +147,33 @@ class RateLimitSettings(Section):
     launches: int = Field(default=0, ge=0, description="Launches allowed per client IP per period; 0 disables.")
     period: float = Field(default=3600.0, gt=0, description="Seconds in one rate-limit period.")
     client_ip_header: str | None = Field(
-        default=None, description="Trusted header with the client IP (first value of e.g. X-Forwarded-For), set by your proxy."
+        default=None,
+        description="Header your proxies write the client IP into (e.g. X-Forwarded-For); which of its values "
+        "is the client is decided by trusted_proxies.",
+    )
+    trusted_proxies: int = Field(
+        default=1, ge=0, le=10,
+        description="Proxies in front of the broker that append to client_ip_header: the client is that many "
+        "values from the right (values further left are the client's own words). 0 ignores the header.",
+    )
+    enrollments: int = Field(
+        default=20, ge=0, description="Enrollment attempts allowed per client IP per enroll_period; 0 disables."
+    )
+    enroll_period: float = Field(default=600.0, gt=0, description="Seconds in one enrollment rate-limit period.")
+    streams_per_client: int = Field(
+        default=32, ge=0, description="Launch streams (/build) one client IP may hold open at once; 0: no limit."
+    )
+
+
+class ConnectionSettings(Section):
+    """How long the broker waits for slow or idle clients (slowloris)."""
+
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a new connection has to send its first request's headers."
+    )
+    keepalive_timeout: float = Field(
+        default=15.0, gt=0,
+        description="Seconds an idle keep-alive connection stays open (waiting for the next request's headers).",
     )
 
 
@@ -183,6 +220,12 @@ class BrokerConfig(Section):
         description="Page origins allowed to launch cross-origin (/build, its 307 in redirect mode, /v2, /api/v1/route). "
         "['*'] (default, as mybinder.org): any page, e.g. thebe and Jupyter Book; a list of origins: only those; [] none.",
     )
+    agent_url_allow: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) member agent URLs may resolve to although they are not public, e.g. a site "
+        "on the same private network. Outside dev mode every other loopback, link-local, private, multicast "
+        "or unspecified address is refused (SSRF).",
+    )
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest request body accepted.")
     snapshot_refresh: float = Field(
         default=2.0, gt=0, description="Seconds between registry change checks (how soon other replicas see a change)."
@@ -191,11 +234,19 @@ class BrokerConfig(Section):
     health: HealthSettings = Field(default_factory=HealthSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    connections: ConnectionSettings = Field(default_factory=ConnectionSettings)
     specs: SpecFilter = Field(default_factory=SpecFilter)
     canary: CanarySettings = Field(default_factory=CanarySettings)
 
     # Not read from the file: where it was loaded from, to resolve relative paths.
     base_dir: Path = Field(default=Path("."), exclude=True, description="Directory relative paths are resolved against.")
+
+    @field_validator("agent_url_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad entry
+        return value
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:

@@ -37,6 +37,7 @@ def make_backend(config: MemberConfig, clock: Clock, dev: bool) -> Backend:
         state_dir=config.state_dir,
         public_url=config.member.public_url,
         dev=dev,
+        fetch_allow=list(config.member.fetch_allow),
         datasets=list(config.member.datasets),
         cors_allow_origins=list(config.member.cors_allow_origins),
         clock=clock,

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from . import appkeys, memberkeys
 from .app import make_app
-from .backends import BACKEND_MODULES
+from .backends import backend_kinds
 from .config import ConfigError, MemberConfig, default_config_path, load_config, require_secure_url
 from .enroll import EnrollError, enroll
 from .scaffold import init_member
@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="write DIR/member.toml and DIR/keys/")
     init.add_argument("directory", type=Path)
-    init.add_argument("--backend", required=True, choices=list(BACKEND_MODULES))
+    init.add_argument("--backend", required=True, choices=list(backend_kinds()))
     init.add_argument("--id", dest="member_id", help="member id (a DNS label); default: from DIR's name")
     init.add_argument("--agent-url", default="", help="where the broker calls this agent")
     init.add_argument("--public-url", default="", help="where browsers reach this site's servers")

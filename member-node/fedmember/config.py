@@ -9,6 +9,7 @@ relative paths are resolved against the config file's directory.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -26,6 +27,7 @@ from fedproto.keys import KeyRing, PublicKeySet
 from fedproto.location import Location
 from fedproto.member import MEMBER_ID_PATTERN
 from fedproto.tls import CABundleError, resolve_ca_bundle
+from fedproto.urlpolicy import transport_allowed
 
 from .backends import backend_class
 from .backends.base import BackendConfig
@@ -66,6 +68,19 @@ class MemberSettings(BaseModel):
     state_dir: str = Field(default="state", description="Directory for backend state (clones, environments).")
     location: Location = Field(default_factory=Location, description="Where this site is.")
     datasets: list[Dataset] = Field(default_factory=list, description="Datasets stored at this site.")
+    fetch_allow: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) repositories may be fetched from although they are not public, e.g. an "
+        "in-house Git server. Outside dev mode every other loopback, link-local, private, multicast or "
+        "unspecified address is refused.",
+    )
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad entry
+        return value
     ca_bundle: str = Field(
         default="",
         description="PEM file of the CA(s) to trust for every outbound TLS call (broker, hub, git); empty: "
@@ -199,23 +214,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-_LOOPBACK_HOSTS = ("localhost", "::1")
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    return host in _LOOPBACK_HOSTS or host.startswith("127.")
-
-
 def require_secure_url(url: str, *, dev: bool, what: str) -> None:
-    """Refuse a URL that is not https, except http on loopback in development mode."""
+    """Refuse a URL that is not https, except http on loopback in development mode (fedproto's rule)."""
     parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    if parts.hostname and transport_allowed(url, dev=dev):
         return
     if parts.scheme == "http" and parts.hostname:
-        if dev and is_loopback(parts.hostname):
-            return
         hint = "plain http is only allowed on loopback with --dev (or FEDERATION_DEV=1)"
         raise ConfigError(f"{what} {url!r} is not https: {hint}")
     raise ConfigError(f"{what} {url!r} must be an https:// URL")

@@ -9,7 +9,7 @@ import logging
 from aiohttp import web
 from pydantic import ValidationError
 
-from fedproto.launch import LaunchRequest
+from fedproto.launch import LaunchEvent, LaunchRequest
 
 from . import appkeys
 from .auth import verified_body
@@ -64,15 +64,15 @@ async def _stream(request: web.Request, *, build: bool) -> web.StreamResponse:
     launch_request = _launch_request(request)
     service = request.app[appkeys.LAUNCHES]
     response = web.StreamResponse(headers=SSE_HEADERS)
-    rejection = service.preflight(launch_request)
-    if rejection is not None:
+    repo = service.preflight(launch_request)
+    if isinstance(repo, LaunchEvent):
         # BinderHub answers a bad spec with a failed event on a 200 stream; so do we.
         await response.prepare(request)
-        await response.write(rejection.model_copy(update={"launch_id": launch_request.launch_id}).sse())
+        await response.write(repo.model_copy(update={"launch_id": launch_request.launch_id}).sse())
         request.app[appkeys.METRICS].launch_outcome("failed")
         await response.write_eof()
         return response
-    launch = service.open(launch_request, build=build)
+    launch = service.open(launch_request, repo, build=build)
     try:
         await response.prepare(request)
         async with contextlib.aclosing(launch.frames()) as frames:

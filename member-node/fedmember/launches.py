@@ -7,6 +7,8 @@ terminal event ends it (``ready``/``built`` or ``failed``); a launch past
 ``launch_timeout`` ends in ``failed``/504 and its half-started server is
 stopped; an exception in the backend becomes ``failed``/500 (logged here, never
 shown to the client); a client that goes away mid-launch stops the launch too.
+The spec is parsed here, once; the backend gets the parsed :class:`RepoSpec`.
+Status codes are those of the one failure table, :mod:`fedproto.failures`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 from typing import AsyncIterator
 
 from fedproto.errors import SpecError
+from fedproto.failures import Failure, outcome_label
 from fedproto.launch import BUILD_TERMINAL_PHASES, KEEPALIVE, TERMINAL_PHASES, LaunchEvent, LaunchRequest
 from fedproto.repospec import RepoSpec
 
@@ -34,15 +37,16 @@ def outcome_of(event: LaunchEvent) -> str:
     """The metric label for how a launch ended."""
     if event.phase in ("ready", "built"):
         return event.phase
-    return {429: "rejected", 504: "timeout", 500: "error", 499: "cancelled"}.get(event.status_code or 0, "failed")
+    return outcome_label(event.status_code)
 
 
 class ActiveLaunch:
     """One launch in progress: a producer task feeding a queue that ``frames()`` drains."""
 
-    def __init__(self, service: LaunchService, request: LaunchRequest, build: bool) -> None:
+    def __init__(self, service: LaunchService, request: LaunchRequest, repo: RepoSpec, build: bool) -> None:
         self.service = service
         self.request = request
+        self.repo = repo
         self.build = build
         self.terminal = BUILD_TERMINAL_PHASES if build else TERMINAL_PHASES
         self.queue: asyncio.Queue[LaunchEvent] = asyncio.Queue()
@@ -60,18 +64,18 @@ class ActiveLaunch:
 
     async def _produce(self) -> None:
         backend = self.service.backend
-        source = backend.build(self.request) if self.build else backend.launch(self.request)
+        source = backend.build(self.request, self.repo) if self.build else backend.launch(self.request, self.repo)
         try:
             async for event in source:
                 self.queue.put_nowait(self._tag(event))
                 if event.phase in self.terminal:
                     return
-            self.queue.put_nowait(self._tag(failed("the backend ended without a result", 500)))
+            self.queue.put_nowait(self._tag(failed("the backend ended without a result", Failure.ERROR)))
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - turned into failed/500; the traceback stays in our log
             log.exception("launch %s: backend %s raised", self.launch_id, backend.kind)
-            self.queue.put_nowait(self._tag(failed("the member hit an unexpected error while launching", 500)))
+            self.queue.put_nowait(self._tag(failed("the member hit an unexpected error while launching", Failure.ERROR)))
         finally:
             with contextlib.suppress(Exception):
                 await source.aclose()  # type: ignore[attr-defined]
@@ -103,7 +107,7 @@ class ActiveLaunch:
         loop = asyncio.get_running_loop()
         remaining = deadline - loop.time()
         if remaining <= 0:
-            return self._tag(failed(f"launch did not finish within {self.service.launch_timeout:g} s", 504))
+            return self._tag(failed(f"launch did not finish within {self.service.launch_timeout:g} s", Failure.TIMEOUT))
         try:
             return await asyncio.wait_for(self.queue.get(), min(self.service.keepalive_interval, remaining))
         except TimeoutError:
@@ -157,25 +161,25 @@ class LaunchService:
         self.keepalive_interval = keepalive_interval
         self._active: dict[str, ActiveLaunch] = {}
 
-    def preflight(self, request: LaunchRequest) -> LaunchEvent | None:
-        """A ``failed``/400 event for a spec or provider this member cannot take, else None."""
+    def preflight(self, request: LaunchRequest) -> RepoSpec | LaunchEvent:
+        """The parsed spec, or a ``failed`` event: 400 for a spec no member could take, 501 (fails
+        over) for a provider this member does not serve, since another member may serve it."""
         if request.provider not in self.backend.providers:
             return failed(
                 f"provider {request.provider!r} is not supported by this member "
                 f"(supported: {', '.join(self.backend.providers)})",
-                400,
+                Failure.NOT_SUPPORTED,
             )
         try:
-            RepoSpec.parse(request.provider, request.spec, allow_file=self.dev)
+            return RepoSpec.parse(request.provider, request.spec, allow_file=self.dev)
         except SpecError as exc:
-            return failed(exc.message, 400)
-        return None
+            return failed(exc.message, Failure.BAD_REQUEST)
 
-    def open(self, request: LaunchRequest, *, build: bool = False) -> ActiveLaunch:
-        """Register a launch; a ``launch_id`` already in progress is a 409."""
+    def open(self, request: LaunchRequest, repo: RepoSpec, *, build: bool = False) -> ActiveLaunch:
+        """Register a launch of ``repo`` (from :meth:`preflight`); a ``launch_id`` already in progress is a 409."""
         if request.launch_id in self._active:
             raise Conflict(f"launch {request.launch_id} is already in progress", reason="duplicate_launch")
-        launch = ActiveLaunch(self, request, build)
+        launch = ActiveLaunch(self, request, repo, build)
         self._active[request.launch_id] = launch
         return launch
 
@@ -191,7 +195,7 @@ class LaunchService:
         """Stop a launch in progress or its running server; False when neither is known."""
         launch = self._active.get(launch_id)
         if launch is not None:
-            launch.abort("launch cancelled", 499)
+            launch.abort("launch cancelled", Failure.CANCELLED)
             await launch.finished.wait()
             return True
         return await self.backend.stop_server(launch_id)
@@ -200,6 +204,6 @@ class LaunchService:
         """End every open stream with ``failed`` "agent shutting down" and wait for them."""
         launches = list(self._active.values())
         for launch in launches:
-            launch.abort("agent shutting down", 503)
+            launch.abort("agent shutting down", Failure.UNAVAILABLE)
         if launches:
             await asyncio.wait([asyncio.ensure_future(l.finished.wait()) for l in launches], timeout=timeout)

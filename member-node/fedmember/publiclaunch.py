@@ -97,11 +97,11 @@ async def public_build(request: web.Request) -> web.StreamResponse:
         message = f"launch ticket refused ({exc.reason}): {exc.message}. Start the launch again from the Binder link."
         return await _answer(request, failed(message, 403))
     service = request.app[appkeys.LAUNCHES]
-    rejection = service.preflight(launch_request)
-    if rejection is not None:
+    repo = service.preflight(launch_request)
+    if isinstance(repo, LaunchEvent):
         request.app[appkeys.METRICS].launch_outcome("failed")
-        return await _answer(request, rejection.model_copy(update={"launch_id": launch_request.launch_id}))
-    launch = service.open(launch_request)
+        return await _answer(request, repo.model_copy(update={"launch_id": launch_request.launch_id}))
+    launch = service.open(launch_request, repo)
     response = web.StreamResponse(headers=STREAM_HEADERS)
     try:
         await response.prepare(request)

@@ -17,7 +17,7 @@ from pydantic_core import PydanticUndefined
 from fedproto.keys import KeyRing
 from fedproto.member import MEMBER_ID_PATTERN
 
-from .backends import BACKEND_MODULES, backend_class
+from .backends import backend_class, backend_kinds
 from .config import CONFIG_NAME, DEFAULT_PORT, ConfigError, MemberSettings, atomic_write
 
 HEADER = """\
@@ -95,7 +95,7 @@ def render(kind: str, member_id: str, agent_url: str, public_url: str) -> str:
     parts += ["[backend]", f"kind = {_toml_line('k', kind)[4:]}"]
     try:
         parts += model_lines(backend_class(kind).Config, {})
-    except ImportError:
+    except ValueError:  # installed without its extra (kubernetes)
         parts.append("# (this backend's options are documented in the member README)")
     return "\n".join(parts) + "\n"
 
@@ -104,8 +104,8 @@ def init_member(
     directory: Path, kind: str, *, member_id: str | None = None, agent_url: str = "", public_url: str = "", force: bool = False
 ) -> Path:
     """Write ``DIR/member.toml`` and ``DIR/keys/``; refuse to overwrite a config unless ``force``."""
-    if kind not in BACKEND_MODULES:
-        raise ConfigError(f"unknown backend {kind!r}; choose one of {', '.join(BACKEND_MODULES)}")
+    if kind not in backend_kinds():
+        raise ConfigError(f"unknown backend {kind!r}; choose one of {', '.join(backend_kinds())}")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / CONFIG_NAME
     if path.exists() and not force:

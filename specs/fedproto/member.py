@@ -38,5 +38,9 @@ class MemberRecord(WireModel):
     labels: dict[str, str] = Field(default_factory=dict)
     canary: bool = Field(default=True, description="Whether the broker runs canary launches on this member.")
     jwks: dict[str, Any] = Field(description="The member's public keys (JWKS).")
+    max_capacity: int | None = Field(
+        default=None, ge=0, le=1_000_000,
+        description="Admin-set cap on the capacity routing believes from the member's ads (None: no cap).",
+    )
     created_at: float
     updated_at: float

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
 from .errors import SpecError
+from .providers import PROVIDER_TABLE
 
-REPO_PROVIDERS = ("gh", "gl", "gist", "git")
-DATA_PROVIDERS = ("zenodo", "figshare", "hydroshare", "dataverse", "ckan")
+REPO_PROVIDERS = tuple(p.prefix for p in PROVIDER_TABLE if not p.data)
+DATA_PROVIDERS = tuple(p.prefix for p in PROVIDER_TABLE if p.data)
 PROVIDERS = REPO_PROVIDERS + DATA_PROVIDERS
 
 MAX_SPEC_LENGTH = 1024
@@ -86,6 +87,10 @@ class RepoSpec:
             raise SpecError("spec is empty or too long", reason="bad_spec")
         if any(ord(c) < 0x20 or c == "\x7f" for c in spec):
             raise SpecError("spec contains control characters", reason="bad_spec")
+        # Checked on the unescaped spec too: BinderHub unescapes a git URL before using it, and a
+        # spec goes into upstream URL paths, where a '.' or '..' segment would name another route.
+        if any(part in (".", "..") for part in unquote(spec).split("/")):
+            raise SpecError("spec must not contain '.' or '..' path segments", reason="bad_spec")
         return _PARSERS[provider](spec, allow_file)
 
 

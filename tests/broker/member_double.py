@@ -27,8 +27,8 @@ from fedproto.tokens import bearer, verify_request
 
 from fedbroker.registry.snapshot import MemberEntry
 
-# What a launch does: ok | http500 | failed429 | failed503 | failed404 | quota | die | hang | slow
-BEHAVIOURS = ("ok", "http500", "failed429", "failed503", "failed404", "quota", "die", "hang", "slow")
+# What a launch does: ok | http500 | failed429 | failed503 | failed404 | failed422 | quota | die | hang | slow
+BEHAVIOURS = ("ok", "http500", "failed429", "failed503", "failed404", "failed422", "quota", "die", "hang", "slow")
 
 
 def free_port() -> int:
@@ -170,6 +170,7 @@ class MemberDouble:
             "failed429": (429, "Too many users on this member.\n"),
             "failed503": (503, "Site trouble.\n"),
             "failed404": (404, f"Could not resolve ref for {launch.provider}:{launch.spec}.\n"),
+            "failed422": (422, "Building the environment failed: pip could not install requirements.txt\n"),
         }
         if self.behaviour in fails:
             code, msg = fails[self.behaviour]

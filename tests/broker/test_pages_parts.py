@@ -8,25 +8,45 @@ from typing import Any
 
 import pytest
 
-from fedbroker.web.htmlpage import Markup, PageTemplates, esc, json_for_script
-from fedbroker.web.statuscards import glance, load_text, location_text, map_point, member_card_html, poll_text
+from markupsafe import Markup
+
+from fedbroker.web.htmlpage import PageTemplates
+from fedbroker.web.statuscards import TEMPLATE_GLOBALS, glance, load_text, location_text, map_point, poll_text
 
 
 def test_render_escapes_values_unless_markup(tmp_path: Path) -> None:
-    (tmp_path / "layout.html").write_text("<title>$title</title>$script<main>$body</main>$version$current_home$current_status")
-    (tmp_path / "page.html").write_text("<p>$plain</p>$fragment")
+    (tmp_path / "layout.html").write_text(
+        '<title>{{ title }}</title><a{% if nav == "home" %} aria-current="page"{% endif %}></a>'
+        "<main>{% block body %}{% endblock %}</main>{{ version }}")
+    (tmp_path / "page.html").write_text(
+        '{% extends "layout.html" %}{% block body %}<p>{{ plain }}</p>{{ fragment }}{% endblock %}')
     pages = PageTemplates(tmp_path)
     html = pages.render("page", title="<T>", plain="<b>&'\"", fragment=Markup("<i>ok</i>"), nav="home")
     assert "<title>&lt;T&gt;</title>" in html
-    assert "<p>&lt;b&gt;&amp;&#x27;&quot;</p><i>ok</i>" in html
+    assert "<p>&lt;b&gt;&amp;&#39;&#34;</p><i>ok</i>" in html
     assert ' aria-current="page"' in html
 
 
-def test_json_for_script_cannot_close_the_element() -> None:
-    value = {"a": "</script><script>alert(1)</script>", "b": "&<>"}
-    text = json_for_script(value)
+def test_an_undefined_template_value_is_an_error_not_an_empty_string(tmp_path: Path) -> None:
+    (tmp_path / "layout.html").write_text("{{ missing }}")
+    with pytest.raises(Exception, match="'missing' is undefined"):
+        PageTemplates(tmp_path).render("layout", title="t")
+
+
+def test_json_in_a_script_element_cannot_close_it(tmp_path: Path) -> None:
+    (tmp_path / "layout.html").write_text('<script type="application/json">{{ value|tojson }}</script>')
+    value = {"a": "</script><script>alert(1)</script>", "b": "&<>'"}
+    html = PageTemplates(tmp_path).render("layout", title="t", value=value)
+    text = html.removeprefix('<script type="application/json">').removesuffix("</script>")
     assert "<" not in text and ">" not in text and "&" not in text
     assert json.loads(text) == value
+
+
+def member_card_html(member: dict[str, Any], now: float) -> str:
+    """One card, rendered by the status page's own macro."""
+    pages = PageTemplates()
+    pages.env.globals.update(TEMPLATE_GLOBALS)
+    return str(pages.env.get_template("statuscards.html").module.member_card(member, now))  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("location", "point"), [

@@ -161,7 +161,7 @@ async def test_status_page_escapes_member_values(client: TestClient) -> None:
     assert 'id="member-alpha"' in html and 'data-health="healthy"' in html
     assert '<circle class="marker routable" cx="184.9" cy="37.6"' in html  # lon + 180, 90 - lat
     config = json.loads(re.search(r'id="status-config">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
-    assert config["summary"]["members"][1]["display_name"] == f"Beta {HOSTILE}"
+    assert config == {"refresh_seconds": 3.0}  # the cards are rendered here only; the script refreshes by refetching
 
 
 async def test_federation_summary_has_last_poll_and_outcomes(client: TestClient) -> None:

@@ -93,10 +93,11 @@ async def test_other_retryable_failures(fed: Fed, behaviour: str) -> None:
     assert events[-1]["phase"] == "ready" and events[-1]["member"] == "good"
 
 
-async def test_repo_error_is_not_retried(fed: Fed) -> None:
-    client, doubles = await fed(("first", "failed404"), ("second", "ok"))
+@pytest.mark.parametrize(("behaviour", "code"), [("failed404", 404), ("failed422", 422)], ids=["not-found", "unbuildable"])
+async def test_repo_error_is_not_retried(fed: Fed, behaviour: str, code: int) -> None:
+    client, doubles = await fed(("first", behaviour), ("second", "ok"))
     events, _ = await launch(client)
-    assert events[-1] == {**events[-1], "phase": "failed", "status_code": 404, "member": "first"}
+    assert events[-1] == {**events[-1], "phase": "failed", "status_code": code, "member": "first"}
     assert doubles["second"].launches == []
     assert client.app[HEALTH].views()["first"].success_rate == 1.0  # the repo's fault, not the member's
 

@@ -36,7 +36,7 @@ def test_status_page_shows_a_killed_member_going_unhealthy(page: Any, federation
     victim = "tokyo"
     assert page.get_attribute(f"#member-{victim}", "data-health") == "healthy"
     federation.kill_member(victim)
-    # No reload: the page refreshes itself from /api/v1/federation.
+    # No reload: the page refreshes itself (it fetches /status again and swaps the cards in).
     page.wait_for_selector(f"#member-{victim}[data-health=unhealthy]", timeout=20_000)
     assert "Not taking launches" in page.locator(f"#member-{victim} .verdict").inner_text()
     assert page.locator(f'#map-markers circle.down[data-member="{victim}"]').count() == 1

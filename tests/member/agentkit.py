@@ -19,6 +19,7 @@ from fedmember.config import MemberConfig
 from fedproto.clock import SystemClock
 from fedproto.keys import KeyRing, PrivateKey
 from fedproto.launch import LaunchEvent, LaunchRequest, parse_sse_data
+from fedproto.repospec import RepoSpec
 from fedproto.status import Capacity, HealthCheck
 from fedproto.tokens import sign_request
 
@@ -129,6 +130,7 @@ class FakeBackend(Backend):
         super().__init__(FakeConfig(), context or BackendContext(member_id=MEMBER_ID, state_dir=Path("/nonexistent")))
         self.script = script or []
         self.stopped: list[str] = []
+        self.repos: list[RepoSpec] = []  # what each launch was handed, parsed once by the agent
         self.running: set[str] = set()
         self.started = self.stopped_all = False
 
@@ -139,7 +141,8 @@ class FakeBackend(Backend):
         self.stopped_all = True
         self.running.clear()
 
-    async def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+    async def launch(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
+        self.repos.append(repo)
         self.running.add(request.launch_id)
         for step in self.script:
             if step == "hang":

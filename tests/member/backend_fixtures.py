@@ -15,8 +15,11 @@ from typing import Any, AsyncIterator
 import pytest
 
 from fedproto.clock import FakeClock
-from fedproto.launch import LaunchEvent
-from fedmember.backends.base import BackendContext
+from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.repospec import RepoSpec
+from fedmember.backends.base import Backend, BackendContext
+from fedmember.launches import LaunchService
+from fedmember.metrics import AgentMetrics
 
 from binderhub_replay import BinderHubReplay, load_recordings
 
@@ -37,6 +40,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def preflight(backend: Backend, request: LaunchRequest) -> RepoSpec | LaunchEvent:
+    """What the agent does before a backend sees a launch: the parsed spec, or the ``failed`` refusal."""
+    return LaunchService(backend, AgentMetrics(), launch_timeout=60.0, dev=backend.context.dev).preflight(request)
+
+
+def launch_on(backend: Backend, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+    """``backend.launch`` as the agent calls it: with the spec parsed once, here."""
+    repo = preflight(backend, request)
+    assert isinstance(repo, RepoSpec), repo
+    return backend.launch(request, repo)
+
+
+def build_on(backend: Backend, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+    repo = preflight(backend, request)
+    assert isinstance(repo, RepoSpec), repo
+    return backend.build(request, repo)
 
 
 def make_context(tmp_path: Path, **overrides: Any) -> BackendContext:

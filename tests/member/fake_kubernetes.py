@@ -77,6 +77,7 @@ class FakeKubernetes:
         self._changed = asyncio.Condition()
         self._watches: set[asyncio.Task[Any]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._killers: set[asyncio.Task[None]] = set()
         self._procs: dict[tuple[str, str], asyncio.subprocess.Process] = {}
         self._next_ip = 2
 
@@ -104,6 +105,7 @@ class FakeKubernetes:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for key in list(self._procs):
             await self._kill(key)
+        await asyncio.gather(*self._killers)  # never cancelled: a container must not outlive the test
 
     def close_watches(self) -> None:
         """End every open watch stream (an API server restart or a load balancer timeout)."""
@@ -257,8 +259,10 @@ class FakeKubernetes:
         obj = self.remove(kind, ns, name)
         if obj is None:
             return _status(404, "NotFound", f'{kind} "{name}" not found')
-        if kind == "pods":
-            await self._kill((ns, name))
+        if kind == "pods":  # the container stops in the background, as after a real delete's answer
+            killer = asyncio.get_running_loop().create_task(self._kill((ns, name)))
+            self._killers.add(killer)
+            killer.add_done_callback(self._killers.discard)
         return web.json_response(obj)
 
     # -- control (for a benchmark in another process) ---------------------------------------

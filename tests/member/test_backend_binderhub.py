@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from fedproto.launch import LaunchRequest
+from fedproto.launch import LaunchEvent, LaunchRequest
 from fedmember.backends import backend_class
 from fedmember.backends.binderhub import BinderHubBackend, BinderHubConfig
 from fedmember.backends.binderhub_events import failure_status, parse_health, server_user, to_launch_event
 
-from backend_fixtures import binderhub_recordings, binderhub_replay, collect, free_port, make_context  # noqa: F401
+from backend_fixtures import binderhub_recordings, binderhub_replay, build_on, collect, free_port, launch_on, make_context, preflight  # noqa: F401
 from binderhub_replay import QUOTA_MESSAGE, TIME_SCALE, Recording, error_recording
 
 REQUIREMENTS = "gh/binderhub-ci-repos/requirements/HEAD"
@@ -41,7 +41,7 @@ async def test_binderhub_replayed_fakebuild_streams_every_event_to_ready(binderh
     replay.routes[REQUIREMENTS] = recording
     hub = backend(tmp_path, url)
     started = time.monotonic()
-    events = await collect(hub.launch(request("gh", "binderhub-ci-repos/requirements/HEAD")))
+    events = await collect(launch_on(hub, request("gh", "binderhub-ci-repos/requirements/HEAD")))
     elapsed = time.monotonic() - started
     await hub.stop()
 
@@ -59,7 +59,7 @@ async def test_binderhub_replayed_prebuilt_image_launches_at_once(binderhub_repl
     replay, url = binderhub_replay
     replay.routes[REQUIREMENTS] = replay.recordings["prebuilt"]
     hub = backend(tmp_path, url)
-    events = await collect(hub.launch(request("gh", "binderhub-ci-repos/requirements/HEAD")))
+    events = await collect(launch_on(hub, request("gh", "binderhub-ci-repos/requirements/HEAD")))
     await hub.stop()
     assert events[0].phase == "built" and events[0].message == "Found built image, launching...\n"
     assert events[-1].phase == "ready" and events[-1].url.endswith("-lrbicct8/") and events[-1].token
@@ -69,7 +69,7 @@ async def test_binderhub_replayed_git_provider_keeps_the_escaped_clone_url(binde
     replay, url = binderhub_replay
     replay.routes[f"git/{GIT_SPEC}"] = replay.recordings["git"]
     hub = backend(tmp_path, url)
-    events = await collect(hub.launch(request("git", GIT_SPEC)))
+    events = await collect(launch_on(hub, request("git", GIT_SPEC)))
     await hub.stop()
     assert replay.requests[0]["path"] == f"/build/git/{GIT_SPEC}"
     assert events[-1].phase == "ready"
@@ -91,7 +91,7 @@ async def test_binderhub_replayed_error_streams_fail_as_the_repos_fault(
     replay, url = binderhub_replay
     replay.routes[f"{provider}/{spec}"] = error_recording(replay.recordings, section)
     hub = backend(tmp_path, url)
-    events = await collect(hub.launch(request(provider, spec)))
+    events = await collect(launch_on(hub, request(provider, spec)))
     await hub.stop()
     assert [e.phase for e in events] == phases
     assert events[-1].status_code == status
@@ -102,7 +102,7 @@ async def test_binderhub_replayed_build_only_refusal_keeps_its_400(binderhub_rep
     replay, url = binderhub_replay
     replay.routes[REQUIREMENTS] = error_recording(replay.recordings, "build_only=true")
     hub = backend(tmp_path, url)
-    events = await collect(hub.build(request("gh", "binderhub-ci-repos/requirements/HEAD")))
+    events = await collect(build_on(hub, request("gh", "binderhub-ci-repos/requirements/HEAD")))
     await hub.stop()
     assert replay.requests[0]["path"].endswith("?build_only=true")
     assert events[-1].phase == "failed" and events[-1].status_code == 400
@@ -126,9 +126,9 @@ async def test_binderhub_hostile_or_unknown_specs_fail_400_without_contacting_bi
 ) -> None:
     replay, url = binderhub_replay
     hub = backend(tmp_path, url)
-    events = await collect(hub.launch(request(provider, spec)))
+    refusal = preflight(hub, request(provider, spec))  # the agent refuses it before the backend sees it
     await hub.stop()
-    assert [(e.phase, e.status_code) for e in events] == [("failed", 400)]
+    assert isinstance(refusal, LaunchEvent) and (refusal.phase, refusal.status_code) == ("failed", 400)
     assert replay.requests == []
 
 
@@ -137,7 +137,7 @@ async def test_binderhub_replayed_hold_open_stream_is_closed_by_us_after_ready(b
     replay.routes["gh/fake/repo/HEAD"] = replay.recordings["hold_open"]
     hub = backend(tmp_path, url)
     started = time.monotonic()
-    events = await collect(hub.launch(request("gh", "fake/repo/HEAD")))
+    events = await collect(launch_on(hub, request("gh", "fake/repo/HEAD")))
     elapsed = time.monotonic() - started
     await hub.stop()
     assert events[-1].phase == "ready" and events[-1].url.endswith("/user/fake-repo-grtlntwo/")
@@ -152,7 +152,7 @@ async def test_binderhub_replayed_hold_open_stream_is_closed_by_us_after_ready(b
 async def test_binderhub_replayed_rate_limit_fails_429_after_two_launches(binderhub_replay: Any, tmp_path: Path) -> None:
     replay, url = binderhub_replay
     hub = backend(tmp_path, url)
-    results = [await collect(hub.launch(request("gh", f"org/ratelimited-{n}/HEAD", f"launch-000{n}"))) for n in (1, 2, 3)]
+    results = [await collect(launch_on(hub, request("gh", f"org/ratelimited-{n}/HEAD", f"launch-000{n}"))) for n in (1, 2, 3)]
     await hub.stop()
     assert [r[-1].phase for r in results] == ["ready", "ready", "failed"]
     assert results[2][-1].status_code == 429 and "Rate limit exceeded" in results[2][-1].message
@@ -176,7 +176,7 @@ async def test_binderhub_site_trouble_fails_with_a_retryable_status(
     replay, url = binderhub_replay
     replay.routes["gh/org/trouble/HEAD"] = recording
     hub = backend(tmp_path, url)
-    events = await collect(hub.launch(request("gh", "org/trouble/HEAD")))
+    events = await collect(launch_on(hub, request("gh", "org/trouble/HEAD")))
     await hub.stop()
     assert events[-1].phase == "failed" and events[-1].status_code == status
 
@@ -185,14 +185,14 @@ async def test_binderhub_launch_timeout_ends_in_504(binderhub_replay: Any, tmp_p
     replay, url = binderhub_replay
     replay.routes[REQUIREMENTS] = replay.recordings["fakebuild"]  # ~0.63 s when replayed
     hub = backend(tmp_path, url, launch_timeout=0.2)
-    events = await collect(hub.launch(request("gh", "binderhub-ci-repos/requirements/HEAD")))
+    events = await collect(launch_on(hub, request("gh", "binderhub-ci-repos/requirements/HEAD")))
     await hub.stop()
     assert events[-1].phase == "failed" and events[-1].status_code == 504
 
 
 async def test_binderhub_connection_refused_fails_503_and_is_unhealthy(tmp_path: Path) -> None:
     hub = backend(tmp_path, f"http://127.0.0.1:{free_port()}", request_timeout=2)
-    events = await collect(hub.launch(request("gh", "org/repo/HEAD")))
+    events = await collect(launch_on(hub, request("gh", "org/repo/HEAD")))
     checks = await hub.health()
     capacity = await hub.capacity()
     await hub.stop()
@@ -206,7 +206,7 @@ async def test_binderhub_replayed_health_without_pod_quota_uses_max_servers(bind
     replay.routes[REQUIREMENTS] = replay.recordings["prebuilt"]
     hub = backend(tmp_path, url, max_servers=7)
     await hub.start()
-    await collect(hub.launch(request("gh", "binderhub-ci-repos/requirements/HEAD")))
+    await collect(launch_on(hub, request("gh", "binderhub-ci-repos/requirements/HEAD")))
     checks = await hub.health()
     capacity = await hub.capacity()
     await hub.stop()
@@ -253,7 +253,7 @@ async def test_binderhub_stop_server_deletes_through_the_hub_api_when_configured
     token_file = tmp_path / "hub-token"
     token_file.write_text(f"{replay.hub_token}\n")
     hub = backend(tmp_path, url, hub_api_url=f"{url}/hub/api", hub_token={"token_file": token_file})
-    await collect(hub.launch(request("gh", "binderhub-ci-repos/requirements/HEAD", "launch-stop-1")))
+    await collect(launch_on(hub, request("gh", "binderhub-ci-repos/requirements/HEAD", "launch-stop-1")))
     assert await hub.stop_server("launch-stop-1") is True
     assert await hub.stop_server("launch-stop-1") is False  # unknown now
     await hub.stop()
@@ -264,7 +264,7 @@ async def test_binderhub_stop_server_without_hub_api_returns_false(binderhub_rep
     replay, url = binderhub_replay
     replay.routes[REQUIREMENTS] = replay.recordings["prebuilt"]
     hub = backend(tmp_path, url)
-    await collect(hub.launch(request("gh", "binderhub-ci-repos/requirements/HEAD", "launch-stop-2")))
+    await collect(launch_on(hub, request("gh", "binderhub-ci-repos/requirements/HEAD", "launch-stop-2")))
     assert await hub.stop_server("launch-stop-2") is False
     await hub.stop()
 
@@ -274,7 +274,7 @@ async def test_binderhub_api_token_is_sent_from_the_named_env_var(binderhub_repl
     replay.routes[REQUIREMENTS] = replay.recordings["prebuilt"]
     monkeypatch.setenv("TEST_BINDERHUB_TOKEN", "s3cret")
     hub = backend(tmp_path, url, api_token={"token_env": "TEST_BINDERHUB_TOKEN"})
-    await collect(hub.launch(request("gh", "binderhub-ci-repos/requirements/HEAD")))
+    await collect(launch_on(hub, request("gh", "binderhub-ci-repos/requirements/HEAD")))
     await hub.stop()
     assert replay.requests[0]["headers"]["Authorization"] == "token s3cret"
 
@@ -289,8 +289,8 @@ async def test_binderhub_api_token_is_sent_from_the_named_env_var(binderhub_repl
         ("Could not resolve ref for gh:org/repo/HEAD. Double check your URL\n", None, 404),
         ("No provider found for prefix nosuch\n", None, 404),
         ("Failed to launch image local-binder/x:y\n", None, 503),
-        ("Unsupported git url /srv/repo, protocol  not in http, file, ssh, https, git\n", None, 400),
-        ("Build failed: requirements.txt does not install\n", None, 400),
+        ("Unsupported git url /srv/repo, protocol  not in http, file, ssh, https, git\n", None, 422),
+        ("Build failed: requirements.txt does not install\n", None, 422),
     ],
     ids=["ratelimit-kept", "400-kept", "repo-quota", "pod-quota", "unresolved-ref", "no-provider", "launch-failure", "bad-url", "build-failure"],
 )
@@ -303,7 +303,7 @@ def test_binderhub_event_mapping_keeps_unknown_fields_and_survives_odd_ones() ->
     odd = to_launch_event({"phase": "Frobnicating", "message": "hm\n"})
     assert odd.phase == "waiting" and odd.to_json()["binderhub_phase"] == "Frobnicating"
     assert to_launch_event({"phase": "launching", "message": "x\n", "url": 5}).to_json() == {"phase": "launching", "message": "x\n"}
-    assert to_launch_event({"phase": "failed", "member": "forged"}).to_json() == {"phase": "failed", "message": "", "status_code": 400}
+    assert to_launch_event({"phase": "failed", "member": "forged"}).to_json() == {"phase": "failed", "message": "", "status_code": 422}
 
 
 def test_binderhub_health_and_user_parsing() -> None:

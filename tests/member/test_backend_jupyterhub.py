@@ -8,12 +8,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fedproto.launch import LaunchRequest
+from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import RepoSpec
 from fedmember.backends import backend_class
 from fedmember.backends.jupyterhub import JupyterHubBackend, JupyterHubConfig
 
-from backend_fixtures import collect, free_port, jupyterhub_server, make_context  # noqa: F401
+from backend_fixtures import collect, free_port, jupyterhub_server, launch_on, make_context, preflight  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ async def test_jupyterhub_real_hub_launch_to_ready_capacity_and_stop(jupyterhub_
     hub = backend(tmp_path, jupyterhub_server, max_servers=2)
     checks = await hub.health()
     assert checks[0].ok and checks[0].detail["kind"] == "service"
-    events = await collect(hub.launch(request("launch-hub-0001")))
+    events = await collect(launch_on(hub, request("launch-hub-0001")))
     ready = events[-1]
     assert ready.phase == "ready", events
     assert [e.phase for e in events[:-1]] == ["launching"] * (len(events) - 1)
@@ -67,7 +67,7 @@ async def test_jupyterhub_real_hub_launch_to_ready_capacity_and_stop(jupyterhub_
 
 async def test_jupyterhub_real_hub_max_servers_fails_429_before_creating_anything(jupyterhub_server: dict[str, Any], tmp_path: Path) -> None:
     hub = backend(tmp_path, jupyterhub_server, max_servers=0)
-    events = await collect(hub.launch(request("launch-hub-0002")))
+    events = await collect(launch_on(hub, request("launch-hub-0002")))
     assert [(e.phase, e.status_code) for e in events] == [("failed", 429)]
     async with aiohttp.ClientSession() as http:
         headers = {"Authorization": f"token {jupyterhub_server['token']}"}
@@ -79,7 +79,7 @@ async def test_jupyterhub_real_hub_max_servers_fails_429_before_creating_anythin
 
 async def test_jupyterhub_real_hub_stop_removes_every_server_it_started(jupyterhub_server: dict[str, Any], tmp_path: Path) -> None:
     hub = backend(tmp_path, jupyterhub_server, max_servers=3)
-    events = await collect(hub.launch(request("launch-hub-0003")))
+    events = await collect(launch_on(hub, request("launch-hub-0003")))
     assert events[-1].phase == "ready"
     await hub.stop()
     checker = backend(tmp_path, jupyterhub_server, user_prefix=hub.config.user_prefix)
@@ -94,7 +94,7 @@ async def test_jupyterhub_unreachable_hub_fails_503_and_is_unhealthy(tmp_path: P
         JupyterHubConfig(hub_api_url=f"http://127.0.0.1:{free_port()}/hub/api", token={"token_file": token_file}, request_timeout=2),
         make_context(tmp_path, public_url="http://127.0.0.1:1/"),
     )
-    events = await collect(hub.launch(request("launch-hub-0004")))
+    events = await collect(launch_on(hub, request("launch-hub-0004")))
     checks = await hub.health()
     await hub.stop()
     assert [(e.phase, e.status_code) for e in events] == [("failed", 503)]
@@ -109,10 +109,10 @@ async def test_jupyterhub_hostile_spec_and_unmatched_repo_fail_before_the_hub(tm
         default_user_options=None, rules=[{"match": r"^gh:org/allowed$", "user_options": {"image": "img:$ref"}}],
     )
     hub = JupyterHubBackend(config, make_context(tmp_path))
-    bad = await collect(hub.launch(request("launch-hub-0005", spec="../../etc/HEAD")))
-    unmatched = await collect(hub.launch(request("launch-hub-0006", spec="org/other/HEAD")))
+    bad = preflight(hub, request("launch-hub-0005", spec="../../etc/HEAD"))
+    unmatched = await collect(launch_on(hub, request("launch-hub-0006", spec="org/other/HEAD")))
     await hub.stop()
-    assert bad[-1].status_code == 400
+    assert isinstance(bad, LaunchEvent) and bad.status_code == 400
     assert unmatched[-1].status_code == 404
     repo = RepoSpec.parse("gh", "org/allowed/v1")
     assert hub._user_options(repo, request("launch-hub-0007")) == {"image": "img:v1"}
@@ -123,7 +123,7 @@ async def test_jupyterhub_missing_token_env_fails_503(tmp_path: Path, monkeypatc
     hub = JupyterHubBackend(
         JupyterHubConfig(hub_api_url="http://127.0.0.1:1/hub/api", token={"token_env": "NO_SUCH_HUB_TOKEN"}), make_context(tmp_path)
     )
-    events = await collect(hub.launch(request("launch-hub-0008")))
+    events = await collect(launch_on(hub, request("launch-hub-0008")))
     assert events[-1].status_code == 503 and "NO_SUCH_HUB_TOKEN" in events[-1].message
     assert not (await hub.health())[0].ok
     await hub.stop()
@@ -131,7 +131,7 @@ async def test_jupyterhub_missing_token_env_fails_503(tmp_path: Path, monkeypatc
 
 async def test_jupyterhub_real_hub_consumer_leaving_mid_launch_removes_the_user(jupyterhub_server: dict[str, Any], tmp_path: Path) -> None:
     hub = backend(tmp_path, jupyterhub_server, max_servers=3)
-    events = hub.launch(request("launch-hub-0009"))
+    events = launch_on(hub, request("launch-hub-0009"))
     async for event in events:
         if event.phase == "launching" and "Requesting" not in event.message:
             break  # the user exists and its server is spawning

@@ -13,11 +13,10 @@ from fedmember.backends import backend_class
 from fedmember.backends.kubernetes import KubernetesBackend, KubernetesConfig
 from fedmember.backends.kubernetes_pods import object_name
 
-from backend_fixtures import collect, free_port
+from backend_fixtures import collect, free_port, launch_on
 from fake_kubernetes import write_kubeconfig
 from kubekit import NS, Kube, kube, make_backend, request, until  # noqa: F401 - kube is a fixture
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 def test_kubernetes_backend_is_registered_by_kind() -> None:
@@ -38,7 +37,7 @@ async def test_kubernetes_fake_api_launch_to_ready(kube: Kube, tmp_path: Path) -
     fake = kube.fake
     backend = make_backend(tmp_path, kube)
     await backend.start()
-    events = await collect(backend.launch(request("launch_K8S-0001", data=["10.5281/zenodo.1"])))
+    events = await collect(launch_on(backend, request("launch_K8S-0001", data=["10.5281/zenodo.1"])))
     ready, name = events[-1], object_name("launch_K8S-0001")
     assert ready.phase == "ready" and ready.url == f"https://nb.example.org/{name}/" and ready.token
     assert [e.message for e in events[:-1]][-1] == f"Pod {name} is Running\n"
@@ -56,7 +55,7 @@ async def test_kubernetes_fake_api_launch_to_ready(kube: Kube, tmp_path: Path) -
     assert fake.requests["get", "pods"] == 0, "progress comes from the watch, not from polling the pod"
     assert (await backend.health())[0].ok and backend.versions() == {"kubernetes": "v1.30.0-fake"}
     # A launch that does not ask for the dataset does not get its volume.
-    await collect(backend.launch(request("launch-k8s-0001b")))
+    await collect(launch_on(backend, request("launch-k8s-0001b")))
     assert fake.objects["pods"][(NS, object_name("launch-k8s-0001b"))]["spec"]["volumes"] == []
     await backend.stop()
     assert fake.objects["pods"] == {} and fake.objects["secrets"] == {}
@@ -69,10 +68,10 @@ async def test_kubernetes_fake_api_capacity_from_quota(kube: Kube, tmp_path: Pat
     await backend.start()
     await until(lambda: backend.quotas.items)
     assert (await backend.capacity()).total == 1
-    assert (await collect(backend.launch(request("launch-k8s-0002"))))[-1].phase == "ready"
+    assert (await collect(launch_on(backend, request("launch-k8s-0002"))))[-1].phase == "ready"
     capacity = await backend.capacity()
     assert (capacity.total, capacity.used, capacity.building) == (1, 1, 0)
-    refused = await collect(backend.launch(request("launch-k8s-0003")))
+    refused = await collect(launch_on(backend, request("launch-k8s-0003")))
     assert [(e.phase, e.status_code) for e in refused] == [("failed", 429)]
     assert len(kube.fake.pods(NS)) == 1
     await backend.stop()
@@ -82,7 +81,7 @@ async def test_kubernetes_fake_api_concurrent_launches_reserve_atomically(kube: 
     """Six launches at once on a member with two slots: exactly two start, four get 429, no pod beyond the limit."""
     backend = make_backend(tmp_path, kube, max_servers=2)
     await backend.start()
-    results = await asyncio.gather(*(collect(backend.launch(request(f"launch-k8s-c{n}"))) for n in range(6)))
+    results = await asyncio.gather(*(collect(launch_on(backend, request(f"launch-k8s-c{n}"))) for n in range(6)))
     ends = sorted((r[-1].phase, r[-1].status_code) for r in results)
     assert ends == [("failed", 429)] * 4 + [("ready", None)] * 2, ends
     assert len(kube.fake.created) == 4  # two pods, two Secrets
@@ -100,7 +99,7 @@ async def test_kubernetes_fake_api_failure_midway_cleans_up(kube: Kube, tmp_path
     await backend.start()
     loop = asyncio.get_running_loop()
     began = loop.time()
-    events = await collect(backend.launch(request("launch-k8s-0004")))
+    events = await collect(launch_on(backend, request("launch-k8s-0004")))
     took = loop.time() - began
     assert events[-1].phase == "failed"
     assert events[-1].status_code == {"image-pull-error": 503, "start-timeout": 504, "unschedulable": 503}[failure]
@@ -117,7 +116,7 @@ async def test_kubernetes_fake_api_stop_server_deletes(kube: Kube, tmp_path: Pat
     """stop_server deletes pod and Secret; capacity follows the watch; a second stop finds nothing."""
     backend = make_backend(tmp_path, kube)
     await backend.start()
-    await collect(backend.launch(request("launch-k8s-0005")))
+    await collect(launch_on(backend, request("launch-k8s-0005")))
     assert (await backend.capacity()).used == 1
     assert await backend.stop_server("launch-k8s-0005") is True
     assert kube.fake.objects["pods"] == {} and kube.fake.objects["secrets"] == {}
@@ -132,7 +131,7 @@ async def test_kubernetes_fake_api_stop_deletes_all_and_leaves_others(kube: Kube
     backend = make_backend(tmp_path, kube)
     await backend.start()
     for n in range(3):
-        assert (await collect(backend.launch(request(f"launch-k8s-01{n}0"))))[-1].phase == "ready"
+        assert (await collect(launch_on(backend, request(f"launch-k8s-01{n}0"))))[-1].phase == "ready"
     kube.fake.put("pods", NS, {"metadata": {"name": "someone-else", "labels": {"app": "other"}}, "status": {"phase": "Running"}})
     await backend.stop()
     assert list(kube.fake.objects["pods"]) == [(NS, "someone-else")] and kube.fake.objects["secrets"] == {}
@@ -144,7 +143,7 @@ async def test_kubernetes_fake_api_unreachable_is_unhealthy_and_fails_503(tmp_pa
     backend = make_backend(tmp_path, Kube(None, kubeconfig, ""), request_timeout=0.5)  # type: ignore[arg-type]
     await backend.start()
     assert not (await backend.health())[0].ok and (await backend.capacity()).total == 0
-    events = await collect(backend.launch(request("launch-k8s-0007")))
+    events = await collect(launch_on(backend, request("launch-k8s-0007")))
     assert [(e.phase, e.status_code) for e in events] == [("failed", 503)]
     assert await backend.adopt() == []
     await backend.stop()
@@ -155,7 +154,7 @@ async def test_kubernetes_fake_api_consumer_leaving_mid_launch_deletes_the_pod(k
     kube.fake.ready_delay = 10
     backend = make_backend(tmp_path, kube)
     await backend.start()
-    events = backend.launch(request("launch-k8s-0008"))
+    events = launch_on(backend, request("launch-k8s-0008"))
     async for event in events:
         if event.message.startswith("Pod ") and "Pending" in event.message:
             break
@@ -168,7 +167,7 @@ async def test_kubernetes_fake_api_without_public_url_fails_503_and_cleans_up(ku
     """A ready URL that would not be absolute is a site misconfiguration, not a launch."""
     backend = make_backend(tmp_path, kube, public_url="")
     await backend.start()
-    events = await collect(backend.launch(request("launch-k8s-0009")))
+    events = await collect(launch_on(backend, request("launch-k8s-0009")))
     assert events[-1].status_code == 503 and "url_template" in events[-1].message
     assert kube.fake.objects["pods"] == {}
     await backend.stop()

@@ -18,10 +18,9 @@ from fedproto.clock import FakeClock
 from fedproto.keys import PublicKeySet
 from fedproto.status import verify_status_ad
 
-from backend_fixtures import collect, free_port
+from backend_fixtures import collect, free_port, launch_on
 from kubekit import NS, Kube, Proxy, kube, make_backend, proxy, request, running, seed_pod, settings, start_fake, until, with_proxy  # noqa: F401
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 async def _get(url: str, token: str | None = None, method: str = "GET", **kw: Any) -> tuple[int, Any]:
@@ -127,7 +126,7 @@ async def test_kubernetes_fake_api_idle_server_is_culled(aiohttp_server: Any, tm
     clock = FakeClock(time.time())
     backend = make_backend(tmp_path, kube, clock=clock, start_timeout=90, server_port=free_port(), idle_timeout=600, max_age=None)
     await backend.start()
-    ready = (await collect(backend.launch(request("launch-idle"))))[-1]
+    ready = (await collect(launch_on(backend, request("launch-idle"))))[-1]
     assert ready.phase == "ready", ready.message
     name = object_name("launch-idle")
     args = kube.fake.objects["pods"][(NS, name)]["spec"]["containers"][0]["args"]
@@ -144,7 +143,7 @@ async def test_kubernetes_fake_api_server_that_shut_itself_down_is_reaped(kube: 
     """jupyter-server's own idle shutdown ends the container: the watch sees the pod finish and the agent deletes it."""
     backend = make_backend(tmp_path, kube)
     await backend.start()
-    await collect(backend.launch(request("launch-exit")))
+    await collect(launch_on(backend, request("launch-exit")))
     name = object_name("launch-exit")
     await kube.fake.exit_container(NS, name)
     await until(lambda: kube.fake.objects["pods"] == {} and kube.fake.objects["secrets"] == {})
@@ -158,7 +157,7 @@ async def test_kubernetes_fake_api_culls_pods_older_than_max_age(kube: Kube, tmp
     clock = FakeClock(time.time())  # the fake server stamps pods with the real time
     backend = make_backend(tmp_path, kube, clock=clock, max_age=600, idle_timeout=None)
     await backend.start()
-    await collect(backend.launch(request("launch-k8s-0006")))
+    await collect(launch_on(backend, request("launch-k8s-0006")))
     name = object_name("launch-k8s-0006")
     assert kube.fake.objects["pods"][(NS, name)]["spec"]["activeDeadlineSeconds"] == 660
     assert await backend.cull_once() == []

@@ -11,7 +11,7 @@ import pytest
 
 from fedmember.backends.kubernetes_pods import object_name, pod_state
 
-from backend_fixtures import collect
+from backend_fixtures import collect, launch_on
 from kubekit import NS, Kube, kube, make_backend, request  # noqa: F401
 from pod_security import violations
 
@@ -32,7 +32,7 @@ async def _launched_pod(kube: Kube, tmp_path: Path, **config: Any) -> dict[str, 
                            tolerations=[{"key": "hub.jupyter.org/dedicated", "operator": "Equal", "value": "user", "effect": "NoSchedule"}],
                            priority_class_name="binder-users", image_pull_secrets=["registry-creds"], node_selector={"pool": "users"}, **config)
     await backend.start()
-    events = await collect(backend.launch(request("launch-psa-1", data=["10.5281/zenodo.1"])))
+    events = await collect(launch_on(backend, request("launch-psa-1", data=["10.5281/zenodo.1"])))
     assert events[-1].phase == "ready", events[-1].message
     pod = copy.deepcopy(kube.fake.objects["pods"][(NS, object_name("launch-psa-1"))])
     await backend.stop()

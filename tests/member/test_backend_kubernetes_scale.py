@@ -13,11 +13,10 @@ import pytest
 from benchmarks.bench_kubernetes import BUDGET
 from fedmember.backends.kubernetes_pods import APP_LABEL, label_value
 
-from backend_fixtures import collect
+from backend_fixtures import collect, launch_on
 from fake_kubernetes import bench_pod, running
 from kubekit import MEMBER, NS, Kube, kube, make_backend, request, start_fake, until  # noqa: F401
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 def _seed(kube: Kube, count: int) -> None:
@@ -46,8 +45,8 @@ async def test_kubernetes_fake_api_1000_pods_from_the_informer(kube: Kube, tmp_p
     await until(lambda: backend.pods.events - events == pods, timeout=30)
     capacity = await backend.capacity()
     assert (capacity.used, capacity.building) == (0, pods)
-    assert (await collect(backend.launch(request("launch-1001"))))[-1].phase == "ready"
-    assert [(e.phase, e.status_code) for e in await collect(backend.launch(request("launch-1002")))] == [("failed", 429)]
+    assert (await collect(launch_on(backend, request("launch-1001"))))[-1].phase == "ready"
+    assert [(e.phase, e.status_code) for e in await collect(launch_on(backend, request("launch-1002")))] == [("failed", 429)]
     assert kube.fake.requests["list", "pods"] == 1 and kube.fake.requests["get", "pods"] == 0
     await backend.detach()
 
@@ -58,9 +57,9 @@ async def test_kubernetes_fake_api_watch_resumes_and_relists_when_expired(aiohtt
     kube.fake._history = type(kube.fake._history)(maxlen=5)
     backend = make_backend(tmp_path, kube)
     await backend.start()
-    await collect(backend.launch(request("launch-w1")))
+    await collect(launch_on(backend, request("launch-w1")))
     kube.fake.close_watches()
-    await collect(backend.launch(request("launch-w2")))  # progress arrives on the resumed watch
+    await collect(launch_on(backend, request("launch-w2")))  # progress arrives on the resumed watch
     assert backend.pods.lists == 1 and len(backend.pods.items) == 2
     kube.fake.close_watches()
     _seed(kube, 8)  # more changes than the server's history keeps, before the informer is back

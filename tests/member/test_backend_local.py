@@ -15,7 +15,9 @@ from fedmember.app import make_app
 from fedmember.backends.base import BackendContext
 from fedmember.backends.local import LocalBackend, LocalConfig
 from fedproto.clock import FakeClock, SystemClock
+from fedproto.failures import Failure, fails_over
 from fedproto.launch import LaunchRequest
+from fedproto.repospec import RepoSpec
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +41,7 @@ def _backend(tmp_path: Path, clock: Any = None, **settings: Any) -> LocalBackend
 
 async def _launch(backend: LocalBackend, spec: str, launch_id: str, **extra: Any) -> list[Any]:
     request = LaunchRequest(provider="git", spec=spec, launch_id=launch_id, **extra)
-    return [event async for event in backend.launch(request)]
+    return [event async for event in backend.launch(request, RepoSpec.parse("git", spec, allow_file=True))]
 
 
 async def test_launch_through_the_agent_to_a_real_server(
@@ -197,6 +199,22 @@ async def test_unknown_ref_and_missing_repo_fail_cleanly(tmp_path: Path, make_re
         for spec in [git_spec_of(repo, "no-such-branch"), git_spec_of(tmp_path / "missing")]:
             events = await _launch(backend, spec, "launch-0001")
             assert events[-1].phase == "failed" and events[-1].status_code == 404, events
+        assert (await backend.capacity()).building == 0
+    finally:
+        await backend.stop()
+
+
+async def test_a_repo_that_does_not_build_is_final_not_failed_over(tmp_path: Path, make_repo: Callable[..., Path]) -> None:
+    # pip runs with --no-index here, so a requirement it has to download cannot install: the repository's fault.
+    repo = make_repo({"requirements.txt": "no-such-package-for-binder-federation==1.0\n"})
+    backend = _backend(tmp_path)
+    await backend.start()
+    try:
+        events = await _launch(backend, git_spec_of(repo), "launch-0001")
+        end = events[-1]
+        assert end.phase == "failed" and end.status_code == Failure.UNBUILDABLE, events
+        assert "Building the environment failed" in end.message
+        assert not fails_over(end.status_code, end.message)  # as a BinderHub member's build failure
         assert (await backend.capacity()).building == 0
     finally:
         await backend.stop()

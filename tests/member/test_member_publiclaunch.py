@@ -16,6 +16,7 @@ from fedmember.app import make_app
 from fedproto.clock import FakeClock, SystemClock
 from fedproto.keys import KeyDir, KeyRing
 from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.repospec import RepoSpec
 from fedproto.tickets import sign_ticket
 
 SPEC = "org/repo/main"
@@ -29,9 +30,9 @@ class RecordingBackend(FakeBackend):
         super().__init__(script)
         self.requests: list[LaunchRequest] = []
 
-    async def launch(self, request: LaunchRequest):  # type: ignore[override]
+    async def launch(self, request: LaunchRequest, repo: RepoSpec):  # type: ignore[override]
         self.requests.append(request)
-        async for event in super().launch(request):
+        async for event in super().launch(request, repo):
             yield event
 
 

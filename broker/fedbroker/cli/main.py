@@ -118,6 +118,42 @@ def cmd_admin_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def tokens_table(tokens: list[dict[str, Any]]) -> str:
+    lines = [f"{'ID':<22} {'NAME':<24} {'STATE':<10} EXPIRES"]
+    for t in tokens:
+        state = "revoked" if t.get("revoked_at") else "used" if t.get("used_at") else "active"
+        lines.append(f"{t['id']:<22} {t['name'][:24]:<24} {state:<10} {t['expires_at']:.0f}")
+    return "\n".join(lines)
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    answer = admin_client(args).list_tokens(args.kind)
+    print_json(answer) if args.json else print(tokens_table(answer["tokens"]))
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    answer = admin_client(args).revoke_token(args.kind, args.id)
+    if args.json:
+        print_json(answer)
+    elif answer.get("revoked_at") is None:
+        print(f"token {args.id} was already used and cannot be revoked")
+    else:
+        print(f"token {args.id} revoked")
+    return 0
+
+
+def _token_admin(sub: Any, kind: str) -> None:
+    """``list`` and ``revoke ID`` for one kind of token (``admin-tokens`` or ``enroll-tokens``)."""
+    listing = sub.add_parser("list", help="list tokens (ids, names, state; never secrets)")
+    _admin_options(listing)
+    listing.set_defaults(func=cmd_token_list, kind=kind)
+    revoke = sub.add_parser("revoke", help="revoke a token by id; it stops working at once")
+    revoke.add_argument("id")
+    _admin_options(revoke)
+    revoke.set_defaults(func=cmd_token_revoke, kind=kind)
+
+
 def _age(at: float | None, now: float | None) -> str:
     if at is None or now is None:
         return "never"
@@ -246,16 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--auto-approve", action="store_true", help="the member starts active")
     _admin_options(create)
     create.set_defaults(func=cmd_enroll_token_create)
+    _token_admin(tokens_sub, "enroll-tokens")
 
     admin_tokens = sub.add_parser("admin-token", help="more admin tokens (at most the caller's scopes)")
     admin_sub = admin_tokens.add_subparsers(dest="admin_token_command", required=True)
     make = admin_sub.add_parser("create", help="create a token; it is printed alone on the last line")
-    make.add_argument("--name", required=True, help="who the token is for (the audit log's actor)")
+    make.add_argument("--name", required=True, help="who the token is for (shown beside its id)")
     make.add_argument("--scope", action="append", choices=list(ADMIN_SCOPES),
                       help="repeatable; default: all three")
     make.add_argument("--ttl", type=parse_duration, default=90 * 86400.0, help="lifetime, e.g. 12h, 90d")
     _admin_options(make)
     make.set_defaults(func=cmd_admin_token_create)
+    _token_admin(admin_sub, "admin-tokens")
 
     members = sub.add_parser("members", help="list and manage members through the running broker")
     members.add_argument("action", choices=["list", "show", *MEMBER_ACTIONS, "remove"])

@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import socket
 from typing import AsyncIterator
 
 import aiohttp
+import aiohttp.abc
+from aiohttp.http_exceptions import LineTooLong
 from yarl import URL
 
 from fedproto.clock import Clock
@@ -25,11 +28,13 @@ from fedproto.tls import client_context, describe_failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.status import StatusAd, verify_status_ad
 from fedproto.tokens import sign_request
+from fedproto.urlpolicy import AddressPolicy, ip_literal, transport_allowed
 
 ANNOUNCE_HEADER = "Federation-Broker-Keys"  # fedmember.brokertrust reads it
 
 from ..registry.brokerkeys import BrokerKeys
 from ..config import BrokerConfig
+from .events import EventBudget, EventRejected
 from ..registry.snapshot import MemberEntry
 
 
@@ -44,15 +49,29 @@ class MemberCallError(Exception):
         self.status = status
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+class GuardedResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's resolver, refusing names that resolve to addresses the policy forbids.
+
+    Checked where the connection is made, so an agent URL whose DNS changed after it was
+    registered (DNS rebinding) still cannot aim signed requests at the broker's own network.
+    aiohttp does not resolve IP literals; :meth:`MemberClient.url` checks those.
+    """
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self._policy = policy
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[aiohttp.abc.ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            why = self._policy.refusal(ipaddress.ip_address(result["host"]))
+            if why is not None:
+                raise OSError(f"{host} resolves to a {why} address; the broker does not call it")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 class MemberClient:
@@ -63,16 +82,21 @@ class MemberClient:
         self._keyring = keyring
         self._clock = clock
         self._session = session
+        self._destinations = AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow)
 
     def url(self, entry: MemberEntry, path: str) -> URL:
-        """The agent URL for ``path``; https unless in dev mode on loopback."""
+        """The agent URL for ``path``; https unless in dev mode on loopback, never an internal address."""
         base = URL(entry.record.agent_url)
-        if base.scheme != "https" and not (base.scheme == "http" and self._config.dev and _is_loopback(base.host)):
+        if not transport_allowed(entry.record.agent_url, dev=self._config.dev):
             raise MemberCallError(
                 entry.id,
                 "insecure",
                 f"agent URL must be https (plain http is only allowed with --dev on loopback): {base.scheme}://{base.host}",
             )
+        literal = ip_literal(base.host or "")
+        why = self._destinations.refusal(literal) if literal is not None else None
+        if why is not None:
+            raise MemberCallError(entry.id, "insecure", f"agent URL points to a {why} address; the broker does not call it")
         return URL(str(base).rstrip("/") + path)
 
     def _headers(self, entry: MemberEntry, method: str, url: URL, body: bytes) -> dict[str, str]:
@@ -153,7 +177,9 @@ class MemberClient:
         async with resp:
             if resp.status != 200:
                 raise MemberCallError(entry.id, "http", await _error_text(resp), resp.status)
-            async for event in _read_events(entry.id, resp, idle):
+            routing = self._config.routing
+            budget = EventBudget(per_event=routing.max_event_bytes, total=routing.max_launch_event_bytes)
+            async for event in _read_events(entry.id, resp, idle, budget):
                 yield event
 
 
@@ -176,23 +202,35 @@ async def _error_text(resp: aiohttp.ClientResponse) -> str:
     return f"launch answered HTTP {resp.status}" + (f": {str(detail)[:200]}" if detail else "")
 
 
-async def _read_events(member_id: str, resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[LaunchEvent]:
-    """Parse an event stream: ``data:`` lines until a blank line make one event; comments keep it alive."""
+async def _read_events(member_id: str, resp: aiohttp.ClientResponse, idle: float,
+                       budget: EventBudget) -> AsyncIterator[LaunchEvent]:
+    """Parse an event stream: ``data:`` lines until a blank line make one event; comments keep it alive.
+
+    Lines are read at most ``budget.per_event`` bytes at a time and counted against the budget,
+    so a member cannot make the broker buffer an endless line or an endless event.
+    """
     data_lines: list[str] = []
     while True:
         try:
             async with asyncio.timeout(idle):
-                raw = await resp.content.readline()
+                raw = await resp.content.readuntil(b"\n", max_size=budget.per_event)
         except TimeoutError:
             raise MemberCallError(member_id, "timeout", f"no event for {idle:g} s") from None
+        except LineTooLong:
+            raise MemberCallError(member_id, "protocol", f"an event line exceeded {budget.per_event} bytes") from None
         except aiohttp.ClientError as exc:
             raise MemberCallError(member_id, "connect", f"stream broke: {exc.__class__.__name__}") from None
         if not raw:
             return  # end of stream; the caller decides whether it ended too early
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        try:
+            budget.line(len(raw), data=line.startswith("data:"))
+        except EventRejected as exc:
+            raise MemberCallError(member_id, "protocol", exc.message) from None
         if line.startswith("data:"):
             data_lines.append(line[5:].lstrip(" "))
         elif line == "" and data_lines:
+            budget.event_done()
             yield _parse_event(member_id, "\n".join(data_lines))
             data_lines = []
 
@@ -211,5 +249,6 @@ def new_session(config: BrokerConfig) -> aiohttp.ClientSession:
     # take minutes) hold every slot, so the 101st launch and every status poll queued behind
     # them, and healthy members timed out into "unhealthy". Launches are bounded upstream
     # (one per client request, rate limits); polls by health.concurrency.
-    connector = aiohttp.TCPConnector(limit=0, ssl=client_context(config.ca_bundle_path))
+    resolver = GuardedResolver(AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow))
+    connector = aiohttp.TCPConnector(limit=0, ssl=client_context(config.ca_bundle_path), resolver=resolver)
     return aiohttp.ClientSession(timeout=timeout, connector=connector)

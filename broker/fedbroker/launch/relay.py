@@ -2,11 +2,11 @@
 
 Given a ranked decision, the relay tries the first routable member and passes its events on
 with ``member`` added. If that member fails before ``ready`` for a reason another member
-might not share (connection error, timeout, non-200, ``failed`` with 429, 5xx or a quota
-message), the failure goes into health, the client gets a ``waiting`` event saying so, and
-the next candidate is tried, up to ``routing.max_attempts``. A ``failed`` that blames the
-repository (other 4xx, or no status code and no quota wording, as BinderHub's build errors
-are) is final: every member would fail the same way.
+might not share (connection error, timeout, non-200, or a ``failed`` whose code fails over
+in the one failure table, :mod:`fedproto.failures`: capacity, unavailable, timeout), the
+failure goes into health, the client gets a ``waiting`` event saying so, and the next
+candidate is tried, up to ``routing.max_attempts``. A ``failed`` that blames the repository
+(unbuildable, not found, bad request) is final: every member would fail the same way.
 
 A refusal (``failed`` with 429, or HTTP 429: a member's rate limit, quota or full hub) fails
 over like any member trouble but is not held against the member's health: it says the member
@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
-from urllib.parse import urljoin
 
 from fedproto.clock import Clock
+from fedproto.failures import Failure, fails_over
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import RepoSpec
 from fedproto.routing import RouteDecision
@@ -36,18 +35,10 @@ from ..metrics import BrokerMetrics
 from ..registry.snapshot import MemberEntry, RegistrySnapshot
 from ..routing.health import HealthTable
 from ..routing.slo import OVERALL, SloTracker
+from .events import EventRejected, ready_url, relayable
 from .memberclient import MemberCallError, MemberClient
 
 log = logging.getLogger(__name__)
-_QUOTA = re.compile(r"quota|capacity|too many|no space|insufficient|full", re.IGNORECASE)
-
-
-def is_retryable(event: LaunchEvent) -> bool:
-    """Whether a member's ``failed`` event is the member's trouble rather than the repo's."""
-    code = event.status_code
-    if code is None:
-        return _QUOTA.search(event.message) is not None
-    return code == 429 or code >= 500
 
 
 @dataclass(frozen=True)
@@ -166,16 +157,21 @@ class LaunchRelay:
         try:
             async with aclosing(self._client.launch(entry, request)) as events:
                 async for event in events:
-                    event = event.model_copy(update={"member": entry.id})
+                    event = relayable(event, entry.id)  # BinderHub's fields and ours only
                     if event.phase == "ready":
+                        try:
+                            url = ready_url(event, entry.record.public_url)
+                        except EventRejected as exc:
+                            attempt.error = exc.message  # the member's fault: fail over, charge it
+                            break
                         health.record_launch_success(self._clock.now() - started)
                         self._record_slo(entry.id, True, self._clock.now() - started)
                         self._metrics.launch(entry.id, "ready")
                         attempt.done = attempt.ready = True
-                        yield _finish_ready(event, entry, request.decision_id, self._launch_host)
+                        yield _finish_ready(event, url, request.decision_id, self._launch_host)
                         return
                     if event.phase == "failed":
-                        if is_retryable(event):
+                        if fails_over(event.status_code, event.message):
                             attempt.error = event.message.strip() or f"failed with {event.status_code}"
                             attempt.refused = event.status_code == 429
                             break
@@ -225,15 +221,9 @@ class LaunchRelay:
             self._slo.record(key, ok, seconds)
 
 
-def _finish_ready(
-    event: LaunchEvent, entry: MemberEntry, decision_id: str | None, launch_host: str | None
-) -> LaunchEvent:
-    """``ready`` as clients need it: the decision id, ``url`` absolute with a trailing slash, and
+def _finish_ready(event: LaunchEvent, url: str, decision_id: str | None, launch_host: str | None) -> LaunchEvent:
+    """``ready`` as clients need it: the decision id, ``url`` (checked, absolute, trailing slash), and
     ``binder_launch_host`` naming the broker (the Binder the user launched from, as BinderHub does)."""
-    url = event.url
-    if url is not None:
-        url = urljoin(entry.record.public_url.rstrip("/") + "/", url)
-        url = url if url.endswith("/") else url + "/"
     update: dict[str, object] = {"decision": decision_id, "url": url}
     if launch_host is not None:
         update["binder_launch_host"] = launch_host
@@ -242,10 +232,10 @@ def _finish_ready(
 
 def _gave_up(failures: list[str]) -> LaunchEvent:
     if not failures:
-        return LaunchEvent(phase="failed", status_code=503, message="No member can take this launch right now.\n")
+        return LaunchEvent(phase="failed", status_code=Failure.UNAVAILABLE, message="No member can take this launch right now.\n")
     detail = "; ".join(failures)
     return LaunchEvent(
         phase="failed",
-        status_code=503,
+        status_code=Failure.UNAVAILABLE,
         message=f"Launch failed on {len(failures)} member(s): {detail}. Please try again later.\n",
     )

@@ -18,12 +18,12 @@ from fedproto.member import MEMBER_ID_PATTERN, MemberRecord, MemberState
 from fedproto.wire import WireModel
 
 from ..config import BrokerConfig
-from ..errors import BadRequest, Conflict, Forbidden
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from .adminauth import AdminPrincipal, new_admin_secret
 from .lifecycle import Action, next_state
 from .service import Registry
 from .store import AdminTokenRow, EnrollTokenRow
-from .urlpolicy import check_member_url
+from .urlpolicy import check_agent_url, check_member_url
 
 MAX_ENROLL_TOKEN_TTL = 30 * 86400.0
 
@@ -87,12 +87,14 @@ class AdminService:
         self.config = config
         self.keyring = keyring
 
-    def _url(self, url: str, field: str) -> str:
+    async def _url(self, url: str, field: str) -> str:
+        if field == "agent_url":  # the broker calls it: it must not point inside (SSRF)
+            return await check_agent_url(url, self.config)
         return check_member_url(url, field=field, dev=self.config.dev)
 
     async def create_member(self, admin: AdminPrincipal, body: MemberCreate) -> MemberRecord:
         keys = PublicKeySet.from_jwks(body.jwks)
-        agent_url, public_url = self._url(body.agent_url, "agent_url"), self._url(body.public_url, "public_url")
+        agent_url, public_url = await self._url(body.agent_url, "agent_url"), await self._url(body.public_url, "public_url")
         async with self.registry.change() as tx:
             if await tx.member(body.id) is not None:
                 raise Conflict(f"a member with id {body.id!r} already exists", reason="member_exists")
@@ -112,7 +114,7 @@ class AdminService:
             raise BadRequest(f"{', '.join(nulls)}: cannot be null", reason="invalid_body")
         for field in ("agent_url", "public_url"):
             if field in changes:
-                changes[field] = self._url(changes[field], field)
+                changes[field] = await self._url(changes[field], field)
         async with self.registry.change() as tx:
             record = await tx.require_member(member_id)
             updated = MemberRecord.model_validate(
@@ -150,12 +152,19 @@ class AdminService:
     async def create_enroll_token(
         self, admin: AdminPrincipal, body: EnrollTokenCreate
     ) -> tuple[EnrollmentToken, EnrollTokenRow]:
-        """A new one-time token; its secret is returned here once and only its hash is kept."""
+        """A new one-time token; its secret is returned here once and only its hash is kept.
+
+        It expires no later than its creator, and ``auto_approve`` (a member straight into
+        ``active``) needs ``members:write``, the scope that approves members by hand.
+        """
+        if body.auto_approve and "members:write" not in admin.scopes:
+            raise Forbidden("auto_approve admits a member without review: it needs the scope members:write",
+                            reason="scope_escalation")
         token = EnrollmentToken.new(self.keyring.signing_key.kid)
         async with self.registry.change() as tx:
             row = await tx.add_enroll_token(
                 secret=token.secret, name=body.name, broker_kid=token.broker_kid,
-                auto_approve=body.auto_approve, ttl=body.ttl, created_by=admin.actor,
+                auto_approve=body.auto_approve, ttl=min(body.ttl, admin.expires_at - tx.now), created_by=admin.actor,
             )
             await tx.audit(
                 admin.actor, "enroll_token.create", row.id,
@@ -171,7 +180,53 @@ class AdminService:
                             reason="scope_escalation")
         secret = new_admin_secret()
         async with self.registry.change() as tx:
-            row = await tx.add_admin_token(secret=secret, name=body.name, scopes=sorted(set(body.scopes)), ttl=body.ttl)
+            # No longer than its creator: a short-lived token must not mint a long-lived one.
+            row = await tx.add_admin_token(secret=secret, name=body.name, scopes=sorted(set(body.scopes)), ttl=body.ttl,
+                                           created_by=admin.actor, expires_at=admin.expires_at)
             await tx.audit(admin.actor, "admin_token.create", row.id,
                            {"name": row.name, "scopes": sorted(row.scopes), "expires_at": row.expires_at})
         return secret, row
+
+    async def list_admin_tokens(self) -> list[AdminTokenRow]:
+        async with self.registry.store.read() as tx:
+            return await tx.admin_tokens()
+
+    async def revoke_admin_token(self, admin: AdminPrincipal, token_id: str) -> AdminTokenRow:
+        """Revoke a token at once, on every replica. Only one holding no scope the caller lacks:
+        a narrow token must not lock out a broader one (the init token, say)."""
+        async with self.registry.change() as tx:
+            row = await tx.admin_token_by_id(token_id)
+            if row is None:
+                raise NotFound(f"no admin token with id {token_id!r}", reason="unknown_token")
+            extra = row.scopes - admin.scopes
+            if extra:
+                raise Forbidden(f"cannot revoke a token holding scopes the caller lacks: {', '.join(sorted(extra))}",
+                                reason="scope_escalation")
+            if row.revoked_at is None:
+                await tx.revoke_admin_token(token_id)
+                await tx.audit(admin.actor, "admin_token.revoke", token_id, {"name": row.name})
+            revoked = await tx.admin_token_by_id(token_id)
+        assert revoked is not None
+        return revoked
+
+    async def list_enroll_tokens(self) -> list[EnrollTokenRow]:
+        async with self.registry.store.read() as tx:
+            return await tx.enroll_tokens()
+
+    async def revoke_enroll_token(self, admin: AdminPrincipal, token_id: str) -> EnrollTokenRow:
+        """Revoke an unused enrollment token; a used one is reported as it is (its member stays)."""
+        async with self.registry.change() as tx:
+            before = await tx.enroll_token_by_id(token_id)
+            row = await tx.revoke_enroll_token(token_id)
+            if row is None:
+                raise NotFound(f"no enrollment token with id {token_id!r}", reason="unknown_token")
+            if before is not None and before.revoked_at is None and row.revoked_at is not None:
+                await tx.audit(admin.actor, "enroll_token.revoke", token_id, {"name": row.name})
+        return row
+
+
+def enroll_token_view(row: EnrollTokenRow) -> dict[str, Any]:
+    """What the admin API shows of an enrollment token (never the secret, which is not stored)."""
+    return {"id": row.id, "name": row.name, "broker_kid": row.broker_kid, "auto_approve": row.auto_approve,
+            "created_at": row.created_at, "expires_at": row.expires_at, "used_at": row.used_at,
+            "used_by": row.used_by, "revoked_at": row.revoked_at}

@@ -19,12 +19,15 @@ def new_admin_secret() -> str:
 
 @dataclass(frozen=True)
 class AdminPrincipal:
-    """Who is calling: the token's name (the audit actor), its id and scopes."""
+    """Who is calling: the token's id (the audit actor), its name, scopes and expiry."""
 
     name: str
     token_id: str
     scopes: frozenset[str]
+    expires_at: float = float("inf")
 
     @property
     def actor(self) -> str:
-        return f"admin:{self.name}"
+        # The id, not the name: names are free-form and not unique, so only the id says which
+        # token acted (and which one to revoke). The name is in GET /api/v1/admin-tokens.
+        return f"admin:{self.token_id}"

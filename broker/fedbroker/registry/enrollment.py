@@ -1,7 +1,10 @@
 """Member enrollment: a one-time token plus proof of key possession creates (or refreshes) a member.
 
 The checks run cheapest and most specific first, and nothing is written until
-all of them pass; the writes (token consumed, member stored, audit entry,
+all of them pass. The enrollment token's secret is checked against the registry before
+the request's signature and ``jti`` are: otherwise anyone could sign requests with a key
+of their own and fill the replay cache (which member requests share) with their ids,
+blocking enrollment and key rotation for everyone. The writes (token consumed, member stored, audit entry,
 revision bumped) are one transaction, so a rejected enrollment leaves no trace
 and an accepted one is durable before it is answered.
 """
@@ -27,7 +30,7 @@ from ..errors import Conflict, Unauthorized
 from ..jsonbody import parse_json
 from .service import Registry
 from .store import EnrollTokenRow, Tx
-from .urlpolicy import check_member_url
+from .urlpolicy import check_agent_url, check_member_url
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,19 @@ class _Proven:
     signer_kid: str
 
 
+def _check_token_row(row: EnrollTokenRow | None, token: EnrollmentToken, now: float | None = None) -> EnrollTokenRow:
+    """The token's row when it may still be used, else 401 saying why."""
+    if row is None or row.broker_kid != token.broker_kid:
+        raise Unauthorized("unknown enrollment token", reason="unknown_enrollment_token")
+    if row.revoked_at is not None:
+        raise Unauthorized(f"enrollment token {row.id} was revoked", reason="revoked_enrollment_token")
+    if row.used_at is not None:
+        raise Unauthorized(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
+    if now is not None and row.expires_at <= now:
+        raise Unauthorized(f"enrollment token {row.id} has expired", reason="expired_enrollment_token")
+    return row
+
+
 class Enrollment:
     """``POST /api/v1/enroll``: checks an application and admits the member."""
 
@@ -67,9 +83,12 @@ class Enrollment:
         self.replay = replay
 
     async def enroll(self, *, authorization: str | None, path_qs: str, body: bytes) -> EnrollmentResult:
-        proven = self._prove(authorization, path_qs, body)
-        req = proven.request
-        agent_url = check_member_url(req.agent_url, field="agent_url", dev=self.config.dev)
+        req, token = self._parse(body)
+        broker_key = self._broker_key(token)
+        async with self.registry.store.read() as tx:
+            _check_token_row(await tx.enroll_token(token.secret), token, tx.now)
+        proven = self._prove(authorization, path_qs, body, req, token, broker_key)
+        agent_url = await check_agent_url(req.agent_url, self.config)
         public_url = check_member_url(req.public_url, field="public_url", dev=self.config.dev)
         async with self.registry.change() as tx:
             row = await self._take_token(tx, proven)
@@ -77,15 +96,22 @@ class Enrollment:
         log.info("member %s enrolled (%s) with token %s", record.id, record.state.value, row.id)
         return self._answer(record, proven.broker_key)
 
-    def _prove(self, authorization: str | None, path_qs: str, body: bytes) -> _Proven:
-        """Parse the request and check the member's signature: proof that it holds a key in ``jwks``."""
-        request_token = bearer(authorization)
+    @staticmethod
+    def _parse(body: bytes) -> tuple[EnrollmentRequest, EnrollmentToken]:
         req = parse_json(body, EnrollmentRequest)
-        token = EnrollmentToken.parse(req.token)
+        return req, EnrollmentToken.parse(req.token)
+
+    def _broker_key(self, token: EnrollmentToken) -> PrivateKey:
         broker_key = next((k for k in self.keyring.keys if k.kid == token.broker_kid), None)
         if broker_key is None:
             raise Unauthorized("the enrollment token was issued for another broker key",
                                reason="wrong_broker")
+        return broker_key
+
+    def _prove(self, authorization: str | None, path_qs: str, body: bytes, req: EnrollmentRequest,
+               token: EnrollmentToken, broker_key: PrivateKey) -> _Proven:
+        """Check the member's signature: proof that it holds a key in ``jwks``. Stores its ``jti``."""
+        request_token = bearer(authorization)
         keys = PublicKeySet.from_jwks(req.jwks)
         verify_request(
             request_token, keys=keys, issuer=req.member_id, audience=token.broker_kid, method="POST",
@@ -95,13 +121,7 @@ class Enrollment:
         return _Proven(request=req, token=token, broker_key=broker_key, keys=keys, signer_kid=signer_kid)
 
     async def _take_token(self, tx: Tx, proven: _Proven) -> EnrollTokenRow:
-        row = await tx.enroll_token(proven.token.secret)
-        if row is None or row.broker_kid != proven.token.broker_kid:
-            raise Unauthorized("unknown enrollment token", reason="unknown_enrollment_token")
-        if row.used_at is not None:
-            raise Unauthorized(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
-        if row.expires_at <= tx.now:
-            raise Unauthorized(f"enrollment token {row.id} has expired", reason="expired_enrollment_token")
+        row = _check_token_row(await tx.enroll_token(proven.token.secret), proven.token, tx.now)
         if not await tx.consume_enroll_token(row.id, proven.request.member_id):
             raise Unauthorized(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
         return row

@@ -57,9 +57,37 @@ async def _v2_member_canary(conn: AsyncConnection) -> None:
     await conn.execute(sa.text("ALTER TABLE members ADD COLUMN canary BOOLEAN NOT NULL DEFAULT TRUE"))
 
 
+async def _add_column(conn: AsyncConnection, table: str, column: str, ddl_type: str) -> None:
+    """``ALTER TABLE table ADD COLUMN``, unless the table has it already.
+
+    Step 1 creates its tables from ``tables.py`` as it is now, so a fresh database already
+    has columns that later steps add to databases created by an older broker.
+    """
+    columns = await conn.run_sync(lambda sync: {c["name"] for c in sa.inspect(sync).get_columns(table)})
+    if column not in columns:
+        await conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl_type}"))
+
+
+async def _v3_token_revocation(conn: AsyncConnection) -> None:
+    # A revoked token keeps its row (the audit log names it); revoked_at makes it unusable at once.
+    await _add_column(conn, "admin_tokens", "revoked_at", "FLOAT")
+    await _add_column(conn, "admin_tokens", "created_by", "VARCHAR(200)")
+    await _add_column(conn, "enroll_tokens", "revoked_at", "FLOAT")
+
+
+async def _v4_dataset_policy(conn: AsyncConnection) -> None:
+    # Which members hold and may serve a dataset is the registry's word, not the members' ads;
+    # and an admin caps what a member may advertise as its capacity.
+    await conn.run_sync(lambda sync: tables.metadata.create_all(
+        sync, tables=[tables.dataset_owners, tables.dataset_declarations]))
+    await _add_column(conn, "members", "max_capacity", "INTEGER")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "members, tokens, audit log, registry revision", _v1_initial),
     Migration(2, "members.canary: whether canary launches run on the member", _v2_member_canary),
+    Migration(3, "revocable admin and enrollment tokens; who created an admin token", _v3_token_revocation),
+    Migration(4, "dataset owners and declarations; members' admin-set capacity cap", _v4_dataset_policy),
 )
 
 

@@ -54,6 +54,7 @@ class EnrollTokenRow:
     expires_at: float
     used_at: float | None
     used_by: str | None
+    revoked_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,27 @@ class AdminTokenRow:
     name: str
     scopes: frozenset[str]
     expires_at: float
+    created_at: float = 0.0
+    revoked_at: float | None = None
+    created_by: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """What the admin API shows of it (never the secret, which is not stored)."""
+        return {"id": self.id, "name": self.name, "scopes": sorted(self.scopes), "created_at": self.created_at,
+                "expires_at": self.expires_at, "revoked_at": self.revoked_at, "created_by": self.created_by}
+
+
+def _enroll_row(row: Any) -> EnrollTokenRow:
+    return EnrollTokenRow(
+        id=row.id, name=row.name, broker_kid=row.broker_kid, auto_approve=row.auto_approve,
+        created_at=row.created_at, expires_at=row.expires_at, used_at=row.used_at, used_by=row.used_by,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _admin_row(row: Any) -> AdminTokenRow:
+    return AdminTokenRow(id=row.id, name=row.name, scopes=frozenset(row.scopes), expires_at=row.expires_at,
+                         created_at=row.created_at, revoked_at=row.revoked_at, created_by=row.created_by)
 
 
 def _record_from_row(row: Any) -> MemberRecord:
@@ -73,6 +95,7 @@ def _record_from_row(row: Any) -> MemberRecord:
             "public_url": row.public_url, "state": row.state, "weight": row.weight,
             "location": row.location, "datasets": row.datasets, "labels": row.labels, "canary": row.canary,
             "jwks": row.jwks, "created_at": row.created_at, "updated_at": row.updated_at,
+            "max_capacity": row.max_capacity,
         }
     )
 
@@ -148,12 +171,27 @@ class Tx:
         row = (await self.conn.execute(
             sa.select(t).where(t.c.secret_hash == secret_hash(secret))
         )).first()
+        return _enroll_row(row) if row is not None else None
+
+    async def enroll_token_by_id(self, token_id: str) -> EnrollTokenRow | None:
+        t = tables.enroll_tokens
+        row = (await self.conn.execute(sa.select(t).where(t.c.id == token_id))).first()
+        return _enroll_row(row) if row is not None else None
+
+    async def enroll_tokens(self) -> list[EnrollTokenRow]:
+        t = tables.enroll_tokens
+        return [_enroll_row(r) for r in await self.conn.execute(sa.select(t).order_by(t.c.created_at, t.c.id))]
+
+    async def revoke_enroll_token(self, token_id: str) -> EnrollTokenRow | None:
+        """Revoke an unused token (a used one has done its work); None when there is no such token."""
+        t = tables.enroll_tokens
+        row = (await self.conn.execute(sa.select(t).where(t.c.id == token_id))).first()
         if row is None:
             return None
-        return EnrollTokenRow(
-            id=row.id, name=row.name, broker_kid=row.broker_kid, auto_approve=row.auto_approve,
-            created_at=row.created_at, expires_at=row.expires_at, used_at=row.used_at, used_by=row.used_by,
-        )
+        if row.revoked_at is None and row.used_at is None:
+            await self.conn.execute(sa.update(t).where(t.c.id == token_id).values(revoked_at=self.now))
+            self.changed = True
+        return _enroll_row((await self.conn.execute(sa.select(t).where(t.c.id == token_id))).one())
 
     async def consume_enroll_token(self, token_id: str, member_id: str) -> bool:
         """Mark the token used; False if another transaction used it first.
@@ -165,19 +203,23 @@ class Tx:
         t = tables.enroll_tokens
         result = await self.conn.execute(
             sa.update(t)
-            .where(t.c.id == token_id, t.c.used_at.is_(None), t.c.expires_at > self.now)
+            .where(t.c.id == token_id, t.c.used_at.is_(None), t.c.revoked_at.is_(None), t.c.expires_at > self.now)
             .values(used_at=self.now, used_by=member_id)
         )
         self.changed = True
         return result.rowcount == 1
 
     # -- admin tokens ----------------------------------------------------------
-    async def add_admin_token(self, *, secret: str, name: str, scopes: list[str], ttl: float) -> AdminTokenRow:
-        row = AdminTokenRow(id=new_id("adm"), name=name, scopes=frozenset(scopes), expires_at=self.now + ttl)
+    async def add_admin_token(self, *, secret: str, name: str, scopes: list[str], ttl: float,
+                              created_by: str | None = None, expires_at: float | None = None) -> AdminTokenRow:
+        """A new token expiring after ``ttl`` seconds, or at ``expires_at`` when that is sooner."""
+        expires = self.now + ttl if expires_at is None else min(self.now + ttl, expires_at)
+        row = AdminTokenRow(id=new_id("adm"), name=name, scopes=frozenset(scopes), expires_at=expires,
+                            created_at=self.now, created_by=created_by)
         await self.conn.execute(
             sa.insert(tables.admin_tokens).values(
                 id=row.id, token_hash=secret_hash(secret), name=name, scopes=sorted(scopes),
-                created_at=self.now, expires_at=row.expires_at,
+                created_at=self.now, expires_at=row.expires_at, created_by=created_by,
             )
         )
         self.changed = True
@@ -186,9 +228,22 @@ class Tx:
     async def admin_token(self, secret: str) -> AdminTokenRow | None:
         t = tables.admin_tokens
         row = (await self.conn.execute(sa.select(t).where(t.c.token_hash == secret_hash(secret)))).first()
-        if row is None:
-            return None
-        return AdminTokenRow(id=row.id, name=row.name, scopes=frozenset(row.scopes), expires_at=row.expires_at)
+        return _admin_row(row) if row is not None else None
+
+    async def admin_token_by_id(self, token_id: str) -> AdminTokenRow | None:
+        t = tables.admin_tokens
+        row = (await self.conn.execute(sa.select(t).where(t.c.id == token_id))).first()
+        return _admin_row(row) if row is not None else None
+
+    async def admin_tokens(self) -> list[AdminTokenRow]:
+        t = tables.admin_tokens
+        return [_admin_row(r) for r in await self.conn.execute(sa.select(t).order_by(t.c.created_at, t.c.id))]
+
+    async def revoke_admin_token(self, token_id: str) -> None:
+        t = tables.admin_tokens
+        await self.conn.execute(
+            sa.update(t).where(t.c.id == token_id, t.c.revoked_at.is_(None)).values(revoked_at=self.now))
+        self.changed = True
 
     # -- audit and revision ----------------------------------------------------
     async def audit(self, actor: str, action: str, target: str, details: dict[str, Any] | None = None) -> None:

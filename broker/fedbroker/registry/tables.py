@@ -44,6 +44,8 @@ members = sa.Table(
     sa.Column("jwks", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # v3: the most capacity routing believes the member's ads (None: no cap).
+    sa.Column("max_capacity", sa.Integer, nullable=True),
 )
 
 enroll_tokens = sa.Table(
@@ -60,6 +62,7 @@ enroll_tokens = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Column("used_at", sa.Float, nullable=True),
     sa.Column("used_by", sa.String(63), nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),  # v2
 )
 
 admin_tokens = sa.Table(
@@ -71,6 +74,34 @@ admin_tokens = sa.Table(
     sa.Column("scopes", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),  # v2
+    sa.Column("created_by", sa.String(200), nullable=True),  # v2: the creating token's actor
+)
+
+# v3: data providers whose signed requests may declare datasets under their prefixes.
+dataset_owners = sa.Table(
+    "dataset_owners",
+    metadata,
+    sa.Column("id", sa.String(63), primary_key=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("jwks", sa.JSON, nullable=False),
+    sa.Column("prefixes", sa.JSON, nullable=False),  # normalised dataset id prefixes it speaks for
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# v3: which members hold a dataset (or a family, with prefix) and which may serve it at all.
+dataset_declarations = sa.Table(
+    "dataset_declarations",
+    metadata,
+    sa.Column("id", sa.String(512), primary_key=True),  # the normalised dataset id
+    sa.Column("prefix", sa.Boolean, nullable=False),
+    sa.Column("holders", sa.JSON, nullable=False),  # member ids storing it
+    sa.Column("servers", sa.JSON, nullable=True),  # member ids allowed to serve it; NULL: any member
+    sa.Column("size_bytes", sa.BigInteger, nullable=True),
+    sa.Column("declared_by", sa.String(200), nullable=False),  # admin:<token id> or owner:<owner id>
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
 
 audit_log = sa.Table(

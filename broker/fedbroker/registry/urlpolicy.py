@@ -1,53 +1,46 @@
-"""Which member URLs the broker accepts: https, or plain http on loopback in development."""
+"""Which member URLs the broker accepts: fedproto's URL policy, with the broker's errors and config.
+
+Transport: https, or plain http on loopback in development. Destination: outside
+development, an agent URL (which the broker will call with signed requests) must resolve
+to public addresses only, unless the operator allowed the network (``agent_url_allow``).
+"""
 
 from __future__ import annotations
 
-import ipaddress
-from urllib.parse import urlsplit
+import asyncio
 
+from fedproto.urlpolicy import AddressPolicy, UrlPolicyError, check_service_url, check_url_destination, is_loopback
+
+from ..config import BrokerConfig
 from ..errors import BadRequest
 
-LOOPBACK_NAMES = frozenset({"localhost"})
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ::1."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["agent_destinations", "check_agent_url", "check_member_url", "is_loopback"]
 
 
 def check_member_url(url: str, *, field: str, dev: bool) -> str:
-    """``url`` without a trailing slash, or :class:`BadRequest` saying what is wrong with it.
-
-    Production needs https because the agent URL carries signed requests and the
-    public URL carries users' notebook tokens; ``dev`` allows http to loopback only,
-    so a development flag left on cannot expose plain http to the network.
-    """
+    """``url`` without a trailing slash, or :class:`BadRequest` saying what is wrong with it."""
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise BadRequest(f"{field} is not a valid URL", reason="invalid_url") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise BadRequest(f"{field} must be an absolute http(s) URL with a host", reason="invalid_url")
-    if parts.username is not None or parts.password is not None:
-        raise BadRequest(f"{field} must not carry credentials", reason="invalid_url")
-    if parts.query or parts.fragment:
-        raise BadRequest(f"{field} must not have a query or fragment", reason="invalid_url")
-    if parts.scheme == "http":
-        if not dev:
-            raise BadRequest(
-                f"{field} must use https (plain http is allowed only on loopback with --dev)",
-                reason="insecure_url",
-            )
-        if not is_loopback(host):
-            raise BadRequest(
-                f"{field} uses plain http to {host!r}; even with --dev, http is allowed only on loopback",
-                reason="insecure_url",
-            )
-    return url.rstrip("/")
+        return check_service_url(url, field=field, dev=dev)
+    except UrlPolicyError as exc:
+        raise BadRequest(exc.message, reason=exc.reason) from None
+
+
+def agent_destinations(config: BrokerConfig) -> AddressPolicy:
+    """Where agent URLs may point: anywhere in dev mode, else public addresses and the allow-list."""
+    return AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow)
+
+
+async def check_agent_url(url: str, config: BrokerConfig, field: str = "agent_url") -> str:
+    """:func:`check_member_url`, then the destination check (the host is resolved, nothing contacted).
+
+    A name that does not resolve yet is accepted (a site may register before its DNS is up):
+    the member client checks every address again when it connects, which is the real gate.
+    """
+    checked = check_member_url(url, field=field, dev=config.dev)
+    try:
+        await check_url_destination(checked, agent_destinations(config), asyncio.get_running_loop().getaddrinfo,
+                                    what=field)
+    except UrlPolicyError as exc:
+        if exc.reason != "unresolvable_host":
+            raise BadRequest(exc.message, reason=exc.reason) from None
+    return checked

@@ -22,7 +22,7 @@ from ..metrics import BrokerMetrics
 from ..registry.snapshot import RegistrySnapshot, SnapshotHolder
 from .health import HealthTable
 from .rank import RouteRequest, RoutingMemo, new_decision_id, rank
-from .ratelimit import RateDecision, RateLimiter
+from .ratelimit import RateDecision, RateLimiter, client_address
 from .specfilter import SpecFilter
 
 log = logging.getLogger(__name__)
@@ -85,10 +85,9 @@ class Dispatcher:
         self._memo = RoutingMemo()
 
     def client_ip(self, headers: Mapping[str, str], remote: str | None) -> str:
-        """The client's IP: the trusted header's first value when configured, else the peer."""
-        name = self._config.rate_limit.client_ip_header
-        value = headers.get(name, "") if name else ""
-        return value.split(",")[0].strip() or remote or "unknown"
+        """The client's IP: the forwarding header's hop the trusted proxies vouch for, else the peer."""
+        s = self._config.rate_limit
+        return client_address(headers, remote, s.client_ip_header, s.trusted_proxies)
 
     def client_region(self, headers: Mapping[str, str]) -> str | None:
         name = self._config.routing.region_header

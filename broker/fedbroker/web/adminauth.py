@@ -4,9 +4,9 @@ expiry and scope.
 Handlers call :func:`require_admin` first thing::
 
     admin = await require_admin(request, "members:write")
-    ...  # admin.name is the actor written to the audit log
+    ...  # admin.actor ("admin:<token id>") is written to the audit log
 
-Missing, unknown or expired tokens are 401; a valid token without the scope is 403.
+Missing, unknown, revoked or expired tokens are 401; a valid token without the scope is 403.
 Admin calls are rare, so the token is looked up in the database on each call: a
 revoked or expired token stops working at once, on every replica.
 """
@@ -40,8 +40,10 @@ async def require_admin(request: web.Request, scope: str) -> AdminPrincipal:
         row = await tx.admin_token(secret)
     if row is None:
         raise Unauthorized("unknown admin token", reason="unknown_token", headers=_CHALLENGE)
+    if row.revoked_at is not None:
+        raise Unauthorized(f"admin token {row.id} was revoked", reason="revoked_token", headers=_CHALLENGE)
     if row.expires_at <= request.app[CLOCK].now():
         raise Unauthorized(f"admin token {row.name!r} has expired", reason="expired_token", headers=_CHALLENGE)
     if scope not in row.scopes:
         raise Forbidden(f"admin token {row.name!r} lacks the scope {scope!r}", reason="missing_scope")
-    return AdminPrincipal(name=row.name, token_id=row.id, scopes=row.scopes)
+    return AdminPrincipal(name=row.name, token_id=row.id, scopes=row.scopes, expires_at=row.expires_at)

@@ -1,19 +1,17 @@
-"""Server-rendered HTML pages: templates from ``templates/``, a shared layout, escaping by default.
+"""Server-rendered HTML pages: Jinja2 templates from ``templates/``, escaping on for every value.
 
-A deliberately tiny mechanism (``string.Template``) so the pages need no build step and no
-template engine. Every value passed to :meth:`PageTemplates.render` is HTML-escaped unless it
-is wrapped in :class:`Markup`, which only the page modules do, for fragments they built from
-escaped parts and for JSON made safe by :func:`json_for_script`.
+As JupyterHub and BinderHub render theirs. Every page extends ``layout.html``; values are
+HTML-escaped by Jinja2's autoescaping, JSON for scripts goes through its ``tojson`` filter
+(``<``, ``>``, ``&`` and ``'`` escaped, so it cannot end a ``<script>`` element), and an
+undefined name is an error rather than an empty string.
 """
 
 from __future__ import annotations
 
-import html
-import json
 from pathlib import Path
-from string import Template
 from typing import Any
 
+import jinja2
 from aiohttp import web
 
 from fedproto import __version__
@@ -32,46 +30,27 @@ HTML_HEADERS = {
 }
 
 
-class Markup(str):
-    """A string that is already safe HTML: :meth:`PageTemplates.render` inserts it as it is."""
-
-
-def esc(value: object) -> str:
-    """HTML-escape any value (quotes too, so it is safe inside attribute values)."""
-    return html.escape(str(value), quote=True)
-
-
-def json_for_script(value: Any) -> Markup:
-    """JSON safe inside ``<script type="application/json">``: no ``<``, ``>`` or ``&`` can end the element."""
-    text = json.dumps(value, separators=(",", ":"))
-    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
-
-
-def _escaped(values: dict[str, object]) -> dict[str, str]:
-    return {k: v if isinstance(v, Markup) else esc(v) for k, v in values.items()}
-
-
 class PageTemplates:
-    """Every page template, read once, each rendered inside ``layout.html``."""
+    """The page templates (read once and cached by Jinja2), each extending ``layout.html``."""
 
     def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
-        self._templates = {p.stem: Template(p.read_text(encoding="utf-8")) for p in directory.glob("*.html")}
-        if "layout" not in self._templates:
-            raise FileNotFoundError(f"no layout.html in {directory}")
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(directory),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.globals["version"] = __version__
+        self.env.get_template("layout.html")  # fail at startup, not on the first request
 
-    def render(self, name: str, *, title: str, nav: str = "", script: str = "", **values: object) -> str:
-        """The page ``name`` with ``values`` (escaped unless :class:`Markup`) inside the layout.
+    def render(self, name: str, *, title: str, nav: str = "", script: str = "", **values: Any) -> str:
+        """The page ``name`` (``templates/<name>.html``) with ``values``, escaped by autoescaping.
 
         ``nav`` names the current navigation entry (``home`` or ``status``); ``script`` is the
         file under ``/static/`` the page loads, if any.
         """
-        body = self._templates[name].substitute(_escaped(values))
-        current = {key: Markup(' aria-current="page"') if key == nav else Markup("") for key in ("home", "status")}
-        script_tag = Markup(f'<script src="/static/{esc(script)}" defer></script>') if script else Markup("")
-        return self._templates["layout"].substitute(
-            _escaped({"title": title, "version": __version__, "body": Markup(body), "script": script_tag,
-                      "current_home": current["home"], "current_status": current["status"]})
-        )
+        return self.env.get_template(f"{name}.html").render(title=title, nav=nav, script=script, **values)
 
     def response(self, name: str, *, status: int = 200, headers: dict[str, str] | None = None, **kwargs: Any) -> web.Response:
         """:meth:`render` as an HTML response with the pages' security headers (``headers`` added)."""

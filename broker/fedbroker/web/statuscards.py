@@ -1,15 +1,14 @@
-"""The status page's server-rendered parts: one card per member and the map's markers.
+"""The status page's wording: the numbers and phrases ``templates/statuscards.html`` renders.
 
-``static/status.js`` redraws the same markup from ``/api/v1/federation`` every few seconds;
-this first rendering makes the page whole before any script runs (and without scripts).
-Every value from the summary is escaped: display names and dataset ids come from members.
+The cards are rendered once, by that template; ``static/status.js`` refreshes the page by
+fetching ``/status`` again and swapping the rendered parts in, so nothing is drawn twice.
+These functions are the template's globals (:data:`TEMPLATE_GLOBALS`). Every value from the
+summary is escaped by the template: display names and dataset ids come from members.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from .htmlpage import Markup, esc
+from typing import Any, Callable
 
 STATUS_REFRESH_SECONDS = 3.0
 OUTCOME_LABELS = {"ready": "ready", "failed": "failed (member)", "repo_error": "failed (repository)"}
@@ -37,30 +36,12 @@ def glance(summary: dict[str, Any]) -> list[tuple[str, str, bool]]:
     ]
 
 
-def glance_html(summary: dict[str, Any]) -> Markup:
-    bad_class = ' class="bad"'
-    return Markup("".join(f"<div><dt>{esc(label)}</dt><dd{bad_class if bad else ''}>{esc(value)}</dd></div>"
-                          for label, value, bad in glance(summary)))
-
-
 def map_point(location: dict[str, Any]) -> tuple[float, float] | None:
     """Equirectangular SVG coordinates (viewBox 0 0 360 180), or None without coordinates."""
     lat, lon = location.get("lat"), location.get("lon")
     if lat is None or lon is None:
         return None
     return round(float(lon) + 180.0, 2), round(90.0 - float(lat), 2)
-
-
-def markers_html(summary: dict[str, Any]) -> Markup:
-    parts = []
-    for m in summary["members"]:
-        point = map_point(m["location"])
-        if point is None:
-            continue
-        cls = "marker routable" if m["routable"] else "marker down"
-        parts.append(f'<circle class="{cls}" cx="{point[0]}" cy="{point[1]}" r="4" data-member="{esc(m["id"])}">'
-                     f'<title>{esc(m["display_name"] or m["id"])}: {esc(m["health"])}, {esc(m["state"])}</title></circle>')
-    return Markup("".join(parts))
 
 
 def load_text(member: dict[str, Any]) -> tuple[int, str]:
@@ -91,60 +72,24 @@ def poll_text(member: dict[str, Any], now: float | None) -> str:
     return f"{age}, {'answered' if member.get('last_poll_ok') else 'failed'}"
 
 
-def _outcomes_html(member: dict[str, Any]) -> str:
-    outcomes = member.get("recent_outcomes") or []
-    if not outcomes:
-        return '<span class="muted">none yet</span>'
-    labels = [(esc(o["outcome"]), esc(OUTCOME_LABELS.get(o["outcome"], o["outcome"]))) for o in outcomes]
-    # The coloured squares are for the eye; the words after them say the same for everyone.
-    items = "".join(f'<li class="outcome outcome-{kind}" title="{label}"></li>' for kind, label in labels)
+def outcome_label(outcome: str) -> str:
+    return OUTCOME_LABELS.get(outcome, outcome)
+
+
+def outcome_words(outcomes: list[dict[str, Any]]) -> str:
+    """Recent outcomes counted in words, e.g. ``2 ready, 1 failed (member)``."""
     counts = {k: sum(1 for o in outcomes if o["outcome"] == k) for k in OUTCOME_LABELS}
-    words = ", ".join(f"{n} {OUTCOME_LABELS[k]}" for k, n in counts.items() if n)
-    return f'<ol class="outcomes" aria-hidden="true">{items}</ol> <span class="outcome-words">{esc(words)}</span>'
+    return ", ".join(f"{n} {OUTCOME_LABELS[k]}" for k, n in counts.items() if n)
 
 
-def _datasets_html(member: dict[str, Any]) -> str:
-    sets = member.get("datasets") or []
-    if not sets:
-        return '<span class="muted">none</span>'
-    return '<ul class="datasets-list">' + "".join(
-        f'<li><code>{esc(d["id"])}</code>{" (prefix)" if d.get("prefix") else ""}</li>' for d in sets) + "</ul>"
-
-
-def _load_html(member: dict[str, Any]) -> str:
-    percent, words = load_text(member)
-    return (f'<progress class="meter {load_class(percent)}" max="100" value="{percent}" '
-            f'aria-label="Load of {esc(member["id"])}">{percent}%</progress> '
-            f'<span class="load-words">{esc(words)}</span>')
-
-
-def member_card_html(member: dict[str, Any], now: float | None) -> str:
-    """One member's card; ``static/status.js`` draws the same markup on refresh."""
-    mid, state, health = esc(member["id"]), esc(member["state"]), esc(member["health"])
-    verdict = "Taking launches" if member["routable"] else f"Not taking launches: {member.get('reason') or 'unknown'}"
-    return f"""<li class="member card" id="member-{mid}" data-member="{mid}" data-health="{health}" data-state="{state}">
-  <div class="member-head">
-    <h2>{esc(member['display_name'] or member['id'])} <span class="member-id">{mid}</span></h2>
-    <span class="pill state-{state}">{state}</span>
-    <span class="pill health-{health}">{health}</span>
-  </div>
-  <p class="verdict {'ok' if member['routable'] else 'bad'}">{esc(verdict)}</p>
-  <dl class="facts-list">
-    <dt>Load</dt><dd>{_load_html(member)}</dd>
-    <dt>Location</dt><dd>{esc(location_text(member['location']))}</dd>
-    <dt>Datasets</dt><dd>{_datasets_html(member)}</dd>
-    <dt>Last poll</dt><dd class="last-poll">{esc(poll_text(member, now))}</dd>
-    <dt>Recent launches</dt><dd>{_outcomes_html(member)}</dd>
-  </dl>
-  <p class="admin-actions" hidden>
-    <button type="button" class="button secondary" data-action="drain" data-member="{mid}">Drain {mid}</button>
-    <button type="button" class="button secondary" data-action="undrain" data-member="{mid}">Undrain {mid}</button>
-  </p>
-</li>"""
-
-
-def member_cards_html(summary: dict[str, Any]) -> Markup:
-    if not summary["members"]:
-        return Markup('<li class="card empty">No member has joined this federation yet.</li>')
-    now = summary.get("generated_at")
-    return Markup("\n".join(member_card_html(m, now) for m in summary["members"]))
+TEMPLATE_GLOBALS: dict[str, Callable[..., Any]] = {
+    "summary_line": summary_line,
+    "glance": glance,
+    "map_point": map_point,
+    "load_text": load_text,
+    "load_class": load_class,
+    "location_text": location_text,
+    "poll_text": poll_text,
+    "outcome_label": outcome_label,
+    "outcome_words": outcome_words,
+}

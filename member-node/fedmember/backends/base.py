@@ -3,17 +3,29 @@
 A backend turns a :class:`~fedproto.launch.LaunchRequest` into a running
 notebook server and reports what the site can do. The agent owns everything
 around it (request signatures, launch ids, the overall launch timeout, the
-status ad); a backend only talks to its compute.
+status ad, parsing and refusing specs); a backend only talks to its compute.
+
+Backends are found by ``kind`` among the entry points of the group
+``binder_federation.backends`` (see :mod:`fedmember.backends`), so a separate
+package can ship one: declare
+``[project.entry-points."binder_federation.backends"] mykind = "mypkg:MyBackend"``
+and set ``kind = "mykind"`` under ``[backend]`` in the agent's config.
 
 To write a backend, subclass :class:`Backend` and:
 
 Must implement
-    ``launch(request)``  an async iterator of :class:`LaunchEvent` that ends with
-        exactly one terminal event: ``ready`` (with ``url`` ending in ``/`` and
-        ``token``) or ``failed`` (with a ``message`` and a ``status_code``:
-        429 when full, 5xx for site trouble, 4xx for a bad repo). It must not
-        raise for ordinary launch failures; an exception is turned into
-        ``failed``/500 by the agent. Progress events use BinderHub's phases.
+    ``launch(request, repo)``  an async iterator of :class:`LaunchEvent` that ends
+        with exactly one terminal event: ``ready`` (with ``url`` ending in ``/``
+        and ``token``) or ``failed`` (made with :func:`failed`, a ``message`` and
+        a :class:`~fedproto.failures.Failure` code: ``CAPACITY`` when full,
+        ``UNBUILDABLE`` or ``NOT_FOUND`` for the repository's fault, which is
+        final, ``UNAVAILABLE``, ``UPSTREAM`` or ``TIMEOUT`` for site trouble,
+        which the broker fails over). ``repo`` is the request's spec, already
+        parsed and checked (:class:`~fedproto.repospec.RepoSpec`), and its
+        provider is one of ``providers``: never parse ``request.spec`` again.
+        It must not raise for ordinary launch failures; an exception is turned
+        into ``failed``/``ERROR`` by the agent. Progress events use BinderHub's
+        phases.
     ``stop_server(launch_id)``  stop what ``launch`` started; return False if
         the id is unknown. Treat "already gone" as done.
     ``health()``  a list of :class:`HealthCheck` (BinderHub's ``/health`` shape).
@@ -26,8 +38,8 @@ May override
         backend started: it is the full teardown (tests, a backend whose
         servers cannot outlive the agent).
     ``adopt()`` / ``detach()``  the restart hooks (see "Agent restarts" below).
-    ``build(request)``  build (or fetch) the environment only, ending in
-        ``built`` or ``failed``. The default answers ``failed``/501.
+    ``build(request, repo)``  build (or fetch) the environment only, ending in
+        ``built`` or ``failed``. The default answers ``failed``/``NOT_SUPPORTED``.
     ``images()``  repo keys (``RepoSpec.key``) whose environment is already
         built here; the status ad summarises them so the broker avoids rebuilds.
     ``versions()``  version strings to publish.
@@ -67,16 +79,19 @@ from them). Backends are constructed with their config and a
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, ClassVar
+from typing import AsyncIterator, ClassVar, Sequence, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fedproto.clock import Clock, SystemClock
 from fedproto.datasets import Dataset
+from fedproto.failures import Failure
 from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.repospec import RepoSpec
 from fedproto.status import Capacity, HealthCheck
 
 
@@ -88,6 +103,37 @@ class BackendConfig(BaseModel):
     kind: str
 
 
+class RepoRule(BaseModel):
+    """A setting chosen by repository: the first rule whose ``match`` is found in the repo key wins.
+
+    Backends subclass it with the value they choose (an image, user options).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: str = Field(description="Regular expression searched in the repo key (`provider:repo`, e.g. `gh:org/repo`).")
+
+    @field_validator("match")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    def matches(self, repo: RepoSpec) -> bool:
+        return re.search(self.match, repo.key) is not None
+
+
+RuleT = TypeVar("RuleT", bound=RepoRule)
+
+
+def first_match(rules: Sequence[RuleT], repo: RepoSpec) -> RuleT | None:
+    """The first rule that matches ``repo``, or None."""
+    return next((rule for rule in rules if rule.matches(repo)), None)
+
+
 @dataclass
 class BackendContext:
     """What the agent tells its backend about the site."""
@@ -96,6 +142,7 @@ class BackendContext:
     state_dir: Path  # a directory the backend may keep state in (caches, clones, logs)
     public_url: str = ""
     dev: bool = False  # allow file:// repos and plain http on loopback
+    fetch_allow: list[str] = field(default_factory=list)  # non-public networks repositories may come from
     datasets: list[Dataset] = field(default_factory=list)
     cors_allow_origins: list[str] = field(default_factory=list)
     clock: Clock = field(default_factory=SystemClock)
@@ -130,12 +177,12 @@ class Backend(ABC):
         await self.stop()
 
     @abstractmethod
-    def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
-        """Build if needed and start a server; yield events ending in ``ready`` or ``failed``."""
+    def launch(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
+        """Build if needed and start a server for ``repo``; yield events ending in ``ready`` or ``failed``."""
 
-    async def build(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+    async def build(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
         """Build only, ending in ``built`` or ``failed``. Default: not supported."""
-        yield LaunchEvent(phase="failed", message=f"backend {self.kind} cannot build without launching\n", status_code=501)
+        yield failed(f"backend {self.kind} cannot build without launching", Failure.NOT_SUPPORTED)
 
     @abstractmethod
     async def stop_server(self, launch_id: str) -> bool:
@@ -161,6 +208,6 @@ class Backend(ABC):
         return None
 
 
-def failed(message: str, status_code: int) -> LaunchEvent:
-    """A terminal ``failed`` event; messages end in a newline as BinderHub's do."""
-    return LaunchEvent(phase="failed", message=message.rstrip("\n") + "\n", status_code=status_code)
+def failed(message: str, status_code: Failure | int) -> LaunchEvent:
+    """A terminal ``failed`` event with a code of the failure table; messages end in a newline as BinderHub's do."""
+    return LaunchEvent(phase="failed", message=message.rstrip("\n") + "\n", status_code=int(status_code))

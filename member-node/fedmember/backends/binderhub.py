@@ -15,7 +15,9 @@ Failures, so the broker knows whether to try another member:
 * Connection refused, DNS or TLS errors → 503; no terminal event within
   ``launch_timeout`` → 504; the stream closing before ``ready`` → 502.
 * A bare ``failed`` without ``status_code`` is the repo's fault: 404 when BinderHub
-  cannot find the repo or ref, 400 otherwise (see :mod:`.binderhub_events`).
+  cannot find the repo or ref, 422 (unbuildable) otherwise (see :mod:`.binderhub_events`).
+
+The codes are those of the one failure table, :mod:`fedproto.failures`.
 
 Stopping a server: BinderHub's API cannot delete one launch. When ``hub_api_url``
 and a hub token are configured, ``stop_server`` deletes the user's server through
@@ -34,13 +36,13 @@ import logging
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, ClassVar, Literal
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import aiohttp
 from pydantic import Field, HttpUrl
 from yarl import URL
 
-from fedproto.errors import SpecError
+from fedproto.failures import Failure
 from fedproto.launch import BUILD_TERMINAL_PHASES, TERMINAL_PHASES, LaunchEvent, LaunchRequest
 from fedproto.repospec import PROVIDERS, RepoSpec
 from fedproto.status import Capacity, HealthCheck
@@ -122,15 +124,11 @@ class BinderHubBackend(Backend):
 
     # -- launch ----------------------------------------------------------------------
 
-    def _build_url(self, request: LaunchRequest) -> URL:
-        """The /build URL; the spec is re-validated so it can only name a repo, never another path."""
-        RepoSpec.parse(request.provider, request.spec, allow_file=self.context.dev)
-        # Checked on the unescaped spec too: BinderHub unescapes a git URL before using it.
-        if any(part in (".", "..") for part in unquote(request.spec).split("/")):
-            raise SpecError("spec must not contain '.' or '..' path segments", reason="bad_spec")
+    def _build_url(self, repo: RepoSpec) -> URL:
+        """The /build URL of a parsed spec (RepoSpec refused '.'/'..' segments, so it names a repo, never another path)."""
         # '%' stays as sent: git specs arrive URL-escaped and BinderHub expects them so.
-        spec = quote(request.spec, safe="/%")
-        return URL(f"{self._base}/build/{request.provider}/{spec}", encoded=True)
+        spec = quote(repo.spec, safe="/%")
+        return URL(f"{self._base}/build/{repo.provider}/{spec}", encoded=True)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream"}
@@ -138,25 +136,24 @@ class BinderHubBackend(Backend):
             headers["Authorization"] = f"token {self.config.api_token.read('BinderHub API')}"
         return headers
 
-    def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
-        return self._relay(request, params={}, terminal=TERMINAL_PHASES)
+    def launch(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
+        return self._relay(request, repo, params={}, terminal=TERMINAL_PHASES)
 
-    async def build(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+    async def build(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
         # BinderHub's API-only mode builds without launching when asked with build_only=true.
-        relay = self._relay(request, params={"build_only": "true"}, terminal=BUILD_TERMINAL_PHASES | {"ready"})
+        relay = self._relay(request, repo, params={"build_only": "true"}, terminal=BUILD_TERMINAL_PHASES | {"ready"})
         async with aclosing(relay) as events:
             async for event in events:
                 yield event.model_copy(update={"phase": "built"}) if event.phase == "ready" else event
 
-    async def _relay(self, request: LaunchRequest, params: dict[str, str], terminal: frozenset[str]) -> AsyncIterator[LaunchEvent]:
+    async def _relay(
+        self, request: LaunchRequest, repo: RepoSpec, params: dict[str, str], terminal: frozenset[str]
+    ) -> AsyncIterator[LaunchEvent]:
         try:
-            url = self._build_url(request).update_query(params) if params else self._build_url(request)
+            url = self._build_url(repo).update_query(params) if params else self._build_url(repo)
             headers = self._headers()
-        except SpecError as exc:
-            yield failed(exc.message, 400)
-            return
         except SecretConfigError as exc:
-            yield failed(f"member misconfigured: {exc}", 503)
+            yield failed(f"member misconfigured: {exc}", Failure.UNAVAILABLE)
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.launch_timeout
@@ -175,7 +172,7 @@ class BinderHubBackend(Backend):
         try:
             response = await asyncio.wait_for(self._http().get(url, headers=headers), self.config.request_timeout)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            yield failed(f"BinderHub at {self._base} is unreachable: {exc.__class__.__name__}", 503)
+            yield failed(f"BinderHub at {self._base} is unreachable: {exc.__class__.__name__}", Failure.UNAVAILABLE)
             return
         # Closing (not releasing) drops the connection BinderHub would otherwise hold open.
         try:
@@ -190,11 +187,11 @@ class BinderHubBackend(Backend):
                     if event.phase in terminal:
                         return
         except StreamTimeout:
-            yield failed(f"BinderHub sent no ready event within {self.config.launch_timeout:.0f} s", 504)
+            yield failed(f"BinderHub sent no ready event within {self.config.launch_timeout:.0f} s", Failure.TIMEOUT)
         except StreamEnded:
-            yield failed("BinderHub closed the event stream before the launch finished", 502)
+            yield failed("BinderHub closed the event stream before the launch finished", Failure.UPSTREAM)
         except aiohttp.ClientError as exc:
-            yield failed(f"BinderHub connection broke: {exc.__class__.__name__}", 502)
+            yield failed(f"BinderHub connection broke: {exc.__class__.__name__}", Failure.UPSTREAM)
         finally:
             response.close()
 
@@ -284,12 +281,12 @@ def _http_failure(response: aiohttp.ClientResponse) -> LaunchEvent | None:
     if response.status == 429:
         retry = response.headers.get("Retry-After") or response.headers.get("x-ratelimit-reset")
         hint = f" (retry after {retry})" if retry else ""
-        return failed(f"BinderHub is rate limiting launches{hint}", 429)
+        return failed(f"BinderHub is rate limiting launches{hint}", Failure.CAPACITY)
     if response.status == 503:
-        return failed("BinderHub is unavailable (HTTP 503)", 503)
+        return failed("BinderHub is unavailable (HTTP 503)", Failure.UNAVAILABLE)
     if response.status != 200:
-        return failed(f"BinderHub answered HTTP {response.status}", 502)
+        return failed(f"BinderHub answered HTTP {response.status}", Failure.UPSTREAM)
     if response.content_type != "text/event-stream":
-        return failed(f"BinderHub answered {response.content_type or 'no content type'}, not an event stream", 502)
+        return failed(f"BinderHub answered {response.content_type or 'no content type'}, not an event stream", Failure.UPSTREAM)
     return None
 

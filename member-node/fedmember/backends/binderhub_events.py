@@ -2,7 +2,8 @@
 
 Pure functions, no I/O, so every mapping rule is tested table-driven without a server.
 
-Failure status codes (the broker fails over on 429 and 5xx, and does not on 4xx):
+Failure status codes, from the one table :mod:`fedproto.failures` (the broker fails over on
+429 and 5xx, and does not on other 4xx):
 
 =====================================================  ======
 BinderHub says                                          code
@@ -11,10 +12,10 @@ BinderHub says                                          code
 ``failed`` whose message says "Too many users"/quota    429
 ``failed`` "Could not resolve ref", "No provider"       404
 ``failed`` "Failed to launch", "timed out", "Error"     503
-any other bare ``failed`` (a repo that does not build)  400
+any other bare ``failed`` (a repo that does not build)  422
 =====================================================  ======
 
-A bare ``failed`` is treated as the repo's fault by default (400, or 404 when
+A bare ``failed`` is treated as the repo's fault by default (422, or 404 when
 BinderHub says it cannot find it): retrying an unbuildable repo on another member
 would only repeat the failure there. Site trouble is recognised by its message.
 """
@@ -28,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
+from fedproto.failures import Failure
 from fedproto.launch import LaunchEvent, Phase
 from fedproto.status import Capacity, HealthCheck
 
@@ -47,12 +49,12 @@ def failure_status(message: str, status_code: int | None) -> int:
     if status_code is not None:
         return status_code
     if _QUOTA.search(message):
-        return 429
+        return int(Failure.CAPACITY)
     if _NOT_FOUND.search(message):
-        return 404
+        return int(Failure.NOT_FOUND)
     if _SITE_TROUBLE.search(message.strip()):
-        return 503
-    return 400
+        return int(Failure.UNAVAILABLE)
+    return int(Failure.UNBUILDABLE)
 
 
 def to_launch_event(data: dict[str, Any]) -> LaunchEvent:

@@ -27,21 +27,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import aclosing
-import re
 import secrets
 from string import Template
 from typing import Any, AsyncIterator, ClassVar, Literal
 from urllib.parse import quote
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import Field, HttpUrl
 
-from fedproto.errors import SpecError
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import PROVIDERS, RepoSpec
 from fedproto.status import Capacity, HealthCheck
 
-from .base import Backend, BackendConfig, BackendContext, failed
+from fedproto.failures import Failure
+
+from .base import Backend, BackendConfig, BackendContext, RepoRule, failed, first_match
 from .jupyterhub_api import HubAPI, HubError
 from .secrets import SecretConfigError, TokenSource
 from .sse import StreamEnded, StreamTimeout, iter_sse_json
@@ -49,12 +49,9 @@ from .sse import StreamEnded, StreamTimeout, iter_sse_json
 log = logging.getLogger(__name__)
 
 
-class ImageRule(BaseModel):
+class UserOptionsRule(RepoRule):
     """Launch repos whose key matches ``match`` with these user options."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    match: str = Field(description="Regular expression searched in the repo key (`provider:repo`, e.g. `gh:org/repo`).")
     user_options: dict[str, Any] = Field(description="user_options for the spawner, e.g. {\"image\": ..., \"profile\": ...}.")
 
 
@@ -78,7 +75,7 @@ class JupyterHubConfig(BackendConfig):
     default_user_options: dict[str, Any] | None = Field(
         default_factory=dict, description="user_options for repos no rule matches; null refuses them (404)."
     )
-    rules: list[ImageRule] = Field(default_factory=list, description="Repo → user_options rules, first match wins.")
+    rules: list[UserOptionsRule] = Field(default_factory=list, description="Repo → user_options rules, first match wins.")
 
 
 class JupyterHubBackend(Backend):
@@ -115,25 +112,22 @@ class JupyterHubBackend(Backend):
             self._session = None
 
     def _user_options(self, repo: RepoSpec, request: LaunchRequest) -> dict[str, Any] | None:
-        options = next((r.user_options for r in self.config.rules if re.search(r.match, repo.key)), self.config.default_user_options)
+        rule = first_match(self.config.rules, repo)
+        options = rule.user_options if rule is not None else self.config.default_user_options
         if options is None:
             return None
         values = {"repo_url": repo.repo_url, "ref": repo.ref, "provider": repo.provider, "repo": repo.repo, "launch_id": request.launch_id}
         return {k: Template(v).safe_substitute(values) if isinstance(v, str) else v for k, v in options.items()}
 
-    async def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
+    async def launch(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
         try:
-            repo = RepoSpec.parse(request.provider, request.spec, allow_file=self.context.dev)
             hub = self._hub()
-        except SpecError as exc:
-            yield failed(exc.message, 400)
-            return
         except SecretConfigError as exc:
-            yield failed(f"member misconfigured: {exc}", 503)
+            yield failed(f"member misconfigured: {exc}", Failure.UNAVAILABLE)
             return
         options = self._user_options(repo, request)
         if options is None:
-            yield failed(f"this member has no image for {repo.key}", 404)
+            yield failed(f"this member has no image for {repo.key}", Failure.NOT_FOUND)
             return
         try:
             active = await self._active(hub)
@@ -141,7 +135,7 @@ class JupyterHubBackend(Backend):
             yield failed(str(exc), exc.status_code)
             return
         if len(set(active) | self._starting) >= self.config.max_servers:
-            yield failed(f"all {self.config.max_servers} servers of this member are in use", 429)
+            yield failed(f"all {self.config.max_servers} servers of this member are in use", Failure.CAPACITY)
             return
         name = f"{self.config.user_prefix}{secrets.token_hex(5)}"
         # aclosing: a consumer that goes away mid-launch gets the user removed now, not at GC.
@@ -167,7 +161,7 @@ class JupyterHubBackend(Backend):
         except HubError as exc:
             yield failed(str(exc), exc.status_code)
         except (StreamTimeout, asyncio.TimeoutError):
-            yield failed(f"the server did not start within {self.config.start_timeout:.0f} s", 504)
+            yield failed(f"the server did not start within {self.config.start_timeout:.0f} s", Failure.TIMEOUT)
         finally:
             self._starting.discard(name)
             if not ready:

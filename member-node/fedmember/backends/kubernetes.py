@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 from contextlib import aclosing
 from typing import Any, AsyncIterator, ClassVar
 
-from fedproto.errors import SpecError
+from fedproto.failures import Failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import PROVIDERS, RepoSpec
 from fedproto.status import Capacity, HealthCheck, image_hash
 
-from .base import BackendConfig, failed
+from .base import BackendConfig, failed, first_match
 from .kubernetes_client import KubeError
 from .kubernetes_config import ImageRule, KubernetesConfig
 from .kubernetes_pods import PodSpec, PodState, labels, object_name, pod_manifest, secret_manifest
@@ -54,29 +53,25 @@ class KubernetesBackend(KubernetesUpkeep):
     Config: ClassVar[type[BackendConfig]] = KubernetesConfig
 
     def _image(self, repo: RepoSpec) -> str:
-        return next((r.image for r in self.config.image_rules if re.search(r.match, repo.key)), self.config.default_image)
+        rule = first_match(self.config.image_rules, repo)
+        return rule.image if rule is not None else self.config.default_image
 
     def _in_use(self) -> set[str]:
         """Names of pods that hold a slot: live pods and launches that reserved one."""
         return {p.name for p in self.pods.items.values() if not p.finished} | self._reserved
 
-    async def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
-        try:
-            repo = RepoSpec.parse(request.provider, request.spec, allow_file=self.context.dev)
-        except SpecError as exc:
-            yield failed(exc.message, 400)
-            return
+    async def launch(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
         if not await self._synced():
-            yield failed(f"the Kubernetes API cannot be read: {self.pods.error or 'no pod list yet'}", 503)
+            yield failed(f"the Kubernetes API cannot be read: {self.pods.error or 'no pod list yet'}", Failure.UNAVAILABLE)
             return
         name, total = object_name(request.launch_id), self._total()
         # Counting and reserving with no await between them: concurrent launches cannot both take the last slot.
         in_use = self._in_use()
         if name in in_use:
-            yield failed(f"launch {request.launch_id} already has a server here", 409)
+            yield failed(f"launch {request.launch_id} already has a server here", Failure.CONFLICT)
             return
         if len(in_use) >= total:
-            yield failed(f"all {total} servers of this member are in use", 429)
+            yield failed(f"all {total} servers of this member are in use", Failure.CAPACITY)
             return
         self._reserved.add(name)
         try:
@@ -113,7 +108,7 @@ class KubernetesBackend(KubernetesUpkeep):
         except KubeError as exc:
             yield failed(str(exc), exc.status_code)
         except asyncio.TimeoutError:
-            yield failed(f"the pod was not ready within {self.config.start_timeout:.0f} s", 504)
+            yield failed(f"the pod was not ready within {self.config.start_timeout:.0f} s", Failure.TIMEOUT)
         finally:
             if not ready:
                 await self._delete(name)

@@ -5,19 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from .base import BackendConfig
+from .base import BackendConfig, RepoRule
 from .kubernetes_pods import DatasetVolume
 from .secrets import TokenSource
 
 
-class ImageRule(BaseModel):
+class ImageRule(RepoRule):
     """Run repos whose key matches ``match`` with ``image``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    match: str = Field(description="Regular expression searched in the repo key (`provider:repo`).")
     image: str = Field(description="The prebuilt image to run for those repos.")
 
 

@@ -20,9 +20,10 @@ from typing import AsyncIterator, Literal
 
 from pydantic import Field
 
-from fedproto.errors import SpecError
+from fedproto.failures import Failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import RepoSpec, git_spec
+from fedproto.urlpolicy import AddressPolicy
 from fedproto.status import Capacity, HealthCheck
 
 from .base import Backend, BackendConfig, BackendContext, failed
@@ -79,7 +80,8 @@ class LocalBackend(Backend):
         super().__init__(config, context)
         cfg = self.config
         self.root = context.state_dir / "local"
-        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev)
+        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev,
+                                  destinations=AddressPolicy.of(dev=context.dev, allow=context.fetch_allow))
         self.envs = EnvBuilder(self.root / "envs", python=cfg.python, pip_args=cfg.pip_args, timeout=cfg.build_timeout)
         self.pool = ServerPool(
             bind_host=cfg.bind_host,
@@ -119,18 +121,13 @@ class LocalBackend(Backend):
         return await self.pool.cull(self.config.cull_idle_seconds)
 
     # -- launching -----------------------------------------------------------
-    def _admit(self, request: LaunchRequest) -> LaunchEvent | RepoSpec:
-        """A parsed spec, or the ``failed`` event that refuses the launch before any work."""
+    def _refusal(self, request: LaunchRequest) -> LaunchEvent | None:
+        """The ``failed`` event that refuses the launch before any work, or None."""
         if request.launch_id in self._pending or request.launch_id in self.pool.servers:
-            return failed(f"launch {request.launch_id} already exists", 409)
+            return failed(f"launch {request.launch_id} already exists", Failure.CONFLICT)
         if len(self._pending) + len(self.pool.servers) >= self.config.capacity:
-            return failed(f"This member is full ({self.config.capacity} servers); try again later.", 429)
-        if request.provider not in self.providers:
-            return failed(f"No provider found for prefix {request.provider}", 400)
-        try:
-            return RepoSpec.parse(request.provider, request.spec, allow_file=self.context.dev)
-        except SpecError as exc:
-            return failed(exc.message, 400)
+            return failed(f"This member is full ({self.config.capacity} servers); try again later.", Failure.CAPACITY)
+        return None
 
     async def _prepare(self, prep: _Prepared) -> AsyncIterator[LaunchEvent]:
         """Fetch and build, yielding progress; sets ``prep.commit`` and ``prep.env_id``."""
@@ -186,33 +183,34 @@ class LocalBackend(Backend):
             binder_client_ip=request.client_ip,
         )
 
-    async def _run(self, request: LaunchRequest, *, launch: bool) -> AsyncIterator[LaunchEvent]:
-        admitted = self._admit(request)
-        if isinstance(admitted, LaunchEvent):
-            yield admitted
+    async def _run(self, request: LaunchRequest, repo: RepoSpec, *, launch: bool) -> AsyncIterator[LaunchEvent]:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            yield refusal
             return
         self._pending[request.launch_id] = self.root / "servers" / request.launch_id
         try:
-            async for event in self._steps(request, admitted, launch=launch):
+            async for event in self._steps(request, repo, launch=launch):
                 yield event
         except FetchError as exc:
-            yield failed(str(exc), 404)
+            yield failed(str(exc), Failure.NOT_FOUND)
         except BuildError as exc:
+            # The repository's own fault: final, as a BinderHub member's build failure is.
             tail = "".join(f"  {line}\n" for line in exc.tail[-5:])
-            yield failed(f"Building the environment failed: {exc}\n{tail}", 500)
+            yield failed(f"Building the environment failed: {exc}\n{tail}", Failure.UNBUILDABLE)
         except ServerError as exc:
-            yield failed(str(exc), 500)
+            yield failed(str(exc), Failure.ERROR)
         finally:
             workdir = self._pending.pop(request.launch_id, None)
             if workdir is not None and request.launch_id not in self.pool.servers:
                 shutil.rmtree(workdir, ignore_errors=True)
 
-    async def launch(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
-        async for event in self._run(request, launch=True):
+    async def launch(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
+        async for event in self._run(request, repo, launch=True):
             yield event
 
-    async def build(self, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
-        async for event in self._run(request, launch=False):
+    async def build(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
+        async for event in self._run(request, repo, launch=False):
             yield event
 
     async def stop_server(self, launch_id: str) -> bool:

@@ -1,4 +1,4 @@
-"""Admin route for admin tokens (``/api/v1/admin-tokens``): mint one, shown once."""
+"""Admin routes for admin tokens (``/api/v1/admin-tokens``): mint one (shown once), list, revoke."""
 
 from __future__ import annotations
 
@@ -23,3 +23,24 @@ async def create_admin_token(request: web.Request) -> web.Response:
         {"token": secret, "id": row.id, "name": row.name, "scopes": sorted(row.scopes), "expires_at": row.expires_at},
         status=201,
     )
+
+
+def _service(request: web.Request) -> AdminService:
+    app = request.app
+    return AdminService(app[REGISTRY], app[CONFIG], app[KEYRING])
+
+
+@routes.get("/api/v1/admin-tokens")
+async def list_admin_tokens(request: web.Request) -> web.Response:
+    """Every admin token's id, name, scopes and times (never a secret: only hashes are stored)."""
+    await require_admin(request, "tokens:write")
+    rows = await _service(request).list_admin_tokens()
+    return web.json_response({"tokens": [row.public() for row in rows]})
+
+
+@routes.delete("/api/v1/admin-tokens/{id}")
+async def revoke_admin_token(request: web.Request) -> web.Response:
+    """Revoke a token at once; only one holding no scope the caller lacks. Revoking twice is fine."""
+    admin = await require_admin(request, "tokens:write")
+    row = await _service(request).revoke_admin_token(admin, request.match_info["id"])
+    return web.json_response(row.public())

@@ -6,9 +6,10 @@ from aiohttp import web
 
 from ...appkeys import CLOCK, CONFIG, KEYRING, REGISTRY, REPLAY
 from ...jsonbody import read_body, read_json
-from ...registry.admin import AdminService, EnrollTokenCreate
+from ...registry.admin import AdminService, EnrollTokenCreate, enroll_token_view
 from ...registry.enrollment import SIGNATURE_HEADER, Enrollment
 from ..adminauth import require_admin
+from ..limits import check_enrollment_rate
 
 routes = web.RouteTableDef()
 
@@ -16,6 +17,7 @@ routes = web.RouteTableDef()
 @routes.post("/api/v1/enroll")
 async def enroll(request: web.Request) -> web.Response:
     """A new member's application, signed by its own key (proof of possession)."""
+    check_enrollment_rate(request)
     app = request.app
     service = Enrollment(app[REGISTRY], app[CONFIG], app[KEYRING], app[CLOCK], app[REPLAY])
     result = await service.enroll(
@@ -49,3 +51,21 @@ async def create_enroll_token(request: web.Request) -> web.Response:
         },
         status=201,
     )
+
+
+@routes.get("/api/v1/enroll-tokens")
+async def list_enroll_tokens(request: web.Request) -> web.Response:
+    """Every enrollment token's id, name and state (used, revoked, expiry); never a secret."""
+    await require_admin(request, "tokens:write")
+    app = request.app
+    rows = await AdminService(app[REGISTRY], app[CONFIG], app[KEYRING]).list_enroll_tokens()
+    return web.json_response({"tokens": [enroll_token_view(row) for row in rows]})
+
+
+@routes.delete("/api/v1/enroll-tokens/{id}")
+async def revoke_enroll_token(request: web.Request) -> web.Response:
+    """Revoke an unused enrollment token; a used one is shown as it is (revoke its member instead)."""
+    admin = await require_admin(request, "tokens:write")
+    app = request.app
+    row = await AdminService(app[REGISTRY], app[CONFIG], app[KEYRING]).revoke_enroll_token(admin, request.match_info["id"])
+    return web.json_response(enroll_token_view(row))

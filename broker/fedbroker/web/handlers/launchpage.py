@@ -1,4 +1,4 @@
-"""The HTML launch page at ``/v2/{provider}/{spec}`` (relay mode).
+"""The HTML launch page at ``/v2/{provider}/{spec}`` (relay mode, and redirect mode for agent-backed members).
 
 The page (``templates/launch.html`` and ``static/launch.js``) opens ``/build/...`` as an
 event stream, shows progress, the build log, which member serves the launch and why (from
@@ -14,10 +14,11 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 
 from fedproto.errors import SpecError
+from fedproto.providers import PROVIDERS_BY_PREFIX
 from fedproto.repospec import RepoSpec
 
 from ...appkeys import PAGES
-from ..htmlpage import HTML_HEADERS, Markup, esc, json_for_script
+from ..htmlpage import HTML_HEADERS
 from .frontdoor import parse_target, raw_spec
 
 
@@ -30,25 +31,12 @@ def launch_urlpath(query: "web.MultiDictProxy[str]") -> str:
     return ""
 
 
-PROVIDER_NAMES = {"gh": "GitHub", "gl": "GitLab", "gist": "Gist", "git": "Git", "zenodo": "Zenodo",
-                  "figshare": "Figshare", "hydroshare": "HydroShare", "dataverse": "Dataverse", "ckan": "CKAN"}
-
-
 def display_name(repo: RepoSpec) -> str:
     """What the page calls the repository: its owner/name, or the last part of a plain git URL."""
     if repo.provider != "git":
         return repo.repo
     tail = repo.repo_url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
     return tail or repo.repo_url
-
-
-def _repo_link(repo: RepoSpec) -> Markup:
-    # Only http(s) URLs become links: a file:// URL (development brokers) is shown as text.
-    url = esc(repo.repo_url)
-    where = f'<a href="{url}" rel="noopener noreferrer">{url}</a>' if repo.repo_url.startswith(("https://", "http://")) \
-        else f"<code>{url}</code>"
-    ref = f" at <code>{esc(repo.ref)}</code>" if repo.ref not in ("", "HEAD") else ""
-    return Markup(f"{esc(PROVIDER_NAMES.get(repo.provider, repo.provider))} · {where}{ref}")
 
 
 def _page_config(request: web.Request, repo: RepoSpec, data: list[str], build_url: str | None) -> dict[str, object]:
@@ -90,8 +78,8 @@ def render_launch_page(
     extra = {**(headers or {}), **(_connect_csp(build_url) if build_url else {})}
     return request.app[PAGES].response(
         "launch", title=f"Launching {repo.provider}/{repo.spec}", script="launch.js",
-        config=json_for_script(_page_config(request, repo, data, build_url)),
-        title_text=display_name(repo), repo_link=_repo_link(repo), headers=extra,
+        config=_page_config(request, repo, data, build_url), title_text=display_name(repo), repo=repo,
+        provider_name=PROVIDERS_BY_PREFIX[repo.provider].name, headers=extra,
     )
 
 

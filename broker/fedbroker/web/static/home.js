@@ -9,31 +9,21 @@
   // Links and badges name the broker's configured public URL (what READMEs should point at).
   var base = (form.getAttribute("data-broker-url") || window.location.origin).replace(/\/+$/, "");
 
-  function selectedOption() { return provider.options[provider.selectedIndex]; }
+  // The provider table (fedproto.providers), as the server rendered it into the page.
+  var providers = {};
+  JSON.parse($("providers").textContent).forEach(function (p) { providers[p.prefix] = p; });
+
+  function selected() { return providers[provider.value]; }
 
   function trimSlashes(s) { return s.replace(/^\/+|\/+$/g, ""); }
 
   // The spec part of /v2/<provider>/<spec>, from what the user typed (a name or a URL).
-  function specFor(prefix, repo, gitRef) {
-    var r = repo.trim();
-    var refPart = encodeURIComponent(gitRef.trim() || "HEAD");
-    switch (prefix) {
-      case "gh":
-        r = trimSlashes(r.replace(/^(https?:\/\/)?(www\.)?github\.com\//, "")).replace(/\.git$/, "");
-        return r + "/" + refPart;
-      case "gist":
-        r = trimSlashes(r.replace(/^(https?:\/\/)?gist\.github\.com\//, ""));
-        return r + "/" + refPart;
-      case "gl":
-        r = trimSlashes(r.replace(/^(https?:\/\/)?gitlab\.com\//, "")).replace(/\.git$/, "");
-        return encodeURIComponent(r) + "/" + refPart;
-      case "git":
-        return encodeURIComponent(r) + "/" + refPart;
-      case "ckan":
-        return encodeURIComponent(r);
-      default:  // DOIs and record ids: the DOI's own slash stays, as BinderHub's data providers expect
-        return trimSlashes(r.replace(/^(https?:\/\/)?(dx\.)?doi\.org\//, ""));
-    }
+  // DOIs keep their own slash, as BinderHub's data providers expect.
+  function specFor(p, repo, gitRef) {
+    var r = trimSlashes(repo.trim().replace(new RegExp(p.strip), ""));
+    if (p.drop_git_suffix) { r = r.replace(/\.git$/, ""); }
+    if (p.escape) { r = encodeURIComponent(r); }
+    return p.has_ref ? r + "/" + encodeURIComponent(gitRef.trim() || "HEAD") : r;
   }
 
   function datasets() {
@@ -47,7 +37,7 @@
   function launchUrl() {
     var repo = repository.value.trim();
     if (!repo) { return ""; }
-    var url = base + "/v2/" + provider.value + "/" + specFor(provider.value, repo, ref.value);
+    var url = base + "/v2/" + provider.value + "/" + specFor(selected(), repo, ref.value);
     var query = new URLSearchParams();
     datasets().forEach(function (d) { query.append("data", d); });
     var where = path.value.trim();
@@ -58,11 +48,10 @@
   }
 
   function update() {
-    var option = selectedOption();
-    $("repository-label").textContent = option.getAttribute("data-label");
-    repository.placeholder = option.getAttribute("data-placeholder");
-    var hasRef = option.getAttribute("data-ref") === "yes";
-    ref.disabled = !hasRef;
+    var p = selected();
+    $("repository-label").textContent = p.label;
+    repository.placeholder = p.placeholder;
+    ref.disabled = !p.has_ref;
     var url = launchUrl();
     $("launch-url").value = url || "Fill in the repository to get a link";
     var target = url || base + "/v2/gh/OWNER/REPOSITORY/HEAD";

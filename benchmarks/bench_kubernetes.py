@@ -147,12 +147,15 @@ async def run(pods: int, polls: int, baseline_polls: int) -> str:
     finally:
         server.terminate()
         server.wait(10)
+    within = (informer["lists"] <= BUDGET["lists_at_start"] and informer["poll_p99_ms"] <= BUDGET["poll_p99_ms"]
+              and informer["sync_cpu_ms"] <= BUDGET["sync_cpu_ms"])
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
     return (f"bench=kubernetes pods={pods} polls={polls} lists={informer['lists']:.0f} sync_cpu_ms={informer['sync_cpu_ms']:.0f} "
             f"events={pods} events_cpu_ms={informer['events_cpu_ms']:.0f} "
             f"poll_p50_ms={informer['poll_p50_ms']:.3f} poll_p99_ms={informer['poll_p99_ms']:.3f} "
             f"baseline_cpu_ms_per_poll={base['cpu_ms_per_poll']:.0f} baseline_poll_p50_ms={base['poll_p50_ms']:.0f} "
             f"baseline_poll_p99_ms={base['poll_p99_ms']:.0f} p50_speedup={base['poll_p50_ms'] / max(informer['poll_p50_ms'], 1e-6):.0f}x "
+            f"within_budget={'yes' if within else 'NO'} "
             f"nproc={os.cpu_count()} cpu=\"{model}\" load1={os.getloadavg()[0]:.2f}")
 
 

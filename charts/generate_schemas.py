@@ -95,6 +95,11 @@ def common() -> dict[str, Schema]:
         "tolerations": array("Pod tolerations."),
         "priorityClassName": string("PriorityClass of the pods; empty for the cluster default."),
         "terminationGracePeriodSeconds": integer("Seconds a pod gets to finish open streams on shutdown.", minimum=0),
+        "affinity": obj("Pod affinity rules (passed through).", free=True),
+        "extraEnv": array("More environment variables of the main container (EnvVar objects)."),
+        "extraVolumes": array("More volumes of the pod."),
+        "extraVolumeMounts": array("More volume mounts of the main container."),
+        "extraContainers": array("Sidecar containers added to the pod."),
     }
 
 
@@ -195,6 +200,18 @@ def broker_schema() -> Schema:
         "keys": obj(
             "The broker's Ed25519 signing keys.",
             {"secretName": string("Secret whose keys are ed25519-<µs>.pem files; empty means '<fullname>-keys'.")},
+        ),
+        "migrations": obj(
+            "Registry schema upgrades: the broker refuses an older schema unless config.migrate_on_start.",
+            {
+                "job": obj(
+                    "An opt-in pre-upgrade Job running `fedbroker migrate` with the new image (back the database up first).",
+                    {
+                        "enabled": boolean("Run it before each `helm upgrade` rolls the broker."),
+                        "activeDeadlineSeconds": integer("Seconds before a hanging migration fails the upgrade.", minimum=30),
+                    },
+                ),
+            },
         ),
         "service": service(),
         "ingress": ingress("publishes the broker (the federation's public URL)"),
@@ -297,6 +314,49 @@ def member_schema() -> Schema:
                 "create": boolean("Create it."),
                 "name": string("Its name; empty means the release fullname."),
                 "annotations": string_map("Annotations on it."),
+            },
+        ),
+        "launches": obj(
+            "Where the kubernetes backend's servers run (config.backend.namespace, default '<release namespace>-launches').",
+            {
+                "createNamespace": boolean("Create the launch namespace, enforcing Pod Security 'restricted'."),
+                "networkPolicy": obj(
+                    "Default-deny NetworkPolicy of launched pods; the metadata endpoint 169.254.169.254 is always blocked.",
+                    {
+                        "enabled": boolean("Create it."),
+                        "egress": obj(
+                            "Where launched servers may connect.",
+                            {
+                                "dns": boolean("DNS (port 53)."),
+                                "internet": boolean("Public addresses (no private or link-local ranges)."),
+                                "privateIPs": boolean("10/8, 172.16/12 and 192.168/16."),
+                                "extraRules": array("More NetworkPolicyEgressRules to pods or namespaces; ipBlock is refused."),
+                            },
+                        ),
+                    },
+                ),
+            },
+        ),
+        "proxy": obj(
+            "configurable-http-proxy routing {public_url}/<name>/ to launched pods (kubernetes backend).",
+            {
+                "enabled": boolean("Run it when config.backend.kind is kubernetes."),
+                "image": obj(
+                    "Its image.",
+                    {
+                        "repository": string("Image repository.", minLength=1),
+                        "tag": string("Image tag.", minLength=1),
+                        "digest": string("sha256 digest pinning the tag; empty: the tag alone.", pattern="^(sha256:[0-9a-f]{64})?$"),
+                        "pullPolicy": string("Kubernetes imagePullPolicy.", enum=["Always", "IfNotPresent", "Never"]),
+                    },
+                ),
+                "tokenSecret": obj(
+                    "Secret with the proxy API token, shared by the proxy and the agent.",
+                    {"name": string("Its name; empty means '<fullname>-proxy-token'."), "key": string("Key of the token.", minLength=1)},
+                ),
+                "service": service(),
+                "ingress": ingress("publishes the proxy at the member's public_url"),
+                "resources": obj("Container resource requests and limits.", free=True),
             },
         ),
         "service": service(),

@@ -11,16 +11,20 @@
 # The image carries the kubernetes backend's client; the local backend's jupyter-server is not
 # installed (that backend is for single machines, not containers).
 
-FROM python:3.12-slim AS build
+# The base image is pinned by digest (the multi-arch index of python:3.12-slim), so a rebuild gets
+# the same OS and Python; bump it deliberately: `docker buildx imagetools inspect python:3.12-slim`.
+FROM python:3.12-slim@sha256:78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY docker/requirements.lock docker/requirements.lock
 COPY specs/fedproto specs/fedproto
 COPY broker/fedbroker broker/fedbroker
 COPY member-node/fedmember member-node/fedmember
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[kubernetes]"
+# Dependencies at the versions the test suite ran with (docker/lock.py writes the lock).
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --constraint docker/requirements.lock ".[kubernetes]"
 
-FROM python:3.12-slim
+FROM python:3.12-slim@sha256:78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

@@ -3,6 +3,7 @@
     python -m benchmarks.replay generate --preset workshops --launches 1000000 --seed 1 -o trace.csv
     python -m benchmarks.replay run trace.csv
     python -m benchmarks.replay run --preset steady --launches 200000      # generated in memory
+    python -m benchmarks.replay run --preset mybinder --without-demos      # mybinder.org's long tail
 
 ``run`` prints one ``key=value`` line per policy on stdout (timings go to stderr) and runs the
 policies in parallel processes (``--jobs``), each replaying the same trace from scratch.
@@ -25,7 +26,8 @@ from fedbroker.config import RoutingSettings
 from .accounting import Result
 from .federation import MemberSpec, load_federation, mybinder
 from .generator import PRESETS, generate, preset
-from .policies import POLICY_NAMES
+from .published import PublishedShape, generate_published, without_demos
+from .policies import EXTRA_POLICIES, POLICY_NAMES
 from .simulation import Replay, ReplaySettings
 from .trace import Launch, TraceError, read_trace, write_trace
 
@@ -38,15 +40,28 @@ class TraceSource:
     preset: str = "steady"
     launches: int = 100_000
     seed: int = 1
+    demos: bool = True  # False: leave out the two site-demo repositories (the long-tail regime)
 
     @property
     def name(self) -> str:
-        return self.path.stem if self.path else f"{self.preset}-{self.launches}-s{self.seed}"
+        name = self.path.stem if self.path else f"{self.preset}-{self.launches}-s{self.seed}"
+        return name if self.demos else f"{name}-nodemos"
 
     def load(self) -> list[Launch]:
+        launches = self._load()
+        return launches if self.demos else without_demos(launches)
+
+    def _load(self) -> list[Launch]:
         if self.path is not None:
             return read_trace(self.path)
+        if self.preset == PUBLISHED:
+            return generate_published(PublishedShape(launches=self.launches), self.seed)
         return generate(preset(self.preset, launches=self.launches), self.seed)
+
+
+# The preset shaped like mybinder.org's published analytics (``published.py``), next to the generator's.
+PUBLISHED = "mybinder"
+PRESET_NAMES = sorted([*PRESETS, PUBLISHED])
 
 
 @dataclass(frozen=True)
@@ -88,13 +103,15 @@ def _parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="write a synthetic launch trace as CSV")
     run = sub.add_parser("run", help="replay a trace under each policy and print one line per policy")
     for p in (gen, run):
-        p.add_argument("--preset", choices=sorted(PRESETS), default="steady")
+        p.add_argument("--preset", choices=PRESET_NAMES, default="steady")
+        p.add_argument("--without-demos", action="store_true",
+                       help="leave out the two site-demo repositories (mybinder.org's long-tail regime)")
         p.add_argument("--launches", type=int, default=100_000)
         p.add_argument("--seed", type=int, default=1)
     gen.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     run.add_argument("trace", nargs="?", type=Path, help="CSV trace; without it, --preset is generated in memory")
     run.add_argument("--members", type=Path, help="federation as JSON (default: the built-in mybinder-like one)")
-    run.add_argument("--policies", default=",".join(POLICY_NAMES), help="comma-separated, from: " + ", ".join(POLICY_NAMES))
+    run.add_argument("--policies", default=",".join(POLICY_NAMES), help="comma-separated, from: " + ", ".join(POLICY_NAMES + EXTRA_POLICIES))
     run.add_argument("--jobs", type=int, default=min(3, multiprocessing.cpu_count()), help="parallel processes")
     run.add_argument("--poll-interval", type=float, default=ReplaySettings.poll_interval)
     run.add_argument("--max-attempts", type=int, default=ReplaySettings.max_attempts)
@@ -104,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    launches = generate(preset(args.preset, launches=args.launches), args.seed)
+    launches = TraceSource(None, args.preset, args.launches, args.seed, not args.without_demos).load()
     if args.output is None:
         write_trace(launches, sys.stdout)
     else:
@@ -115,13 +132,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    source = TraceSource(args.trace, args.preset, args.launches, args.seed)
+    source = TraceSource(args.trace, args.preset, args.launches, args.seed, not args.without_demos)
     federation = load_federation(args.members) if args.members else mybinder()
     settings = ReplaySettings(args.seed, args.poll_interval, max_attempts=args.max_attempts, min_hour_load=args.min_hour_load)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    unknown = sorted(set(policies) - set(POLICY_NAMES))
+    unknown = sorted(set(policies) - set(POLICY_NAMES) - set(EXTRA_POLICIES))
     if unknown:
-        raise SystemExit(f"unknown policies {', '.join(unknown)}; choose from {', '.join(POLICY_NAMES)}")
+        raise SystemExit(f"unknown policies {', '.join(unknown)}; choose from {', '.join(POLICY_NAMES + EXTRA_POLICIES)}")
     jobs = [Job(source, federation, p, settings, _routing(args.routing)) for p in policies]
     began = time.perf_counter()
     if args.jobs > 1 and len(jobs) > 1:

@@ -1,4 +1,5 @@
-"""Routing policies under replay: mybinder.org's two (weighted random, weighted rendezvous) and the broker's router.
+"""Routing policies under replay: mybinder.org's two (weighted random, weighted rendezvous), bounded-load
+rendezvous, and the broker's router.
 
 Every policy sees members only through what they publish (the delayed ads) and what it sent
 them, and answers with the members to try, in order. The baselines behave as mybinder.org's
@@ -17,6 +18,8 @@ from typing import Protocol, Sequence
 from fedbroker.routing import rendezvous
 from fedbroker.config import HealthSettings, RoutingSettings
 from fedbroker.routing.health import HealthTable
+from fedbroker.registry.snapshot import SnapshotHolder
+from fedbroker.routing.live import LiveRouter
 from fedbroker.routing.rank import RoutingMemo, rank
 from fedbroker.registry.snapshot import MemberEntry, RegistrySnapshot
 from fedproto.keys import PublicKeySet
@@ -112,6 +115,34 @@ class Rendezvous(_QuotaAware):
         return [m for m in order if self._has_room[m]]
 
 
+class BoundedRendezvous(_QuotaAware):
+    """Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam 2018) over weighted rendezvous:
+    the repo's rendezvous order, skipping members already above ``c`` times their weight's share of the
+    sessions (as the last ads report them, plus launches sent since); those follow, in the same order."""
+
+    name = "bounded"
+
+    def __init__(self, members: Sequence[MemberSpec], c: float = 1.25) -> None:
+        super().__init__(members)
+        self._c = c
+        self._order = Rendezvous(members)
+        self._occupied = [0] * len(members)
+        self._share = [w / sum(self._weights) for w in self._weights]
+
+    def published(self, member: int, now: float, used: int, building: int, images: ImageLedger) -> None:
+        super().published(member, now, used, building, images)
+        self._occupied[member] = used + building
+
+    def sent(self, member: int) -> None:
+        self._occupied[member] += 1
+
+    def choose(self, target: Target, now: float) -> Sequence[int]:
+        order = self._order.choose(target, now)
+        total = sum(self._occupied) + 1
+        fits = [m for m in order if self._occupied[m] + 1 <= self._c * self._share[m] * total]
+        return fits + [m for m in order if m not in fits]
+
+
 def registry_snapshot(members: Sequence[MemberSpec]) -> RegistrySnapshot:
     """The registry as the broker would hold it: every member active, with its weight, place and datasets."""
     entries = {}
@@ -133,10 +164,12 @@ def registry_snapshot(members: Sequence[MemberSpec]) -> RegistrySnapshot:
     return RegistrySnapshot(revision=1, members=MappingProxyType(entries))
 
 
-class Router:
-    """The broker's router: :func:`fedbroker.routing.rank` over the snapshot and the broker's health table."""
+class RankRouter:
+    """The router as it decided before the routing index: :func:`fedbroker.routing.rank.rank` over the
+    snapshot and the broker's health table, every routable member priced per launch, no pending images.
+    Kept to show what the index and pending images change (same choices without pending images)."""
 
-    name = "router"
+    name = "rank"
 
     def __init__(
         self,
@@ -151,10 +184,11 @@ class Router:
         self._index = {m: i for i, m in enumerate(self._ids)}
         self._snapshot = registry_snapshot(members)
         self._settings = settings
+        self._clock = clock
         self._health = HealthTable(HealthSettings(interval=poll_interval), clock, random.Random(0))
         self._health.sync(self._ids)
         self._ads = [AdFactory(m, poll_interval) for m in members]
-        self._memo = RoutingMemo()  # as the broker's dispatcher keeps one
+        self._memo = RoutingMemo()  # as the broker's dispatcher kept one
 
     def published(self, member: int, now: float, used: int, building: int, images: ImageLedger) -> None:
         ad = self._ads[member].ad(now, used, building, images)
@@ -178,7 +212,32 @@ class Router:
             health.record_launch_failure()
 
 
-POLICY_NAMES = ("random", "rendezvous", "router")
+class Router(RankRouter):
+    """The broker's router as its dispatcher runs it: :class:`fedbroker.routing.live.LiveRouter` (the
+    routing index, provisional load and pending images) over the snapshot and the health table."""
+
+    name = "router"
+
+    def __init__(self, members: Sequence[MemberSpec], settings: RoutingSettings, clock: SimulatedClock,
+                 poll_interval: float, max_attempts: int) -> None:
+        super().__init__(members, settings, clock, poll_interval, max_attempts)
+        self.live = LiveRouter(settings, SnapshotHolder(self._snapshot), self._health, clock)
+        self._target: Target | None = None
+
+    def choose(self, target: Target, now: float) -> Sequence[int]:
+        self._target = target
+        decision = self.live.decide(target.request, "replay", self._detail)
+        return [self._index[c.member_id] for c in decision.candidates if c.routable]
+
+    def sent(self, member: int) -> None:
+        # Every attempt counts, as in the broker (the decision counts its chosen member, the relay the
+        # others); a member that does not list the image gets it as pending.
+        assert self._target is not None
+        self.live.launched(self._ids[member], self._target.request)
+
+
+POLICY_NAMES = ("random", "rendezvous", "bounded", "router")
+EXTRA_POLICIES = ("rank",)  # run only when named
 
 
 
@@ -197,6 +256,10 @@ def make_policy(
         return WeightedRandom(members, random.Random(seed))
     if name == "rendezvous":
         return Rendezvous(members)
+    if name == "bounded":
+        return BoundedRendezvous(members)
     if name == "router":
         return Router(members, routing, clock, poll_interval, max_attempts)
+    if name == "rank":
+        return RankRouter(members, routing, clock, poll_interval, max_attempts)
     raise KeyError(f"unknown policy {name!r}; one of {', '.join(POLICY_NAMES)}")

@@ -20,14 +20,17 @@ from fedproto.member import MemberState
 from fedproto.replay import ReplayCache
 
 from .appkeys import (
+    ADMIN,
     CANARY,
     CLIENT_LIMITS,
     CLOCK,
     CONFIG,
     DISPATCHER,
+    ENROLLMENT,
     HEALTH,
     KEYRING,
     MEMBER_CLIENT,
+    MEMBER_KEYS,
     METRICS,
     POLLER,
     REGISTRY,
@@ -37,9 +40,12 @@ from .appkeys import (
     SNAPSHOT,
     TICKETS,
 )
+from .registry.admin import AdminService
 from .registry.brokerkeys import BrokerKeys
+from .registry.enrollment import Enrollment
+from .registry.memberkeys import MemberKeys
 from .config import BrokerConfig
-from .errors import error_middleware
+from .errors import announce_protocol, error_middleware
 from .launch.canary import CanaryRunner, canary_repo
 from .launch.memberclient import MemberClient, new_session
 from .launch.poller import Poller
@@ -65,6 +71,7 @@ def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRi
     """
     app = web.Application(middlewares=[error_middleware, stream_limit_middleware],
                           client_max_size=config.max_body_bytes)
+    app.on_response_prepare.append(announce_protocol)
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
     if keyring is not None:  # injected keys stay fixed; keys from keys_dir follow the directory
@@ -116,11 +123,14 @@ def _member_pins(app: web.Application) -> dict[str, list[str] | None]:
 async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the store, load the first snapshot, run the refresh loop; undo it all on cleanup."""
     config = app[CONFIG]
-    store = await RegistryStore.open(config.resolved_db_url, app[CLOCK])
+    store = await RegistryStore.open(config.resolved_db_url, app[CLOCK], upgrade=config.migrate_on_start)
     try:
         registry = Registry(store, app[SNAPSHOT], app[CLOCK])
         await registry.refresh()
         app[REGISTRY] = registry
+        app[ADMIN] = AdminService(registry, config, app[KEYRING])
+        app[ENROLLMENT] = Enrollment(registry, config, app[KEYRING], app[CLOCK], app[REPLAY])
+        app[MEMBER_KEYS] = MemberKeys(registry, config.broker_id, app[CLOCK], app[REPLAY])
         async with _background(registry.watch(config.snapshot_refresh), "registry-watch"):
             yield
     finally:

@@ -39,6 +39,11 @@ class HealthSettings(Section):
         default=0.2, gt=0, le=1, description="Weight of the newest launch in the smoothed success rate and time-to-ready."
     )
     concurrency: int = Field(default=16, ge=1, description="Status polls running at the same time, at most.")
+    max_member_capacity: int = Field(
+        default=10_000, ge=0,
+        description="The most capacity (servers) believed from any member's status ad, unless an admin set that "
+        "member's max_capacity: a member claiming 100000 slots must not draw every launch.",
+    )
 
 
 class RoutingSettings(Section):
@@ -59,6 +64,14 @@ class RoutingSettings(Section):
     )
     near_equal: float = Field(
         default=5.0, ge=0, description="Costs within this many seconds count as equal; rendezvous hashing picks among them."
+    )
+    near_equal_max: int = Field(
+        default=16,
+        ge=1,
+        description="At most this many near-equal members (the cheapest) take part in the rendezvous hash. In a "
+        "large federation hundreds of members can be within near_equal of the best; hashing among the cheapest "
+        "few keeps a decision's cost independent of the federation's size, and a repo's later launches follow "
+        "its image (or its pending build) anyway.",
     )
     region_header: str | None = Field(
         default=None, description="Trusted request header carrying the client's region (set by your edge proxy)."
@@ -102,6 +115,13 @@ class RoutingSettings(Section):
     )
     suspect_seconds: float = Field(
         default=600.0, ge=0, description="Cost of a member whose last poll failed but that is not yet unhealthy (hysteresis)."
+    )
+    pending_image_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="After a launch is sent to a member that does not list the repo's image, the member counts as "
+        "holding it for this many seconds (its build is under way; its status ad lists the image only once built), "
+        "so further launches of the repo follow instead of starting builds elsewhere. 0 turns this off.",
     )
     connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect to a member's agent.")
     event_timeout: float = Field(
@@ -200,6 +220,11 @@ class BrokerConfig(Section):
         default=None,
         description="File holding the registry's SQLAlchemy URL (first line, whitespace stripped); overrides "
         "db_url. Use it for URLs with passwords, mounted from a Secret.",
+    )
+    migrate_on_start: bool = Field(
+        default=False,
+        description="Migrate an older registry schema when serving starts. Off: the broker refuses to start on "
+        "one and says to run `fedbroker migrate` (an empty database always gets the schema).",
     )
     keys_dir: str = Field(default="keys", description="Directory of the broker's Ed25519 private keys.")
     mode: Literal["relay", "redirect"] = Field(

@@ -10,6 +10,8 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from fedproto.wire import WireModel
+
 from .errors import BadRequest
 
 M = TypeVar("M", bound=BaseModel)
@@ -43,8 +45,12 @@ async def read_body(request: web.Request) -> bytes:
     return await request.read()
 
 
-def parse_json(raw: bytes, model: type[M]) -> M:
-    """``raw`` as ``model``: bad JSON or a non-object is 400; unknown or invalid fields are 400 too."""
+def parse_json(raw: bytes, model: type[M], *, from_member: bool = False) -> M:
+    """``raw`` as ``model``: bad JSON or a non-object is 400; invalid fields are 400 too.
+
+    Unknown fields are 400 in an administrator's body (a typo must not pass silently) and
+    ignored in a member's document (``from_member``: the member may speak a newer minor version).
+    """
     if nesting_depth(raw) > MAX_JSON_DEPTH:
         raise BadRequest(f"the request body nests deeper than {MAX_JSON_DEPTH} levels", reason="too_deep")
     try:
@@ -53,6 +59,8 @@ def parse_json(raw: bytes, model: type[M]) -> M:
         raise BadRequest("the request body is not valid JSON", reason="bad_json") from None
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object", reason="bad_json")
+    if from_member and issubclass(model, WireModel):
+        return model.received(data)  # type: ignore[return-value]  # M is that WireModel
     return model.model_validate(data)  # ValidationError -> 400 invalid_body in the middleware
 
 

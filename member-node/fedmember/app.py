@@ -19,7 +19,7 @@ from .backends import backend_class
 from .backends.base import Backend, BackendContext
 from .brokertrust import BrokerTrust
 from .config import MemberConfig
-from .errors import error_middleware
+from .errors import announce_protocol, error_middleware
 from .handlers import routes
 from .healthcheck import HealthService
 from .launches import KEEPALIVE_INTERVAL, LaunchService
@@ -41,6 +41,7 @@ def make_backend(config: MemberConfig, clock: Clock, dev: bool) -> Backend:
         datasets=list(config.member.datasets),
         cors_allow_origins=list(config.member.cors_allow_origins),
         clock=clock,
+        ca_bundle=config.ca_bundle,
     )
     return backend_class(config.backend.kind)(config.backend, context)
 
@@ -62,6 +63,7 @@ def make_app(
         middlewares=[error_middleware, auth_middleware],
         client_max_size=config.member.max_body_bytes,
     )
+    app.on_response_prepare.append(announce_protocol)
     backend = backend or make_backend(config, clock, dev)
     metrics = AgentMetrics()
     health = HealthService(backend, clock)

@@ -87,15 +87,16 @@ def check_serve(config: MemberConfig, dev: bool) -> None:
 
 
 async def _serve(config: MemberConfig, dev: bool, host: str, port: int) -> None:
+    ssl_context = config.server_ssl()
     app = make_app(config, dev=dev)
     if app[appkeys.BROKER_KEYS].keys is None:
         log.warning("not enrolled yet: every signed route answers 401 until `fedmember enroll`")
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
-    print(f"fedmember listening on http://{host}:{bound}", flush=True)
+    print(f"fedmember listening on {'https' if ssl_context else 'http'}://{host}:{bound}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from fedproto.errors import KeyMaterialError
 from fedproto.keys import KeyRing, PublicKeySet
 from fedproto.location import Location
 from fedproto.member import MEMBER_ID_PATTERN
-from fedproto.tls import CABundleError, resolve_ca_bundle
+from fedproto.tls import CABundleError, resolve_ca_bundle, server_context
 from fedproto.urlpolicy import transport_allowed
 
 from .backends import backend_class
@@ -86,6 +87,11 @@ class MemberSettings(BaseModel):
         description="PEM file of the CA(s) to trust for every outbound TLS call (broker, hub, git); empty: "
         "FEDERATION_CA_BUNDLE, else the system store. Relative to this file.",
     )
+    tls_cert_file: str = Field(
+        default="", description="Serve the agent over https with this PEM certificate chain (with tls_key_file); "
+        "empty: plain http behind a TLS proxy or ingress.",
+    )
+    tls_key_file: str = Field(default="", description="The PEM private key of tls_cert_file.")
 
 
 class BrokerSettings(BaseModel):
@@ -147,6 +153,17 @@ class MemberConfig(BaseModel):
             return resolve_ca_bundle(self.member.ca_bundle, base=self.config_dir)
         except CABundleError as exc:
             raise ConfigError(f"[member] ca_bundle: {exc}") from exc
+
+    def server_ssl(self) -> ssl.SSLContext | None:
+        """The context the agent serves https with, when ``tls_cert_file`` is set."""
+        if not self.member.tls_cert_file:
+            return None
+        cert = self.path(self.member.tls_cert_file)
+        key = self.path(self.member.tls_key_file or self.member.tls_cert_file)
+        try:
+            return server_context(str(cert), str(key))
+        except CABundleError as exc:
+            raise ConfigError(f"[member] tls_cert_file: {exc}") from exc
 
     # -- keys --------------------------------------------------------------
     def load_keys(self) -> KeyRing:

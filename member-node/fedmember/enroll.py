@@ -22,6 +22,7 @@ from fedproto.errors import ProtocolError
 from fedproto.keys import PublicKeySet
 from fedproto.tls import client_context, describe_failure
 from fedproto.tokens import sign_request, verify_document
+from fedproto.version import PROTOCOL, PROTOCOL_HEADER, ProtocolVersionError, peer_version
 
 from .config import MemberConfig, atomic_write, set_broker
 
@@ -53,7 +54,7 @@ def check_response(raw: bytes, signature: str | None, token: EnrollmentToken, me
     """The broker's answer, once it is proven to come from the pinned broker key."""
     try:
         body = json.loads(raw)
-        response = EnrollmentResponse.model_validate(body)
+        response = EnrollmentResponse.received(body)
         broker_keys = PublicKeySet.from_jwks(response.broker_jwks)
     except (ValueError, ValidationError, ProtocolError) as exc:
         raise EnrollError(f"the broker's answer is not an enrollment response: {exc}") from None
@@ -93,12 +94,17 @@ async def enroll(
         body=body,
         clock=clock,
     )
-    headers = {"Authorization": f"Bearer {authorization}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {authorization}", "Content-Type": "application/json",
+               PROTOCOL_HEADER: str(PROTOCOL)}
     try:
         connector = aiohttp.TCPConnector(ssl=client_context(config.ca_bundle))
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
             async with session.post(url, data=body, headers=headers) as resp:
                 raw = await resp.read()
+                try:
+                    peer_version(resp.headers.get(PROTOCOL_HEADER), peer=f"the broker at {broker_url}")
+                except ProtocolVersionError as exc:
+                    raise EnrollError(exc.message) from None
                 if resp.status >= 400:
                     raise EnrollError(f"the broker refused enrollment (HTTP {resp.status}): {_error_text(raw)}")
                 signature = resp.headers.get(SIGNATURE_HEADER)

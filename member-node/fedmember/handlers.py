@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.sse import SSE_HEADERS
 
 from . import appkeys
 from .auth import verified_body
@@ -18,11 +19,6 @@ from .errors import BadRequest, NotFound
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",  # proxies must not buffer the stream
-}
 
 
 @routes.get("/health")
@@ -55,7 +51,7 @@ async def status(request: web.Request) -> web.Response:
 
 def _launch_request(request: web.Request) -> LaunchRequest:
     try:
-        return LaunchRequest.model_validate(json.loads(verified_body(request) or b"null"))
+        return LaunchRequest.received(json.loads(verified_body(request) or b"null"))
     except (ValueError, ValidationError) as exc:
         raise BadRequest(f"body is not a launch request: {str(exc).splitlines()[0]}", reason="bad_launch_request")
 

@@ -22,6 +22,7 @@ from fedproto.errors import KeyMaterialError
 from fedproto.keys import KeyRing, PrivateKey, PublicKeySet
 from fedproto.tls import client_context, describe_failure
 from fedproto.tokens import sign_request
+from fedproto.version import PROTOCOL, PROTOCOL_HEADER
 
 from .config import ConfigError, MemberConfig
 
@@ -39,7 +40,7 @@ async def _call(config: MemberConfig, ring: KeyRing, method: str, path: str, bod
     url = broker.url.rstrip("/") + path
     token = sign_request(ring.signing_key, issuer=config.member.id, audience=broker.id, method=method,
                          path_qs=urlsplit(url).path, body=body, clock=clock)
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", PROTOCOL_HEADER: str(PROTOCOL)}
     if body:
         headers["Content-Type"] = "application/json"
     connector = aiohttp.TCPConnector(ssl=client_context(config.ca_bundle))

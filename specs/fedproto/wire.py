@@ -1,11 +1,43 @@
-"""The base of every wire model: frozen, and unknown fields are an error."""
+"""The base of every wire model: frozen; strict when built here, forgiving when received.
+
+Built on this side (``Model(...)``, ``model_validate``), an unknown field is an error, so a
+typo in our own code, a config file or an administrator's request body fails loudly.
+Received from the other side of the federation (:meth:`WireModel.received`), unknown fields
+are dropped, so a peer one minor protocol version ahead is understood rather than refused
+(see :mod:`fedproto.version`). Nested models are received the same way.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
+
+_RECEIVED = "fedproto.received"
+RECEIVED_CONTEXT = {_RECEIVED: True}
 
 
 class WireModel(BaseModel):
-    """A message on the wire. Unknown fields are rejected so typos and forgeries fail loudly."""
+    """A message on the wire. See the module docstring for unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unknown_when_received(cls, data: Any, info: ValidationInfo) -> Any:
+        if not (isinstance(data, dict) and info.context and info.context.get(_RECEIVED)):
+            return data
+        if cls.model_config.get("extra") != "forbid":
+            return data  # models that keep unknown fields (launch events) keep them when received too
+        known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+        return {k: v for k, v in data.items() if k in known}
+
+    @classmethod
+    def received(cls, data: Any) -> Self:
+        """``data`` from a peer (a parsed JSON value): unknown fields ignored, known ones checked."""
+        return cls.model_validate(data, context=RECEIVED_CONTEXT)
+
+    @classmethod
+    def received_json(cls, text: str | bytes) -> Self:
+        """:meth:`received` for JSON text."""
+        return cls.model_validate_json(text, context=RECEIVED_CONTEXT)

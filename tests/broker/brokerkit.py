@@ -13,7 +13,7 @@ from fedproto.keys import KeyRing, PrivateKey
 
 from fedbroker.appkeys import CLOCK, CONFIG, HEALTH, KEYRING, SNAPSHOT
 from fedbroker.config import BrokerConfig
-from fedbroker.errors import error_middleware
+from fedbroker.errors import announce_protocol, error_middleware
 from fedbroker.registry.snapshot import MemberEntry, RegistrySnapshot, SnapshotHolder
 from fedbroker.app import add_front_door
 
@@ -31,6 +31,7 @@ def new_keyring() -> KeyRing:
 def broker_app(config: BrokerConfig, clock: Clock, keyring: KeyRing, snapshot: RegistrySnapshot) -> web.Application:
     """The broker's front door over a fixed snapshot, without the poller (tests feed health)."""
     app = web.Application(middlewares=[error_middleware])
+    app.on_response_prepare.append(announce_protocol)
     app[CONFIG] = config
     app[CLOCK] = clock
     app[KEYRING] = keyring

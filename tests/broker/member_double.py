@@ -92,6 +92,7 @@ class MemberDouble:
             id=self.member_id, display_name=self.member_id, agent_url=agent,
             public_url=self.public_url or f"https://{self.member_id}.example/", state=state, weight=weight,
             canary=canary, jwks=self.keyring.public_set().to_jwks(), created_at=0.0, updated_at=0.0,
+            datasets=self.datasets,  # the registry's word: routing believes no dataset from an ad alone
         )
         return MemberEntry(record=record, keys=self.keyring.public_set())
 

@@ -61,6 +61,22 @@ def test_passing_canary_waits_the_jittered_interval_and_failing_one_the_retry() 
     assert 8 <= s.next_due_at() - clock.now() <= 12  # type: ignore[operator]
 
 
+def test_the_interval_runs_from_start_to_start() -> None:
+    clock = FakeClock()
+    s = schedule(clock)
+    s.sync(["a"])
+    clock.advance(12)
+    s.start("a")
+    clock.advance(20)  # a slow launch
+    s.finish("a", ok=True)
+    gap = s.next_due_at() - clock.now()  # type: ignore[operator]
+    assert 28 <= gap <= 52  # 60 s +-20 % after it started, not after it ended
+    s.start("a")
+    clock.advance(100)  # longer than the interval: the next one is due at once
+    s.finish("a", ok=True)
+    assert s.due() == ["a"]
+
+
 def test_jitter_differs_between_members() -> None:
     clock = FakeClock()
     s = schedule(clock)

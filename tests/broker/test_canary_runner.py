@@ -186,15 +186,18 @@ async def test_the_canary_slot_is_reserved_and_its_server_is_not_user_load(fed: 
     assert not a["routable"] and a["reason"].startswith("no capacity")
 
 
-async def test_turning_canaries_off_frees_the_slot(fed: Start) -> None:
-    f = await fed("a")
+async def test_turning_canaries_off_frees_the_slot_and_lifts_an_ejection(fed: Start) -> None:
+    f = await fed("a", behaviour="failed503")
     await f.round()
-    assert f.view("a").canary.reserved
+    await f.round(11)
+    assert f.view("a").canary.reserved and f.view("a").canary.ejected
     entry = f.app[SNAPSHOT].current.members["a"]
     off = entry.__class__(record=entry.record.model_copy(update={"canary": False}), keys=entry.keys)
     f.app[SNAPSHOT].replace(snapshot_of([off], revision=2))
     assert f.runner.sync() == []
     assert not f.view("a").canary.reserved and f.view("a").user_total == 4
+    assert not f.view("a").canary.ejected and len(f.view("a").canary.history) == 2  # no canary would re-admit it
+    assert next(c for c in (await f.route())["candidates"] if c["member_id"] == "a")["routable"]
 
 
 def test_a_bad_canary_repo_is_a_config_error() -> None:

@@ -166,10 +166,27 @@ async def test_redirect_mode_307_with_sticky_cookie(aiohttp_server: Any, aiohttp
     # The cookie is honoured, even for a repo that would hash elsewhere, while that member is routable.
     other = "beta" if member == "alpha" else "alpha"
     client.session.cookie_jar.clear()
-    for i in range(20):
+    for i in range(10):
         r = await client.get(f"/build/gh/org/r{i}/HEAD", allow_redirects=False, cookies={"federation_member": other})
         assert r.headers["Location"].startswith(f"https://{other}.example/build/gh/org/r{i}/HEAD")
+    # Each 307 counts as provisional load until the member's next ad: its 10 slots are now taken,
+    # so the next launch goes to the other member, cookie or not.
+    r = await client.get("/build/gh/org/r10/HEAD", allow_redirects=False, cookies={"federation_member": other})
+    assert r.headers["Location"].startswith(f"https://{member}.example/")
+    client.app[HEALTH].member(other).record_poll(client.app[HEALTH].member(other).ad)  # its next ad: room again
     client.app[HEALTH].member(other).record_poll(None, "down")
     client.app[HEALTH].member(other).record_poll(None, "down")
     r = await client.get("/build/gh/org/r1/HEAD", allow_redirects=False, cookies={"federation_member": other})
     assert r.headers["Location"].startswith(f"https://{member}.example/")
+
+
+async def test_a_relayed_launch_counts_once_as_provisional_load(client: TestClient) -> None:
+    """The decision counts its launch against the chosen member at once; the relay's attempt at that
+    member does not count it again (each slot would otherwise look taken twice until the next ad)."""
+    resp = await client.get("/build/gh/org/repo/HEAD", headers=SSE)
+    events = parse_stream(await resp.text())
+    assert events[-1]["phase"] == "ready"
+    member = events[-1]["member"]
+    assert client.app[HEALTH].member(member).recent_launches == 1
+    other = "beta" if member == "alpha" else "alpha"
+    assert client.app[HEALTH].member(other).recent_launches == 0

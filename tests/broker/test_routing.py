@@ -55,7 +55,8 @@ def build(members: list[M], clock: FakeClock | None = None) -> tuple[object, dic
     entries, views = [], {}
     for m in members:
         record = MemberRecord(id=m.id, display_name=m.id, agent_url=f"https://{m.id}.agent", public_url=f"https://{m.id}",
-                              state=m.state, weight=m.weight, jwks=KEYS.to_jwks(), created_at=0, updated_at=0)
+                              state=m.state, weight=m.weight, jwks=KEYS.to_jwks(), created_at=0, updated_at=0,
+                              datasets=m.datasets)  # the registry's word (an ad alone is not believed)
         entries.append(MemberEntry(record=record, keys=KEYS))
         h = MemberHealth(m.id, HealthSettings(), clock, random.Random(0))
         now = clock.now()

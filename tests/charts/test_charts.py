@@ -36,14 +36,6 @@ RENDERS = {
 }
 # Kinds from CRDs that kubernetes-validate has no schema for, with the fields we check by hand.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"): ("selector", "endpoints")}
-METRICS = {
-    "fedbroker_launches_total",
-    "fedbroker_routing_decision_seconds_bucket",
-    "fedbroker_failovers_total",
-    "fedbroker_member_health",
-    "fedbroker_member_load",
-    "fedbroker_relay_streams_open",
-}
 MEMBER_ROLE_RULES = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "list", "watch", "delete"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "list", "delete"]},
@@ -216,7 +208,7 @@ def test_kubernetes_backend_gets_exactly_its_role(helm: Any) -> None:
     (role,) = of_kind(docs, "Role")
     (binding,) = of_kind(docs, "RoleBinding")
     (account,) = of_kind(docs, "ServiceAccount")
-    (deployment,) = of_kind(docs, "Deployment")
+    (deployment,) = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "fed-federation-member"]
     assert role["rules"] == MEMBER_ROLE_RULES
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "binder-launches"
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
@@ -228,7 +220,7 @@ def test_kubernetes_backend_gets_exactly_its_role(helm: Any) -> None:
     assert pod["automountServiceAccountToken"] is True
 
 
-@pytest.mark.parametrize("values_file", [None, "values-member-binderhub.yaml"])
+@pytest.mark.parametrize("values_file", ["values-member-binderhub.yaml"])
 def test_binderhub_member_gets_no_api_access(helm: Any, values_file: str | None) -> None:
     docs = render(helm, "federation-member", values_of(values_file))
     assert not of_kind(docs, "Role") and not of_kind(docs, "RoleBinding")
@@ -300,22 +292,24 @@ def test_broker_metrics_scraping(helm: Any) -> None:
     assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
 
 
-def test_member_datasets_are_read_only_and_listed(helm: Any) -> None:
+def test_member_datasets_are_read_only_listed_and_mounted_only_where_used(helm: Any) -> None:
+    """The kubernetes backend's servers mount each claim read-only, only when the launch asks for its dataset; the agent never."""
     values = values_of("values-member-production.yaml")
     docs = render(helm, "federation-member", values)
-    ((pod, container),) = containers(docs)
-    claims = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
-    mounts = {m["name"]: m for m in container["volumeMounts"]}
-    assert {c["claimName"] for c in claims.values()} == {d["claimName"] for d in values["datasets"]}
-    for name, claim in claims.items():
-        assert claim["readOnly"] is True and mounts[name]["readOnly"] is True
-    listed = tomllib.loads(config_file(docs)[1])["member"]["datasets"]
+    for pod, container in containers(docs):
+        assert not [v for v in pod.get("volumes", []) if "persistentVolumeClaim" in v], "the agent and proxy do not read datasets"
+    config = tomllib.loads(config_file(docs)[1])
+    listed = config["member"]["datasets"]
     assert [(d["id"], d["mount_path"]) for d in listed] == [(d["id"], d["mountPath"]) for d in values["datasets"]]
+    volumes = sorted(config["backend"]["dataset_volumes"].values(), key=lambda v: v["mount_path"])
+    assert [(v["claim_name"], v["dataset_id"], v["prefix"]) for v in volumes] == sorted(
+        [(d["claimName"], d["id"], d.get("prefix", False)) for d in values["datasets"]], key=lambda t: t[0])
 
 
 def test_member_config_dir_is_assembled(helm: Any) -> None:
     """fedmember finds keys/ and broker.jwks.json beside member.toml: all three are mounted there."""
-    ((pod, container),) = containers(render(helm, "federation-member", {}))
+    docs = render(helm, "federation-member", {})
+    ((pod, container),) = [(p, c) for p, c in containers(docs) if c["name"] == "agent"]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/etc/fedmember/member.toml", "/etc/fedmember/keys", "/etc/fedmember/broker.jwks.json"} <= mounts
     assert "--config" in container["args"]
@@ -339,15 +333,13 @@ def test_no_secret_values_in_configmaps(release: tuple[str, list[dict[str, Any]]
                 assert not pattern.search(text), f"{name}: {cm['metadata']['name']}/{key} matches {pattern.pattern}"
 
 
-# -- dashboard -----------------------------------------------------------------------------
+# -- dashboard ---------------------------------------------------------------------------
 def test_dashboard_ships_with_the_broker(helm: Any) -> None:
+    """The ConfigMap carries dashboards/broker.json as it is; its queries are checked in test_dashboard.py."""
     dashboards = [d for d in of_kind(render(helm, "federation-broker", {}), "ConfigMap") if "grafana_dashboard" in d["metadata"]["labels"]]
     (cm,) = dashboards
     shipped = json.loads(cm["data"]["broker.json"])
     assert shipped == json.loads((CHARTS / "federation-broker/dashboards/broker.json").read_text())
-    exprs = [t["expr"] for p in shipped["panels"] for t in p["targets"]]
-    used = {m for e in exprs for m in re.findall(r"\bfedbroker_[a-z_]+", e)}
-    assert used == METRICS, f"dashboard metrics differ: extra {used - METRICS}, missing {METRICS - used}"
     assert len({p["id"] for p in shipped["panels"]}) == len(shipped["panels"])
 
 

@@ -110,13 +110,13 @@ def candidate(decision: dict[str, Any], member_id: str) -> dict[str, Any]:
 
 async def wait_for_route(
     base_url: str, spec: str, predicate: Callable[[dict[str, Any]], bool], what: str,
-    data: tuple[str, ...] = (), timeout: float = 15.0,
+    data: tuple[str, ...] = (), timeout: float = 15.0, provider: str = "git",
 ) -> dict[str, Any]:
     """Dry-run until ``predicate(decision)`` holds (the broker learns from its next polls)."""
     deadline = time.monotonic() + timeout
     decision: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        decision = await route(base_url, spec, data)
+        decision = await route(base_url, spec, data, provider)
         if predicate(decision):
             return decision
         await asyncio.sleep(0.1)

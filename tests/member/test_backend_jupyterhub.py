@@ -19,8 +19,11 @@ pytestmark = pytest.mark.slow
 
 
 def backend(tmp_path: Path, hub: dict[str, Any], **config: Any) -> JupyterHubBackend:
+    # These tests are about the hub's mechanics: every repo is served with the default options,
+    # and the repository check (which would need GitHub) is off. test_jupyterhub_serves_only_*
+    # covers serving and checking.
     values = {"hub_api_url": hub["api_url"], "public_hub_url": hub["public_url"], "token": {"token_file": hub["token_file"]},
-              "user_prefix": f"t{free_port()}-", "start_timeout": 60}
+              "user_prefix": f"t{free_port()}-", "start_timeout": 60, "unmatched": "default", "check_repository": False}
     values.update(config)
     return JupyterHubBackend(JupyterHubConfig(**values), make_context(tmp_path))
 
@@ -91,7 +94,8 @@ async def test_jupyterhub_unreachable_hub_fails_503_and_is_unhealthy(tmp_path: P
     token_file = tmp_path / "token"
     token_file.write_text("x")
     hub = JupyterHubBackend(
-        JupyterHubConfig(hub_api_url=f"http://127.0.0.1:{free_port()}/hub/api", token={"token_file": token_file}, request_timeout=2),
+        JupyterHubConfig(hub_api_url=f"http://127.0.0.1:{free_port()}/hub/api", token={"token_file": token_file}, request_timeout=2,
+                         unmatched="default", check_repository=False),
         make_context(tmp_path, public_url="http://127.0.0.1:1/"),
     )
     events = await collect(launch_on(hub, request("launch-hub-0004")))
@@ -106,14 +110,14 @@ async def test_jupyterhub_hostile_spec_and_unmatched_repo_fail_before_the_hub(tm
     token_file.write_text("x")
     config = JupyterHubConfig(
         hub_api_url=f"http://127.0.0.1:{free_port()}/hub/api", token={"token_file": token_file},
-        default_user_options=None, rules=[{"match": r"^gh:org/allowed$", "user_options": {"image": "img:$ref"}}],
+        rules=[{"match": r"^gh:org/allowed$", "user_options": {"image": "img:$ref"}}],
     )
     hub = JupyterHubBackend(config, make_context(tmp_path))
     bad = preflight(hub, request("launch-hub-0005", spec="../../etc/HEAD"))
     unmatched = await collect(launch_on(hub, request("launch-hub-0006", spec="org/other/HEAD")))
     await hub.stop()
     assert isinstance(bad, LaunchEvent) and bad.status_code == 400
-    assert unmatched[-1].status_code == 404
+    assert unmatched[-1].status_code == 501  # not served here: the broker tries another member
     repo = RepoSpec.parse("gh", "org/allowed/v1")
     assert hub._user_options(repo, request("launch-hub-0007")) == {"image": "img:v1"}
 
@@ -139,3 +143,87 @@ async def test_jupyterhub_real_hub_consumer_leaving_mid_launch_removes_the_user(
     assert (await hub.capacity()).used + (await hub.capacity()).building == 0
     assert await hub.stop_server("launch-hub-0009") is False
     await hub.stop()
+
+
+def _git_repo(path: Path) -> Path:
+    import subprocess
+
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.org", "HOME": str(path.parent), "PATH": "/usr/bin:/bin"}
+    path.mkdir()
+    (path / "README.md").write_text("hello\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "one"], ["tag", "v1"]):
+        subprocess.run(["git", *args], cwd=path, env=env, check=True)
+    return path
+
+
+async def test_jupyterhub_serves_only_what_it_is_configured_for_and_checks_the_repository(tmp_path: Path) -> None:
+    """Refusals come before any hub call (the hub URL is closed): 501 fails over, 404 is the repo's."""
+    token_file = tmp_path / "token"
+    token_file.write_text("x")
+    repo = _git_repo(tmp_path / "served")
+    config = JupyterHubConfig(
+        hub_api_url=f"http://127.0.0.1:{free_port()}/hub/api", token={"token_file": token_file}, providers=["git"],
+        rules=[{"match": r"^git:file://" + str(tmp_path) + "/", "user_options": {"image": "site/env:latest"}}],
+    )
+    hub = JupyterHubBackend(config, make_context(tmp_path))
+    assert hub.providers == ("git",)  # what the status ad advertises
+
+    async def launch(provider: str, spec: str) -> list[LaunchEvent]:
+        request = LaunchRequest(provider=provider, spec=spec, launch_id=f"launch-hub-{free_port()}")
+        refused = preflight(hub, request)  # the agent's own check, before the backend sees it
+        return [refused] if isinstance(refused, LaunchEvent) else await collect(hub.launch(request, refused))
+
+    other = _git_repo(tmp_path.parent / f"{tmp_path.name}-other")
+    outcomes = {
+        "unmatched": await launch("git", f"file://{other}/HEAD"),
+        "provider": await launch("gh", "org/repo/HEAD"),
+        "missing repo": await launch("git", f"file://{tmp_path}/nope/HEAD"),
+        "missing ref": await launch("git", f"file://{repo}/no-such-branch"),
+        "served": await launch("git", f"file://{repo}/v1"),
+    }
+    await hub.stop()
+    codes = {k: (v[-1].phase, v[-1].status_code) for k, v in outcomes.items()}
+    # Not served: 501 and the broker fails over; a provider it does not advertise is never routed here.
+    assert codes["unmatched"] == ("failed", 501) and codes["provider"] == ("failed", 400)
+    assert codes["missing repo"] == ("failed", 404) and codes["missing ref"] == ("failed", 404)
+    assert "Double check your URL" in outcomes["missing ref"][-1].message
+    # The served repo passed every check and reached the hub, which is not there: 503, not 404.
+    assert codes["served"] == ("failed", 503)
+
+
+def test_jupyterhub_settings_are_toml_expressible() -> None:
+    import tomllib
+
+    text = 'kind = "jupyterhub"\nhub_api_url = "http://hub:8081/hub/api"\ntoken = {token_env = "T"}\n' \
+           'unmatched = "refuse"\nproviders = ["gh"]\n[[rules]]\nmatch = "^gh:org/"\nuser_options = {profile = "py"}\n'
+    config = JupyterHubConfig.model_validate(tomllib.loads(text))
+    assert config.unmatched == "refuse" and config.rules[0].user_options == {"profile": "py"}
+    assert JupyterHubConfig.model_validate(tomllib.loads(text.replace('"refuse"', '"default"'))).unmatched == "default"
+
+
+async def test_jupyterhub_real_hub_agent_restart_keeps_ready_servers_and_reaps_orphans(jupyterhub_server: dict[str, Any], tmp_path: Path) -> None:
+    first = backend(tmp_path, jupyterhub_server, max_servers=3)
+    ready = (await collect(launch_on(first, request("launch-hub-restart"))))[-1]
+    assert ready.phase == "ready"
+    await first.detach()  # SIGTERM of the agent: the user's server stays
+
+    headers = {"Authorization": f"token {jupyterhub_server['token']}"}
+    orphan = f"{first.config.user_prefix}orphan"  # what an agent killed mid-launch leaves: no launch token
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{jupyterhub_server['api_url']}/users/{orphan}", headers=headers) as resp:
+            assert resp.status == 201
+        async with http.post(f"{jupyterhub_server['api_url']}/users/{orphan}/server", headers=headers, json={}) as resp:
+            assert resp.status in (201, 202)
+
+    second = backend(tmp_path, jupyterhub_server, max_servers=3, user_prefix=first.config.user_prefix)
+    assert await second.adopt() == ["launch-hub-restart"]
+    assert (await second.capacity()).used == 1  # the adopted server counts; the orphan is gone
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{ready.url}api/status", headers={"Authorization": f"token {ready.token}"}) as resp:
+            assert resp.status == 200  # the user's session survived the restart
+        async with http.get(f"{jupyterhub_server['api_url']}/users/{orphan}", headers=headers) as resp:
+            assert resp.status == 404
+    assert await second.stop_server("launch-hub-restart") is True
+    assert (await second.capacity()).used == 0
+    await second.stop()

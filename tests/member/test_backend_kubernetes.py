@@ -102,7 +102,7 @@ async def test_kubernetes_fake_api_failure_midway_cleans_up(kube: Kube, tmp_path
     events = await collect(launch_on(backend, request("launch-k8s-0004")))
     took = loop.time() - began
     assert events[-1].phase == "failed"
-    assert events[-1].status_code == {"image-pull-error": 503, "start-timeout": 504, "unschedulable": 503}[failure]
+    assert events[-1].status_code == {"image-pull-error": 503, "start-timeout": 504, "unschedulable": 429}[failure]
     if failure == "unschedulable":
         assert "Insufficient memory" in events[-1].message and took < 1.5, (events[-1].message, took)
     if failure == "image-pull-error":
@@ -170,4 +170,35 @@ async def test_kubernetes_fake_api_without_public_url_fails_503_and_cleans_up(ku
     events = await collect(launch_on(backend, request("launch-k8s-0009")))
     assert events[-1].status_code == 503 and "url_template" in events[-1].message
     assert kube.fake.objects["pods"] == {}
+    await backend.stop()
+
+
+async def test_kubernetes_fake_api_pod_deleted_mid_launch_fails_at_once(kube: Kube, tmp_path: Path) -> None:
+    """Someone deletes the starting pod (an admin, an eviction): the launch fails now, not at start_timeout."""
+    kube.fake.ready_delay = 30
+    backend = make_backend(tmp_path, kube, start_timeout=20)
+    await backend.start()
+    name = object_name("launch-k8s-gone")
+
+    async def delete_when_created() -> None:
+        await until(lambda: (NS, name) in kube.fake.objects["pods"])
+        kube.fake.remove("pods", NS, name)
+
+    deleter = asyncio.create_task(delete_when_created())
+    events = await collect(launch_on(backend, request("launch-k8s-gone")))
+    await deleter
+    assert (events[-1].status_code, "deleted" in events[-1].message) == (503, True)
+    assert kube.fake.objects["secrets"] == {}
+    await backend.stop()
+
+
+async def test_kubernetes_fake_api_unreadable_proxy_token_fails_launches_and_health(kube: Kube, tmp_path: Path) -> None:
+    """A proxy configured without its token file: the agent starts, says why in /health, and launches fail 503, cleaned up."""
+    backend = make_backend(tmp_path, kube, proxy_api_url="http://127.0.0.1:9", proxy_token={"token_file": str(tmp_path / "missing")})
+    await backend.start()
+    proxy_check = (await backend.health())[1]
+    assert proxy_check.service == "Proxy" and not proxy_check.ok and "missing" in proxy_check.detail["error"]
+    events = await collect(launch_on(backend, request("launch-k8s-noroute")))
+    assert events[-1].status_code == 503 and "cannot be routed" in events[-1].message
+    assert kube.fake.objects["pods"] == {} and kube.fake.objects["secrets"] == {}
     await backend.stop()

@@ -92,3 +92,15 @@ def test_policy_check_catches_each_control(change: Any, control: str) -> None:
 def test_pod_state_reads_the_status(status: dict[str, Any], expect: tuple[Any, ...]) -> None:
     state = pod_state({"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"}, "status": status})
     assert (state.phase, state.ready, state.problem) == expect
+
+
+@pytest.mark.parametrize(("wanted", "existing", "add", "remove"), [
+    ({"/a": "http://1"}, {}, {"/a": "http://1"}, []),
+    ({"/a": "http://1"}, {"/a": "http://1"}, {}, []),
+    ({"/a": "http://2"}, {"/a": "http://1"}, {"/a": "http://2"}, []),
+    ({}, {"/a": "http://1", "/b": "http://2"}, {}, ["/a", "/b"]),
+], ids=["missing", "in-place", "moved-pod", "stale"])
+def test_route_plan(wanted: dict[str, str], existing: dict[str, str], add: dict[str, str], remove: list[str]) -> None:
+    from fedmember.backends.kubernetes_routes import plan
+
+    assert plan(wanted, existing) == (add, remove)

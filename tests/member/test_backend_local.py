@@ -204,6 +204,36 @@ async def test_unknown_ref_and_missing_repo_fail_cleanly(tmp_path: Path, make_re
         await backend.stop()
 
 
+async def test_server_wrapper_runs_before_every_server_and_a_starting_server_counts_once(
+    tmp_path: Path, make_repo: Callable[..., Path],
+) -> None:
+    """``server_wrapper`` (nice, prlimit, a site's launcher) must exec the server; one that fails breaks
+    every launch while the agent's ad stays healthy (what canaries catch). A launch starting its
+    server is one busy slot, not two."""
+    mode = tmp_path / "mode"
+    script = tmp_path / "wrap.sh"
+    script.write_text('#!/bin/sh\nm=$(cat "$1"); shift\n[ "$m" = fail ] && exit 3\n[ "$m" = slow ] && sleep 2\nexec "$@"\n')
+    backend = _backend(tmp_path, capacity=2, server_wrapper=["/bin/sh", str(script), str(mode)])
+    await backend.start()
+    try:
+        mode.write_text("fail")
+        events = await _launch(backend, git_spec_of(make_repo()), "launch-0001")
+        assert events[-1].phase == "failed" and events[-1].status_code == 500
+        assert "jupyter-server exited with status 3" in events[-1].message
+        assert all(c.ok for c in await backend.health())
+
+        mode.write_text("slow")
+        task = asyncio.create_task(_launch(backend, git_spec_of(make_repo()), "launch-0002"))
+        while "launch-0002" not in backend.pool.servers:
+            await asyncio.sleep(0.05)
+        cap = await backend.capacity()
+        assert (cap.used, cap.building) == (1, 0)
+        events = await task
+        assert events[-1].phase == "ready", events
+    finally:
+        await backend.stop()
+
+
 async def test_a_repo_that_does_not_build_is_final_not_failed_over(tmp_path: Path, make_repo: Callable[..., Path]) -> None:
     # pip runs with --no-index here, so a requirement it has to download cannot install: the repository's fault.
     repo = make_repo({"requirements.txt": "no-such-package-for-binder-federation==1.0\n"})

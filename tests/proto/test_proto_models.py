@@ -1,4 +1,4 @@
-"""Wire models: unknown fields rejected, frozen, BinderHub's recorded events parse, status ads verify."""
+"""Wire models: unknown fields rejected when built here and ignored when received, frozen, BinderHub's recorded events parse, status ads verify."""
 
 from __future__ import annotations
 
@@ -114,10 +114,17 @@ def test_status_ad_signed_by_another_key_or_expired_is_refused(clock) -> None:
     assert info.value.reason == "expired"
 
 
-def test_status_ad_with_unknown_field_is_refused(clock) -> None:
+def test_status_ad_from_a_newer_member_ignores_unknown_fields_but_checks_known_ones(clock) -> None:
+    # A member one minor version ahead adds fields; this broker must still read its ad
+    # (before, extra="forbid" made it look unhealthy). Known fields stay checked.
     ring = KeyRing([PrivateKey.generate()])
-    payload = {**_ad(clock).model_dump(mode="json"), "secret_backdoor": True}
+    payload = {**_ad(clock).model_dump(mode="json"), "gpus": {"total": 2}}
+    payload["capacity"] = {**payload["capacity"], "gpus": 2}
     token = sign_document(ring.signing_key, issuer="site-a", payload=payload, clock=clock, ttl=60)
+    ad = verify_status_ad(token, keys=ring.public_set(), member_id="site-a", clock=clock)
+    assert ad == _ad(clock) and "gpus" not in ad.model_dump()
+    bad = {**payload, "capacity": {"total": -1, "used": 0}}
+    token = sign_document(ring.signing_key, issuer="site-a", payload=bad, clock=clock, ttl=60)
     with pytest.raises(TokenError) as info:
         verify_status_ad(token, keys=ring.public_set(), member_id="site-a", clock=clock)
     assert info.value.reason == "bad_document"

@@ -16,7 +16,7 @@ def test_generate_then_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["generate", "--preset", "workshops", "--launches", "3000", "--seed", "2", "-o", str(trace)]) == 0
     assert main(["run", str(trace), "--jobs", "1", "--min-hour-load", "1"]) == 0
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("trace=")]
-    assert [dict(kv.split("=") for kv in l.split())["policy"] for l in lines] == ["random", "rendezvous", "router"]
+    assert [dict(kv.split("=") for kv in l.split())["policy"] for l in lines] == ["random", "rendezvous", "bounded", "router"]
     for line in lines:
         fields = dict(kv.split("=") for kv in line.split())
         assert fields["launches"] == "3000"

@@ -22,8 +22,9 @@ from typing import Any, Callable
 from ..adminclient import AdminClient, AdminClientError
 from ..config import CONFIG_NAME, BrokerConfig, ConfigError
 from ..demo import command as democmd
+from ..registry.migrations import SchemaBehind
 from ..registry.store import ADMIN_SCOPES
-from . import keyscmd, routecmd
+from . import datasetscmd, keyscmd, routecmd
 
 MEMBER_ACTIONS = ("approve", "drain", "undrain", "disable")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -77,6 +78,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = BrokerConfig.model_validate({**config.model_dump(), **overrides, "base_dir": config.base_dir})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run(config)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the registry's schema to this broker's version: the step before rolling out a new broker."""
+    import asyncio
+
+    from fedproto.clock import SystemClock
+
+    from ..registry.db import create_engine
+    from ..registry.migrations import MIGRATIONS, current_version
+    from ..registry.store import RegistryStore
+
+    config = BrokerConfig.load(Path(args.config) if args.config else default_config_path())
+    newest = MIGRATIONS[-1].version
+
+    async def version() -> int:
+        engine = create_engine(config.resolved_db_url)
+        try:
+            async with engine.connect() as conn:
+                return await current_version(conn)
+        finally:
+            await engine.dispose()
+
+    async def upgrade() -> None:
+        store = await RegistryStore.open(config.resolved_db_url, SystemClock(), upgrade=True)
+        await store.close()
+
+    before = asyncio.run(version())
+    if args.check:
+        if before < newest:
+            raise CliError(f"registry schema version {before} is behind this broker's {newest}: run `fedbroker migrate`")
+        print(f"registry schema is at version {before}")
+        return 0
+    asyncio.run(upgrade())
+    print(f"registry schema version {before} -> {newest}" if before != newest else f"registry schema already at version {newest}")
     return 0
 
 
@@ -274,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mode", choices=["relay", "redirect"])
     serve.set_defaults(func=cmd_serve)
 
+    migrate = sub.add_parser("migrate", help="migrate the registry's schema to this broker's version (back it up first)")
+    migrate.add_argument("--config", help=f"config file (default: $FEDBROKER_CONFIG or ./{CONFIG_NAME})")
+    migrate.add_argument("--check", action="store_true", help="change nothing; exit 1 if the schema is behind")
+    migrate.set_defaults(func=cmd_migrate)
+
     tokens = sub.add_parser("enroll-token", help="one-time member enrollment tokens")
     tokens_sub = tokens.add_subparsers(dest="token_command", required=True)
     create = tokens_sub.add_parser("create", help="create a token; it is printed alone on the last line")
@@ -317,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     retire.set_defaults(func=cmd_keys)
 
     routecmd.add_parser(sub)
+    datasetscmd.add_parsers(sub, _admin_options, admin_client)
     democmd.add_parser(sub)
     return parser
 
@@ -326,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (CliError, ConfigError, AdminClientError) as exc:
+    except (CliError, ConfigError, AdminClientError, SchemaBehind) as exc:
         print(f"fedbroker: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -89,6 +89,10 @@ EXAMPLES: tuple[ExampleRepo, ...] = (
 )
 
 
+# What the broker's canaries launch on every member: no requirements, so it builds in a moment.
+CANARY_EXAMPLE = ExampleRepo("canary", "Canary", "", "print('the canary launched')\n")
+
+
 def _git(repo: Path, *args: str) -> str:
     result = subprocess.run(["git", *args], cwd=repo, env={**os.environ, **_GIT_ENV}, check=True,
                             capture_output=True, text=True)

@@ -25,15 +25,17 @@ from ..adminclient import AdminClient
 from ..initdir import init_broker_dir
 from .agent import MemberAgent
 from .childproc import ChildError, ChildProcess, free_port, python_module_command
-from .repos import ExampleRepo, create_dataset, create_repos
+from .repos import CANARY_EXAMPLE, ExampleRepo, create_dataset, create_repo, create_repos
 from .sites import SITES, DemoSite
 
 FEDBROKER = python_module_command("fedbroker")
 LISTENING = "fedbroker listening on "
 DEMO_JSON = "demo.json"
-# Quick enough that the status page shows a killed member within seconds.
+# Quick enough that the status page shows a killed member within seconds, and a canary strip
+# that fills while one watches (a canary a minute on each member, of the demo's canary repo).
 DEMO_BROKER_SETTINGS: dict[str, dict[str, Any]] = {
     "health": {"interval": 2.0, "timeout": 2.0, "unhealthy_interval": 4.0},
+    "canary": {"interval": 60.0, "retry_interval": 15.0, "timeout": 120.0},
 }
 
 
@@ -73,6 +75,7 @@ class DemoFederation:
             s.member_id: MemberAgent(s, self.directory / "members" / s.member_id) for s in sites
         }
         self.repos: list[ExampleRepo] = []
+        self.canary_repo: ExampleRepo | None = None
         self.dataset_dir: Path | None = None
         self.extra_brokers: list[ChildProcess] = []
         # Launch links open the notebook in JupyterLab only where the servers have it.
@@ -90,6 +93,7 @@ class DemoFederation:
         _check_tools()
         self.say("creating example repositories and the demo dataset")
         self.repos = create_repos(self.directory / "repos")
+        self.canary_repo = create_repo(self.directory / "repos", CANARY_EXAMPLE) if "canary" in self.settings else None
         self.dataset_dir = create_dataset(self.directory / "data")
         self.say(f"initialising the broker in {self.broker_config.parent}")
         self._init_broker()
@@ -112,6 +116,8 @@ class DemoFederation:
         )
         text = self.broker_config.read_text()
         for section, values in self.settings.items():
+            if section == "canary" and "repo" not in values and self.canary_repo is not None:
+                values = {"repo": f"git/{self.canary_repo.spec()}", **values}  # the demo's own canary repo
             text = set_section(text, section, values)
         self.broker_config.write_text(text)
 

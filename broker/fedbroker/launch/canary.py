@@ -99,7 +99,10 @@ class CanaryRunner:
             state = self._health.get(entry.id)
             if state is None:
                 continue
-            on = canary_applies(entry.record.canary, state.ad)
+            if not entry.record.canary:
+                state.canaries_turned_off()
+                continue
+            on = canary_applies(True, state.ad)
             state.reserve_canary_slot(on)
             if on:
                 chosen.append(entry.id)
@@ -204,9 +207,9 @@ class CanaryRunner:
             async with asyncio.timeout(self._s.check_timeout):
                 async with self._http.get(target, headers={"Authorization": f"token {ready.token or ''}"},
                                           allow_redirects=False) as resp:
+                    # The status line is the answer; the body (whatever a member's server sends) is never read.
                     if resp.status != 200:
                         raise _Failed("check_failed", f"the server answered HTTP {resp.status} with its token")
-                    await resp.read()
         except TimeoutError:
             raise _Failed("check_failed", f"the server did not answer within {self._s.check_timeout:g} s") from None
         except aiohttp.ClientError as exc:
@@ -232,6 +235,8 @@ class CanaryRunner:
         )
 
     def _record(self, member_id: str, health: MemberHealth, result: CanaryResult) -> None:
+        log.info("canary on %s: %s%s", member_id, result.outcome,
+                 f" in {result.time_to_ready:g} s" if result.time_to_ready is not None else f" ({result.reason})")
         was_ejected = health.canary_view().ejected
         health.record_canary(result, self._s.eject_after)
         self._metrics.canary(member_id, result.outcome, result)

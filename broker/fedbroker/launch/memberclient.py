@@ -26,9 +26,11 @@ from fedproto.errors import ProtocolError
 from fedproto.keys import KeyRing
 from fedproto.tls import client_context, describe_failure
 from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.sse import EventStreamParser
 from fedproto.status import StatusAd, verify_status_ad
 from fedproto.tokens import sign_request
 from fedproto.urlpolicy import AddressPolicy, ip_literal, transport_allowed
+from fedproto.version import PROTOCOL, PROTOCOL_HEADER, ProtocolVersionError, peer_version
 
 ANNOUNCE_HEADER = "Federation-Broker-Keys"  # fedmember.brokertrust reads it
 
@@ -111,7 +113,8 @@ class MemberClient:
         )
         # Every published key, so a member that lacks a new one fetches the signed key set now
         # rather than at its next scheduled refresh (fedmember.brokertrust).
-        headers = {"Authorization": f"Bearer {token}", ANNOUNCE_HEADER: ",".join(self._keyring.public_set().kids)}
+        headers = {"Authorization": f"Bearer {token}", ANNOUNCE_HEADER: ",".join(self._keyring.public_set().kids),
+                   PROTOCOL_HEADER: str(PROTOCOL)}
         if body:
             headers["Content-Type"] = "application/json"
         return headers
@@ -122,6 +125,7 @@ class MemberClient:
         try:
             async with asyncio.timeout(timeout):
                 async with self._session.get(url, headers=self._headers(entry, "GET", url, b"")) as resp:
+                    _check_version(entry, resp)
                     if resp.status != 200:
                         raise MemberCallError(entry.id, "http", await _status_error(resp), resp.status)
                     payload = await resp.json(content_type=None)
@@ -175,12 +179,21 @@ class MemberClient:
         except aiohttp.ClientError as exc:
             raise MemberCallError(entry.id, "connect", f"cannot reach agent: {describe_failure(exc)}") from None
         async with resp:
+            _check_version(entry, resp)
             if resp.status != 200:
                 raise MemberCallError(entry.id, "http", await _error_text(resp), resp.status)
             routing = self._config.routing
             budget = EventBudget(per_event=routing.max_event_bytes, total=routing.max_launch_event_bytes)
             async for event in _read_events(entry.id, resp, idle, budget):
                 yield event
+
+
+def _check_version(entry: MemberEntry, resp: aiohttp.ClientResponse) -> None:
+    """A member answering in another major protocol version is unusable, and the error says why."""
+    try:
+        peer_version(resp.headers.get(PROTOCOL_HEADER), peer=f"member {entry.id}")
+    except ProtocolVersionError as exc:
+        raise MemberCallError(entry.id, "protocol", exc.message, resp.status) from None
 
 
 async def _status_error(resp: aiohttp.ClientResponse) -> str:
@@ -204,12 +217,13 @@ async def _error_text(resp: aiohttp.ClientResponse) -> str:
 
 async def _read_events(member_id: str, resp: aiohttp.ClientResponse, idle: float,
                        budget: EventBudget) -> AsyncIterator[LaunchEvent]:
-    """Parse an event stream: ``data:`` lines until a blank line make one event; comments keep it alive.
+    """The member's events: lines fed to :class:`fedproto.sse.EventStreamParser` (the framing both
+    sides share); comments keep the stream alive.
 
     Lines are read at most ``budget.per_event`` bytes at a time and counted against the budget,
     so a member cannot make the broker buffer an endless line or an endless event.
     """
-    data_lines: list[str] = []
+    parser = EventStreamParser()
     while True:
         try:
             async with asyncio.timeout(idle):
@@ -227,17 +241,15 @@ async def _read_events(member_id: str, resp: aiohttp.ClientResponse, idle: float
             budget.line(len(raw), data=line.startswith("data:"))
         except EventRejected as exc:
             raise MemberCallError(member_id, "protocol", exc.message) from None
-        if line.startswith("data:"):
-            data_lines.append(line[5:].lstrip(" "))
-        elif line == "" and data_lines:
+        data = parser.feed(line)
+        if data is not None:
             budget.event_done()
-            yield _parse_event(member_id, "\n".join(data_lines))
-            data_lines = []
+            yield _parse_event(member_id, data)
 
 
 def _parse_event(member_id: str, text: str) -> LaunchEvent:
     try:
-        return LaunchEvent.model_validate_json(text)
+        return LaunchEvent.received_json(text)
     except ValueError:
         raise MemberCallError(member_id, "protocol", "member sent an event that is not a launch event") from None
 

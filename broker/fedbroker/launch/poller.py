@@ -17,6 +17,7 @@ from fedproto.member import MemberState
 
 from ..config import HealthSettings
 from ..registry.snapshot import MemberEntry, RegistrySnapshot, SnapshotHolder
+from ..routing.claims import capped_ad
 from ..routing.health import HealthTable
 from .memberclient import MemberCallError, MemberClient
 
@@ -92,6 +93,8 @@ class Poller:
                 ad, error = None, "internal error while polling"
             else:
                 error = None
+                cap = entry.record.max_capacity
+                ad = capped_ad(ad, self._settings.max_member_capacity if cap is None else cap)
         state = self._health.get(entry.id)
         if state is None:  # removed from the registry while we polled
             return

@@ -98,6 +98,9 @@ class LaunchRelay:
         ``redecide`` routes the launch again when the decision's candidates are used up but
         attempts are left: the members it listed may all have failed while another member came
         back (or was full) at decision time, and health knows about the failures by now.
+
+        Each decision has already counted its launch against its chosen member (provisional load,
+        ``routing/live.py``), so an attempt at that member does not count it a second time.
         """
         failures: list[str] = []
         tried: set[str] = set()
@@ -110,7 +113,8 @@ class LaunchRelay:
                     break
                 tried.add(entry.id)
                 attempt = _Attempt()
-                async for event in self._attempt(entry, self._request(decision, target), attempt):
+                counted = entry.id == decision.chosen and decision.chosen not in tried - {entry.id}
+                async for event in self._attempt(entry, self._request(decision, target), attempt, counted):
                     yield event
                 if attempt.done:
                     if attempt.ready:
@@ -149,10 +153,11 @@ class LaunchRelay:
         )
 
     async def _attempt(
-        self, entry: MemberEntry, request: LaunchRequest, attempt: _Attempt
+        self, entry: MemberEntry, request: LaunchRequest, attempt: _Attempt, counted: bool = False
     ) -> AsyncIterator[LaunchEvent]:
         health = self._health.member(entry.id)
-        health.record_launch_started()
+        if not counted:  # the decision counted it already when it chose this member
+            health.record_launch_started()
         started = self._clock.now()
         try:
             async with aclosing(self._client.launch(entry, request)) as events:

@@ -12,13 +12,13 @@ from pydantic import Field
 
 from fedproto.datasets import Dataset
 from fedproto.enrollment import EnrollmentToken
+from fedproto.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from fedproto.keys import KeyRing, PublicKeySet
 from fedproto.location import Location
 from fedproto.member import MEMBER_ID_PATTERN, MemberRecord, MemberState
 from fedproto.wire import WireModel
 
 from ..config import BrokerConfig
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from .adminauth import AdminPrincipal, new_admin_secret
 from .lifecycle import Action, next_state
 from .service import Registry
@@ -54,6 +54,9 @@ class MemberPatch(WireModel):
     datasets: list[Dataset] | None = Field(default=None, max_length=10_000)
     labels: dict[str, str] | None = None
     canary: bool | None = None
+    max_capacity: int | None = Field(
+        default=None, ge=0, le=1_000_000,
+        description="The most capacity routing believes from this member's ads (health.max_member_capacity if unset).")
 
 
 class EnrollTokenCreate(WireModel):
@@ -111,7 +114,7 @@ class AdminService:
         changes = {k: v for k, v in patch.model_dump(exclude_unset=True).items()}
         nulls = sorted(k for k, v in changes.items() if v is None)
         if nulls:
-            raise BadRequest(f"{', '.join(nulls)}: cannot be null", reason="invalid_body")
+            raise InvalidRequest(f"{', '.join(nulls)}: cannot be null", reason="invalid_body")
         for field in ("agent_url", "public_url"):
             if field in changes:
                 changes[field] = await self._url(changes[field], field)

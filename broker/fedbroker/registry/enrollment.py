@@ -20,13 +20,13 @@ import jwt
 
 from fedproto.clock import Clock
 from fedproto.enrollment import EnrollmentRequest, EnrollmentResponse, EnrollmentToken
+from fedproto.errors import Conflict, Unauthenticated
 from fedproto.keys import KeyRing, PrivateKey, PublicKeySet
 from fedproto.member import MemberRecord, MemberState
 from fedproto.replay import ReplayCache
 from fedproto.tokens import bearer, sign_document, verify_request
 
 from ..config import BrokerConfig
-from ..errors import Conflict, Unauthorized
 from ..jsonbody import parse_json
 from .service import Registry
 from .store import EnrollTokenRow, Tx
@@ -61,13 +61,13 @@ class _Proven:
 def _check_token_row(row: EnrollTokenRow | None, token: EnrollmentToken, now: float | None = None) -> EnrollTokenRow:
     """The token's row when it may still be used, else 401 saying why."""
     if row is None or row.broker_kid != token.broker_kid:
-        raise Unauthorized("unknown enrollment token", reason="unknown_enrollment_token")
+        raise Unauthenticated("unknown enrollment token", reason="unknown_enrollment_token")
     if row.revoked_at is not None:
-        raise Unauthorized(f"enrollment token {row.id} was revoked", reason="revoked_enrollment_token")
+        raise Unauthenticated(f"enrollment token {row.id} was revoked", reason="revoked_enrollment_token")
     if row.used_at is not None:
-        raise Unauthorized(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
+        raise Unauthenticated(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
     if now is not None and row.expires_at <= now:
-        raise Unauthorized(f"enrollment token {row.id} has expired", reason="expired_enrollment_token")
+        raise Unauthenticated(f"enrollment token {row.id} has expired", reason="expired_enrollment_token")
     return row
 
 
@@ -98,13 +98,13 @@ class Enrollment:
 
     @staticmethod
     def _parse(body: bytes) -> tuple[EnrollmentRequest, EnrollmentToken]:
-        req = parse_json(body, EnrollmentRequest)
+        req = parse_json(body, EnrollmentRequest, from_member=True)
         return req, EnrollmentToken.parse(req.token)
 
     def _broker_key(self, token: EnrollmentToken) -> PrivateKey:
         broker_key = next((k for k in self.keyring.keys if k.kid == token.broker_kid), None)
         if broker_key is None:
-            raise Unauthorized("the enrollment token was issued for another broker key",
+            raise Unauthenticated("the enrollment token was issued for another broker key",
                                reason="wrong_broker")
         return broker_key
 
@@ -123,7 +123,7 @@ class Enrollment:
     async def _take_token(self, tx: Tx, proven: _Proven) -> EnrollTokenRow:
         row = _check_token_row(await tx.enroll_token(proven.token.secret), proven.token, tx.now)
         if not await tx.consume_enroll_token(row.id, proven.request.member_id):
-            raise Unauthorized(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
+            raise Unauthenticated(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
         return row
 
     async def _admit(self, tx: Tx, proven: _Proven, row: EnrollTokenRow, agent_url: str,
@@ -149,7 +149,9 @@ class Enrollment:
                 f"member {req.member_id!r} is already enrolled; re-enrollment must be signed by "
                 "one of its registered keys", reason="member_exists",
             )
-        record = existing.model_copy(update=fields)
+        # A re-enrollment proves the member's key, not its claims: the datasets the registry
+        # says it holds stay as an admin approved them (routing must never be widened by a member).
+        record = existing.model_copy(update={k: v for k, v in fields.items() if k != "datasets"})
         await tx.update_member(record)
         await tx.audit(f"member:{req.member_id}", "member.reenroll", req.member_id,
                        {**details, "state": record.state.value})

@@ -7,13 +7,13 @@ from typing import Any
 import jwt
 
 from fedproto.clock import Clock
+from fedproto.errors import Conflict, Forbidden, NotFound
 from fedproto.keys import PublicKeySet
 from fedproto.member import MemberRecord, MemberState
 from fedproto.replay import ReplayCache
 from fedproto.tokens import bearer, verify_request
 from fedproto.wire import WireModel
 
-from ..errors import Conflict, Forbidden, NotFound
 from ..jsonbody import parse_json
 from .adminauth import AdminPrincipal
 from .service import Registry
@@ -39,7 +39,7 @@ class MemberKeys:
     ) -> MemberRecord:
         """Add the body's keys, if the request is signed by one of the member's current keys."""
         token = bearer(authorization)
-        new_keys = PublicKeySet.from_jwks(parse_json(body, KeysAdd).jwks)
+        new_keys = PublicKeySet.from_jwks(parse_json(body, KeysAdd, from_member=True).jwks)
         async with self.registry.change() as tx:
             record = await tx.require_member(member_id)
             current = PublicKeySet.from_jwks(record.jwks)

@@ -110,10 +110,19 @@ async def _lock(conn: AsyncConnection) -> None:
         await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
 
 
-async def migrate(engine: AsyncEngine, now: float, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+class SchemaBehind(RuntimeError):
+    """The database has an older schema and this broker was told not to migrate it at start."""
+
+
+async def migrate(engine: AsyncEngine, now: float, migrations: tuple[Migration, ...] = MIGRATIONS, *,
+                  upgrade: bool = True) -> int:
     """Bring the schema up to the newest version; return that version.
 
-    Refuses a database migrated by a newer broker rather than guess at its schema.
+    Refuses a database migrated by a newer broker rather than guess at its schema. With
+    ``upgrade=False`` (``fedbroker serve`` unless ``migrate_on_start``) an empty database still
+    gets the newest schema (a first install), but an older one raises :class:`SchemaBehind`:
+    upgrading a shared registry is the operator's step (``fedbroker migrate``, after a backup),
+    never a side effect of a pod starting, since a rollback would then meet a schema it cannot read.
     """
     newest = migrations[-1].version if migrations else 0
     async with engine.begin() as conn:
@@ -124,6 +133,11 @@ async def migrate(engine: AsyncEngine, now: float, migrations: tuple[Migration, 
             raise RuntimeError(
                 f"the registry database has schema version {version}, newer than this broker's "
                 f"{newest}; upgrade the broker"
+            )
+        if 0 < version < newest and not upgrade:
+            raise SchemaBehind(
+                f"the registry database has schema version {version}, this broker needs {newest}: back it up, then "
+                "run `fedbroker migrate` (the chart's migrations.job does it before an upgrade), or set migrate_on_start = true"
             )
         for step in migrations:
             if step.version <= version:

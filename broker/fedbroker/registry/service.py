@@ -11,21 +11,25 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from types import MappingProxyType
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterable
 
 from fedproto.clock import Clock
 from fedproto.errors import KeyMaterialError
 from fedproto.keys import PublicKeySet
 from fedproto.member import MemberRecord
 
+from .datasetpolicy import DatasetPolicy, DatasetRule
 from .snapshot import MemberEntry, RegistrySnapshot, SnapshotHolder
 from .store import RegistryStore, Tx
 
 log = logging.getLogger(__name__)
 
 
-def build_snapshot(revision: int, records: list[MemberRecord]) -> RegistrySnapshot:
-    """An immutable snapshot of ``records``; a member whose keys do not parse is left out."""
+def build_snapshot(revision: int, records: list[MemberRecord], rules: Iterable[DatasetRule] = ()) -> RegistrySnapshot:
+    """An immutable snapshot of ``records`` and the dataset declarations; a member whose keys
+    do not parse is left out."""
+    policy = DatasetPolicy.of(rules)
+    holdings = policy.holdings()
     entries: dict[str, MemberEntry] = {}
     for record in records:
         try:
@@ -33,8 +37,8 @@ def build_snapshot(revision: int, records: list[MemberRecord]) -> RegistrySnapsh
         except KeyMaterialError as exc:  # cannot happen for rows written by this broker
             log.error("member %s left out of the snapshot: unusable keys (%s)", record.id, exc.message)
             continue
-        entries[record.id] = MemberEntry(record=record, keys=keys)
-    return RegistrySnapshot(revision=revision, members=MappingProxyType(entries))
+        entries[record.id] = MemberEntry(record=record, keys=keys, declared=holdings.get(record.id, ()))
+    return RegistrySnapshot(revision=revision, members=MappingProxyType(entries), datasets=policy)
 
 
 class Registry:
@@ -51,10 +55,10 @@ class Registry:
 
     async def refresh(self) -> RegistrySnapshot:
         """Reload every member if the database is at a newer revision than the snapshot."""
-        revision, records = await self.store.snapshot_rows()
+        revision, records, rules = await self.store.snapshot_rows()
         # Two refreshes can finish out of order; never install an older one over a newer.
         if revision > self.holder.current.revision:
-            self.holder.replace(build_snapshot(revision, records))
+            self.holder.replace(build_snapshot(revision, records, rules))
         return self.holder.current
 
     @asynccontextmanager

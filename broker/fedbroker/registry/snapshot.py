@@ -6,16 +6,21 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Callable, Mapping
 
+from fedproto.datasets import Dataset
 from fedproto.keys import PublicKeySet
 from fedproto.member import MemberRecord, MemberState
+
+from .datasetpolicy import EMPTY_POLICY, DatasetPolicy
 
 
 @dataclass(frozen=True)
 class MemberEntry:
-    """One member as routing and health see it: its record and its verification keys."""
+    """One member as routing and health see it: its record, its verification keys, and the
+    datasets dataset declarations say it holds (beside its record's own)."""
 
     record: MemberRecord
     keys: PublicKeySet
+    declared: tuple[Dataset, ...] = ()
 
     @property
     def id(self) -> str:
@@ -28,6 +33,7 @@ class RegistrySnapshot:
 
     revision: int
     members: Mapping[str, MemberEntry] = field(default_factory=lambda: MappingProxyType({}))
+    datasets: DatasetPolicy = EMPTY_POLICY
 
     def in_states(self, *states: MemberState) -> list[MemberEntry]:
         return [m for m in self.members.values() if m.record.state in states]

@@ -22,11 +22,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fedproto.clock import Clock
+from fedproto.errors import Conflict, NotFound
 from fedproto.member import MemberRecord
 
-from ..errors import Conflict, NotFound
 from . import tables
 from .db import create_engine
+from .datasetpolicy import DatasetRule
 from .migrations import migrate
 
 ADMIN_SCOPES = ("members:read", "members:write", "tokens:write")
@@ -86,6 +87,29 @@ def _enroll_row(row: Any) -> EnrollTokenRow:
 def _admin_row(row: Any) -> AdminTokenRow:
     return AdminTokenRow(id=row.id, name=row.name, scopes=frozenset(row.scopes), expires_at=row.expires_at,
                          created_at=row.created_at, revoked_at=row.revoked_at, created_by=row.created_by)
+
+
+@dataclass(frozen=True)
+class DatasetOwnerRow:
+    """A data provider whose signed requests may declare datasets under ``prefixes``."""
+
+    id: str
+    display_name: str
+    jwks: dict[str, Any]
+    prefixes: tuple[str, ...]  # normalised dataset id prefixes
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "display_name": self.display_name, "jwks": self.jwks, "prefixes": list(self.prefixes)}
+
+
+def _owner_from_row(row: Any) -> DatasetOwnerRow:
+    return DatasetOwnerRow(id=row.id, display_name=row.display_name, jwks=row.jwks, prefixes=tuple(row.prefixes))
+
+
+def _rule_from_row(row: Any) -> DatasetRule:
+    return DatasetRule(id=row.id, prefix=row.prefix, holders=frozenset(row.holders),
+                       servers=None if row.servers is None else frozenset(row.servers),
+                       size_bytes=row.size_bytes, declared_by=row.declared_by)
 
 
 def _record_from_row(row: Any) -> MemberRecord:
@@ -245,6 +269,60 @@ class Tx:
             sa.update(t).where(t.c.id == token_id, t.c.revoked_at.is_(None)).values(revoked_at=self.now))
         self.changed = True
 
+    # -- dataset declarations and owners ---------------------------------------
+    async def dataset_rules(self) -> list[DatasetRule]:
+        t = tables.dataset_declarations
+        return [_rule_from_row(r) for r in await self.conn.execute(sa.select(t).order_by(t.c.id))]
+
+    async def dataset_rule(self, dataset_id: str) -> DatasetRule | None:
+        t = tables.dataset_declarations
+        row = (await self.conn.execute(sa.select(t).where(t.c.id == dataset_id))).first()
+        return _rule_from_row(row) if row is not None else None
+
+    async def put_dataset_rule(self, rule: DatasetRule) -> bool:
+        """Insert or replace the declaration for ``rule.id``; True when it was new."""
+        t = tables.dataset_declarations
+        values = {"prefix": rule.prefix, "holders": sorted(rule.holders),
+                  "servers": None if rule.servers is None else sorted(rule.servers),
+                  "size_bytes": rule.size_bytes, "declared_by": rule.declared_by, "updated_at": self.now}
+        result = await self.conn.execute(sa.update(t).where(t.c.id == rule.id).values(**values))
+        created = result.rowcount == 0
+        if created:
+            await self.conn.execute(sa.insert(t).values(id=rule.id, created_at=self.now, **values))
+        self.changed = True
+        return created
+
+    async def delete_dataset_rule(self, dataset_id: str) -> bool:
+        t = tables.dataset_declarations
+        result = await self.conn.execute(sa.delete(t).where(t.c.id == dataset_id))
+        self.changed = True
+        return result.rowcount == 1
+
+    async def dataset_owners(self) -> list[DatasetOwnerRow]:
+        t = tables.dataset_owners
+        return [_owner_from_row(r) for r in await self.conn.execute(sa.select(t).order_by(t.c.id))]
+
+    async def dataset_owner(self, owner_id: str) -> DatasetOwnerRow | None:
+        t = tables.dataset_owners
+        row = (await self.conn.execute(sa.select(t).where(t.c.id == owner_id))).first()
+        return _owner_from_row(row) if row is not None else None
+
+    async def add_dataset_owner(self, owner: DatasetOwnerRow) -> None:
+        try:
+            async with self.conn.begin_nested():
+                await self.conn.execute(sa.insert(tables.dataset_owners).values(
+                    id=owner.id, display_name=owner.display_name, jwks=owner.jwks, prefixes=list(owner.prefixes),
+                    created_at=self.now, updated_at=self.now))
+        except IntegrityError:
+            raise Conflict(f"a dataset owner with id {owner.id!r} already exists", reason="owner_exists") from None
+        self.changed = True
+
+    async def delete_dataset_owner(self, owner_id: str) -> bool:
+        t = tables.dataset_owners
+        result = await self.conn.execute(sa.delete(t).where(t.c.id == owner_id))
+        self.changed = True
+        return result.rowcount == 1
+
     # -- audit and revision ----------------------------------------------------
     async def audit(self, actor: str, action: str, target: str, details: dict[str, Any] | None = None) -> None:
         """Append one audit entry. Callers pass ids and names only, never a secret."""
@@ -279,11 +357,11 @@ class RegistryStore:
         self.clock = clock
 
     @classmethod
-    async def open(cls, url: str, clock: Clock) -> RegistryStore:
-        """Connect and migrate the schema to the newest version."""
+    async def open(cls, url: str, clock: Clock, *, upgrade: bool = True) -> RegistryStore:
+        """Connect and migrate the schema to the newest version (an older one only with ``upgrade``)."""
         engine = create_engine(url)
         try:
-            await migrate(engine, clock.now())
+            await migrate(engine, clock.now(), upgrade=upgrade)
         except BaseException:
             await engine.dispose()
             raise
@@ -310,7 +388,7 @@ class RegistryStore:
         async with self.read() as tx:
             return await tx.revision()
 
-    async def snapshot_rows(self) -> tuple[int, list[MemberRecord]]:
-        """The revision and every member, read in one transaction so they agree."""
+    async def snapshot_rows(self) -> tuple[int, list[MemberRecord], list[DatasetRule]]:
+        """The revision, every member and every dataset declaration, read in one transaction so they agree."""
         async with self.read() as tx:
-            return await tx.revision(), await tx.members()
+            return await tx.revision(), await tx.members(), await tx.dataset_rules()

@@ -75,6 +75,11 @@ class CanaryHealth:
     def reserve(self, on: bool) -> None:
         self.reserved = on
 
+    def lift(self) -> None:
+        """Forget the failure streak and any ejection: an admin turned canaries off for the member, so
+        no canary will come to re-admit it (the history stays for the status page)."""
+        self.failures, self.ejected = 0, False
+
     def started(self, now: float) -> None:
         self._started_at, self._stopped_at = now, None
 
@@ -122,7 +127,7 @@ class CanarySchedule:
         self._clock = clock
         self._rng = rng
         self._next: dict[str, float] = {}
-        self._running: set[str] = set()
+        self._running: dict[str, float] = {}  # member -> when its canary started
 
     def sync(self, member_ids: Iterable[str]) -> None:
         """Follow the set of canaried members. A new one gets its first canary within ``jitter x interval``,
@@ -140,16 +145,20 @@ class CanarySchedule:
         return sorted(m for m, at in self._next.items() if at <= now and m not in self._running)
 
     def start(self, member_id: str) -> None:
-        self._running.add(member_id)
+        self._running[member_id] = self._clock.now()
 
     def finish(self, member_id: str, ok: bool | None) -> None:
-        """The canary ended: the next one after ``interval`` (passed), ``retry_interval`` (failed or
-        skipped, ``ok`` None), each spread by ``jitter``."""
-        self._running.discard(member_id)
+        """The canary ended. Passed: the next one ``interval`` after this one started (so a slow launch
+        does not stretch the interval; at once if it took longer). Failed or skipped (``ok`` None):
+        ``retry_interval`` after its end, to confirm or clear it. Each spread by ``jitter``."""
+        started = self._running.pop(member_id, self._clock.now())
         if member_id not in self._next:
             return  # left the canaried set meanwhile
-        base = self._interval if ok else min(self._retry, self._interval)
-        self._next[member_id] = self._clock.now() + base * (1.0 + self._jitter * (2.0 * self._rng.random() - 1.0))
+        spread = 1.0 + self._jitter * (2.0 * self._rng.random() - 1.0)
+        if ok:
+            self._next[member_id] = max(self._clock.now(), started + self._interval * spread)
+        else:
+            self._next[member_id] = self._clock.now() + min(self._retry, self._interval) * spread
 
     def next_due_at(self) -> float | None:
         return min((at for m, at in self._next.items() if m not in self._running), default=None)

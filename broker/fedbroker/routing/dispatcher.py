@@ -21,12 +21,14 @@ from ..config import BrokerConfig, ConfigError
 from ..metrics import BrokerMetrics
 from ..registry.snapshot import RegistrySnapshot, SnapshotHolder
 from .health import HealthTable
-from .rank import RouteRequest, RoutingMemo, new_decision_id, rank
+from .live import LiveRouter
+from .rank import RouteRequest, new_decision_id
 from .ratelimit import RateDecision, RateLimiter, client_address
 from .specfilter import SpecFilter
 
 log = logging.getLogger(__name__)
-_LOGGED_CANDIDATES = 8
+# Its own logger, so operators can turn decision lines off (or on) apart from the rest.
+decision_log = logging.getLogger("fedbroker.decisions")
 _DETAILED_CANDIDATES = 10
 
 
@@ -82,7 +84,7 @@ class Dispatcher:
         self._limiter = RateLimiter(config.rate_limit, clock)
         geoip_db = config.routing.geoip_db
         self._geoip = _GeoIP(str(config.resolve(geoip_db))) if geoip_db else None
-        self._memo = RoutingMemo()
+        self._router = LiveRouter(config.routing, snapshots, health, clock)
 
     def client_ip(self, headers: Mapping[str, str], remote: str | None) -> str:
         """The client's IP: the forwarding header's hop the trusted proxies vouch for, else the peer."""
@@ -108,41 +110,52 @@ class Dispatcher:
 
     def decide(
         self, repo: RepoSpec, data: list[str], *, region: str | None = None, client_ip: str | None = None,
-        dry_run: bool = False,
+        dry_run: bool = False, count: bool = True,
     ) -> RouteDecision:
-        """Rank members for this launch. Real decisions are logged and timed; dry runs are not."""
+        """Rank members for this launch. Real decisions are timed, logged and (unless ``count`` is False,
+        for a caller that sends the launch elsewhere and calls :meth:`launched` itself) count their
+        launch at once against the chosen member; dry runs explain every member and count nothing."""
         location = self._geoip.locate(client_ip) if self._geoip is not None and client_ip else None
         request = RouteRequest(repo=repo, data=tuple(data), client_region=region, client_location=location)
-        started = time.perf_counter()
-        settings = self._config.routing
-        # Real launches need only the candidates failover may try; dry runs explain every member.
-        detail = None if dry_run else max(_DETAILED_CANDIDATES, settings.max_attempts)
-        decision = rank(self._snapshots.current, self._health.views(), request, settings,
-                        decision_id=new_decision_id(), memo=self._memo, detail=detail)
         if dry_run:
-            return decision
-        self._metrics.decision_seconds.observe(time.perf_counter() - started)
+            return self._router.explain(request, new_decision_id())
+        started = time.perf_counter()
+        # Real launches need only the candidates failover may try.
+        detail = max(_DETAILED_CANDIDATES, self._config.routing.max_attempts)
+        decision = self._router.decide(request, new_decision_id(), detail)
+        if count and decision.chosen is not None:
+            self._router.launched(decision.chosen, request)
+        elapsed = time.perf_counter() - started
+        self._metrics.decision_seconds.observe(elapsed)
         if decision.chosen is None:
             self._metrics.refused("unroutable")
-        if log.isEnabledFor(logging.INFO):
-            # The first candidates only: with 1,000 members, formatting all of them on every
-            # launch cost more than the decision. The dry-run API explains a decision in full.
-            shown = decision.candidates[:_LOGGED_CANDIDATES]
-            log.info(
-                "decision %s repo=%s chosen=%s candidates=%s%s", decision.decision_id, decision.repo_key,
-                decision.chosen or "-",
-                " ".join(f"{c.member_id}={c.cost:g}" if c.routable else f"{c.member_id}=x" for c in shown),
-                f" (+{len(decision.candidates) - len(shown)} more)" if len(decision.candidates) > len(shown) else "",
+        if decision_log.isEnabledFor(logging.INFO):
+            # One short key=value line (the dry-run API explains a decision in full).
+            best = decision.candidates[0] if decision.candidates else None
+            decision_log.info(
+                "decision id=%s repo=%s chosen=%s cost=%s next=%s us=%d", decision.decision_id, decision.repo_key,
+                decision.chosen or "-", f"{best.cost:g}" if best is not None and best.cost is not None else "-",
+                ",".join(c.member_id for c in decision.candidates[1:4] if c.routable) or "-", elapsed * 1e6,
             )
         return decision
+
+    def launched(self, member_id: str, repo: RepoSpec) -> None:
+        """A launch of ``repo`` was sent to ``member_id`` outside its decision's choice (a sticky cookie)."""
+        self._router.launched(member_id, RouteRequest(repo=repo))
 
     def snapshot(self) -> RegistrySnapshot:
         return self._snapshots.current
 
-    def routable(self, member_id: str, provider: str) -> bool:
+    def routable(self, member_id: str, provider: str, decision: RouteDecision | None = None) -> bool:
         """Whether the member could take a ``provider`` launch at the last decision (for sticky cookies,
-        which may name a member outside the decision's detailed candidates)."""
-        return self._memo.why_not(member_id, provider) is None
+        which may name a member outside the decision's detailed candidates). With ``decision``, also
+        whether its datasets' serving policy allows the member: a client's cookie must not choose one
+        the data provider excluded."""
+        if decision is not None and decision.data:
+            limit = self._snapshots.current.datasets.serving(decision.data)
+            if limit is not None and member_id not in limit.allowed:
+                return False
+        return self._router.why_not(member_id, provider) is None
 
     def spec_refusal(self, provider: str, spec: str) -> str | None:
         """The spec filter alone (for dry runs, which must not count against the rate limit)."""

@@ -18,13 +18,15 @@ from fedproto.routing import RouteDecision
 
 from ..config import RoutingSettings
 from ..registry.snapshot import MemberEntry, RegistrySnapshot
+from .claims import held_datasets
 from .health import HealthState, HealthView
 
 
 def stored_datasets(entry: MemberEntry, view: HealthView | None) -> list[Dataset]:
-    """Datasets the member's ad lists, then those its registry record lists."""
-    ad_sets = list(view.ad.datasets) if view is not None and view.ad is not None else []
-    return ad_sets + list(entry.record.datasets)
+    """Datasets routing may believe the member stores: the registry's (its record and the dataset
+    declarations naming it), narrowed by its ad's list when it gives one, never widened."""
+    advertised = view.ad.datasets if view is not None and view.ad is not None else None
+    return held_datasets([*entry.record.datasets, *entry.declared], advertised)
 
 
 def member_location(entry: MemberEntry, view: HealthView | None) -> Location:
@@ -104,12 +106,31 @@ class MemberFacts:
 
     @classmethod
     def of(
-        cls, entry: MemberEntry, view: HealthView | None, s: RoutingSettings, images: frozenset[str] | None = None
+        cls, entry: MemberEntry, view: HealthView | None, s: RoutingSettings, images: frozenset[str] | None = None,
+        prior: MemberFacts | None = None,
     ) -> MemberFacts:
-        """The facts; ``images``, when given, is the image set already derived from this view's ad."""
-        exact, prefixes = _datasets(entry, view)
+        """The facts; ``images``, when given, is the image set already derived from this view's ad.
+
+        ``prior`` (the member's previous facts): what depends only on the entry and the ad (image set,
+        datasets, location, providers) is taken from it when both are the very same objects, so a
+        view that changed by a launch outcome or provisional load costs a few scalars, not a re-parse.
+        """
         ad = view.ad if view is not None else None
-        loc = member_location(entry, view)
+        same = prior is not None and prior.entry is entry and prior.view is not None and prior.view.ad is ad
+        if same and prior is not None:
+            exact, prefixes, loc, providers = prior.exact, prior.prefixes, prior.location, prior.providers
+            images = prior.images
+        else:
+            exact, prefixes = _datasets(entry, view)
+            loc = member_location(entry, view)
+            providers = frozenset(ad.providers) if ad is not None else frozenset()
+            # A new ad usually lists the same images as the last (a poll every 10 s): comparing the
+            # lists in C is far cheaper than a new set, and keeps the index's holder lists untouched.
+            old_ad = prior.view.ad if prior is not None and prior.view is not None else None
+            if images is None and ad is not None and old_ad is not None and old_ad.images.hashes == ad.images.hashes:
+                images = prior.images if prior is not None else None
+            if prior is not None and prior.exact == exact and prior.prefixes == prefixes:
+                exact, prefixes = prior.exact, prior.prefixes
         share = (view.load or 0.0) if view is not None else 0.0
         weight = entry.record.weight
         # Time-to-ready as canaries measure it (the launch part: the same small repo everywhere, its
@@ -118,7 +139,7 @@ class MemberFacts:
         ready_seconds = view.canary.ready_seconds if view is not None else None
         return cls(
             id=entry.record.id, entry=entry, view=view, reason=unroutable_reason(entry, view, None),
-            providers=frozenset(ad.providers) if ad is not None else frozenset(),
+            providers=providers,
             images=images if images is not None else frozenset(ad.images.hashes) if ad is not None else frozenset(),
             exact=exact, prefixes=prefixes, location=loc, region=loc.region.lower() if loc.region else None,
             load_share=share, load=round(share * s.load_seconds, 3),
@@ -187,8 +208,18 @@ class MemberPool:
         return cls(facts, routable, sorted(blocked), neutral, {f.id: f for f in routable},
                    [(f, preset_totals(f, neutral, s)) for f in routable], hot_members(facts, s))
 
+    def restricted(self, allowed: frozenset[str], why: str) -> MemberPool:
+        """This pool with only ``allowed`` members routable; the others blocked for ``why`` (a
+        dataset's serving policy). Costs, the neutral ready time and hot members stay as they are."""
+        if all(f.id in allowed for f in self.routable):
+            return self
+        keep = [f for f in self.routable if f.id in allowed]
+        blocked = sorted(self.blocked + [(f.id, why) for f in self.routable if f.id not in allowed])
+        return MemberPool(self.facts, keep, blocked, self.neutral_ready, {f.id: f for f in keep},
+                          [(f, p) for f, p in self.priced if f.id in allowed], self.hot)
 
-def _counts(f: MemberFacts) -> bool:
+
+def counts_in_share(f: MemberFacts) -> bool:
     """Whether the member's sessions count in the federation's total: active, weighted, with a live ad."""
     view = f.view
     return (
@@ -201,7 +232,7 @@ def hot_members(facts: list[MemberFacts], s: RoutingSettings) -> dict[str, float
     """Members running more than ``load_spill_factor`` times their weight's share of the federation's
     sessions (and at least ``spill_min_sessions`` above it), with that ratio. Full members count in
     the total too: their sessions are real."""
-    live = [f for f in facts if _counts(f)]
+    live = [f for f in facts if counts_in_share(f)]
     total = sum(f.occupied for f in live)
     total_weight = sum(f.entry.record.weight for f in live)
     hot = {}

@@ -224,6 +224,13 @@ class MemberHealth:
             self._changed.add(self.member_id)
             self._canary.reserve(on)
 
+    def canaries_turned_off(self) -> None:
+        """An admin turned canaries off for the member: free the slot and lift a canary ejection."""
+        if self._canary.reserved or self._canary.ejected or self._canary.failures:
+            self._changed.add(self.member_id)
+            self._canary.reserve(False)
+            self._canary.lift()
+
     def canary_view(self) -> CanaryView:
         return self._canary.view(self.ad)
 
@@ -256,20 +263,23 @@ class HealthTable:
         self._members: dict[str, MemberHealth] = {}
         # Views are cached between changes: routing reads every member's view on every
         # launch, and rebuilding 1,000 of them per request dominated a decision. A view is
-        # rebuilt when its member recorded something, or when time passes an ad's expiry.
+        # rebuilt when its member recorded something, or when time passes its ad's expiry.
         self._changed: set[str] = set()
         self._views: dict[str, HealthView] = {}
         self._expiry_floor = float("inf")  # earliest expires_at among cached unexpired ads
         self._proxy: Mapping[str, HealthView] = MappingProxyType(self._views)
+        # Readers that keep per-member state (the routing index): see ``watch``.
+        self._watchers: list[set[str]] = []
 
     def sync(self, member_ids: Iterable[str]) -> None:
         """Add state for new members and forget removed ones (their soft state goes with them)."""
         wanted = set(member_ids)
         for gone in set(self._members) - wanted:
             del self._members[gone]
+            self._changed.add(gone)
         for new in wanted - set(self._members):
             self._members[new] = MemberHealth(new, self._settings, self._clock, self._rng, self._changed)
-        self._views = {}  # membership changed: rebuild every view once (never mutate a handed-out dict)
+            self._changed.add(new)
 
     def get(self, member_id: str) -> MemberHealth | None:
         return self._members.get(member_id)
@@ -293,20 +303,36 @@ class HealthTable:
     def views(self) -> Mapping[str, HealthView]:
         """Every member's current view, read-only. The same mapping object comes back until
         something changes (copy-on-write), so routing can tell "nothing changed" by identity."""
-        if len(self._views) != len(self._members) or self._clock.now() >= self._expiry_floor:
-            self._views = {m: h.view() for m, h in self._members.items()}
-            self._expiry_floor = min(map(_expiry, self._views.values()), default=_NEVER)
-            self._proxy = MappingProxyType(self._views)
-        elif self._changed:
-            views = dict(self._views)
-            for m in self._changed:
-                if m in self._members:
-                    views[m] = self._members[m].view()
-                    # A later expiry than before only makes the floor early (a harmless rebuild).
-                    self._expiry_floor = min(self._expiry_floor, _expiry(views[m]))
-            self._views, self._proxy = views, MappingProxyType(views)
+        expired = self._clock.now() >= self._expiry_floor
+        if not self._changed and not expired:
+            return self._proxy
+        views = dict(self._views)
+        changed = set(self._changed)
         self._changed.clear()
+        if expired:  # only the views whose ad expired since: an expiry is one member going silent
+            now = self._clock.now()
+            changed.update(m for m, v in views.items() if _expiry(v) <= now)
+        for m in changed:
+            member = self._members.get(m)
+            if member is None:
+                views.pop(m, None)
+            else:
+                views[m] = member.view()
+                # A later expiry than before only makes the floor early (a harmless refresh).
+                self._expiry_floor = min(self._expiry_floor, _expiry(views[m]))
+        if expired:
+            self._expiry_floor = min(map(_expiry, views.values()), default=_NEVER)
+        self._views, self._proxy = views, MappingProxyType(views)
+        for watcher in self._watchers:
+            watcher.update(changed)
         return self._proxy
+
+    def watch(self) -> set[str]:
+        """A set into which every :meth:`views` call adds the members whose view it changed; the
+        reader empties it after reading. It starts with every member (all are new to the reader)."""
+        watcher = set(self._members) | set(self._views)
+        self._watchers.append(watcher)
+        return watcher
 
 
 _NEVER = float("inf")

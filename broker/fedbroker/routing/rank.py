@@ -80,6 +80,13 @@ class _Context:
     fetch: dict[str, float]  # each wanted dataset's cost at a member that does not store it
     client_region: str | None  # lower-cased
     mismatch: float  # the rounded region part of a member in another region (no coordinates)
+    # Members this repo's image was just sent to (provisional: building there, not yet in their ad).
+    pending: frozenset[str] = frozenset()
+
+
+def has_image(f: MemberFacts, ctx: _Context) -> bool:
+    """Whether the member's image summary lists the repo, or a launch of it was just sent there."""
+    return ctx.image in f.images or (bool(ctx.pending) and f.id in ctx.pending)
 
 
 def _data_cost(f: MemberFacts, ctx: _Context) -> float:
@@ -115,7 +122,7 @@ def cost_parts(f: MemberFacts, ctx: _Context) -> dict[str, float]:
     """The named, rounded parts of a routable member's cost (what an explanation shows)."""
     return dict(zip(PART_NAMES, (
         round(_data_cost(f, ctx), 3) if ctx.wanted else 0.0,
-        0.0 if ctx.image in f.images else ctx.build,
+        0.0 if has_image(f, ctx) else ctx.build,
         f.load,
         f.reliability,
         f.ready if f.ready_seconds is not None else ctx.neutral_ready,
@@ -130,7 +137,7 @@ def _total(f: MemberFacts, ctx: _Context, data: float = 0.0) -> float:
     building the dict: this runs for every routable member on every launch. A test holds them equal."""
     return round(
         round(data, 3)
-        + (0.0 if ctx.image in f.images else ctx.build)
+        + (0.0 if has_image(f, ctx) else ctx.build)
         + f.load + f.reliability
         + (f.ready if f.ready_seconds is not None else ctx.neutral_ready)
         + (_region_part(f, ctx) if ctx.client_region or ctx.request.client_location is not None else 0.0)
@@ -143,7 +150,7 @@ def _totals(pool: MemberPool, ctx: _Context, data: dict[str, float]) -> dict[str
     """Every routable member's total cost. Without needed datasets or client coordinates it is
     one of four numbers priced once per pool (image cached or not, region matches or not), so a
     launch costs a lookup per member instead of a sum: at 1,000 members that halved a decision."""
-    if ctx.wanted or ctx.request.client_location is not None:
+    if ctx.wanted or ctx.request.client_location is not None or ctx.pending:
         return {f.id: _total(f, ctx, data.get(f.id, 0.0)) for f in pool.routable}
     image, region = ctx.image, ctx.client_region
     if region is None:
@@ -152,16 +159,22 @@ def _totals(pool: MemberPool, ctx: _Context, data: dict[str, float]) -> dict[str
             for f, p in pool.priced}
 
 
-def _context(request: RouteRequest, settings: RoutingSettings, pool: MemberPool) -> _Context:
+def _context(request: RouteRequest, settings: RoutingSettings, pool: MemberPool,
+             pending: frozenset[str] = frozenset()) -> _Context:
     wanted = request.needed_datasets()
-    sizes = _dataset_sizes(pool.facts, wanted)
+    return make_context(request, settings, wanted, _dataset_sizes(pool.facts, wanted), pool.neutral_ready, pending)
+
+
+def make_context(request: RouteRequest, settings: RoutingSettings, wanted: list[str], sizes: dict[str, int],
+                 neutral_ready: float, pending: frozenset[str] = frozenset()) -> _Context:
+    """One decision's request-dependent inputs (the index passes the sizes and neutral part it keeps)."""
     fetch = {w: settings.dataset_unknown_seconds if w not in sizes
              else sizes[w] / GB * settings.dataset_transfer_seconds_per_gb for w in wanted}
     return _Context(
         request=request, settings=settings, wanted=wanted, sizes=sizes, fetch=fetch,
-        neutral_ready=pool.neutral_ready, image=image_hash(request.repo.key), build=round(settings.build_seconds, 3),
+        neutral_ready=neutral_ready, image=image_hash(request.repo.key), build=round(settings.build_seconds, 3),
         client_region=request.client_region.lower() if request.client_region else None,
-        mismatch=round(settings.region_mismatch_seconds, 3),
+        mismatch=round(settings.region_mismatch_seconds, 3), pending=pending,
     )
 
 
@@ -174,6 +187,7 @@ def rank(
     decision_id: str,
     memo: RoutingMemo | None = None,
     detail: int | None = None,
+    pending: frozenset[str] = frozenset(),
 ) -> RouteDecision:
     """Rank every member in the snapshot for ``request``: routable by preference, then the rest with why.
 
@@ -182,23 +196,28 @@ def rank(
     ``detail`` (for real launches) lists only the best ``detail`` routable candidates, and the
     unroutable ones only when none is routable: what failover and the refusal message use. Materialising and explaining all 1,000 candidates of a large federation on every launch
     cost several milliseconds; dry runs (``detail=None``) still explain every member.
+    ``pending``: members this repo was just sent to, priced as holding its image (see ``RoutingIndex``).
     """
     memo = memo or RoutingMemo()
     pool = memo.pool(snapshot, health, settings, request.repo.provider)
+    # The data providers' policies: a launch needing a dataset with one goes only where it allows.
+    limit = snapshot.datasets.serving(request.needed_datasets()) if request.data or request.repo.dataset_id else None
+    if limit is not None:
+        pool = pool.restricted(limit.allowed, limit.reason)
     # A client location is a pydantic model (not hashable) and rarely repeats: not remembered.
-    key = (request.repo, request.data, request.client_region, detail) if request.client_location is None else None
+    key = (request.repo, request.data, request.client_region, detail, pending) if request.client_location is None else None
     known = memo.decision(key) if key is not None else None
     if known is not None:
         return known.model_copy(update={"decision_id": decision_id})
-    decision = _rank(pool, request, settings, decision_id, detail)
+    decision = _rank(pool, request, settings, decision_id, detail, pending)
     if key is not None:
         memo.remember(key, decision)
     return decision
 
 
 def _rank(pool: MemberPool, request: RouteRequest, settings: RoutingSettings, decision_id: str,
-          detail: int | None) -> RouteDecision:
-    ctx = _context(request, settings, pool)
+          detail: int | None, pending: frozenset[str] = frozenset()) -> RouteDecision:
+    ctx = _context(request, settings, pool, pending)
     by_id = pool.by_id
     # Each routable member's data part, priced once: both its total and the data tier need it.
     data = {f.id: _data_cost(f, ctx) for f in pool.routable} if ctx.wanted else {}
@@ -257,11 +276,14 @@ def _tier(
     if not cool:
         return [], _smallest(hot_pairs, limit)
     best = min(totals[m] for m in cool)
-    near = {m: by_id[m].entry.record.weight for m in cool if totals[m] <= best + s.near_equal}
+    band = [(totals[m], m) for m in cool if totals[m] <= best + s.near_equal]
+    if len(band) > s.near_equal_max:  # only the cheapest few: see RoutingSettings.near_equal_max
+        band = heapq.nsmallest(s.near_equal_max, band)
+    near = {m: by_id[m].entry.record.weight for _, m in band}
     sticky = rendezvous.order(repo_key, near)
     left = None if limit is None else max(0, limit - len(sticky))
     rest = _smallest([(totals[m], m) for m in cool if m not in near], left)
-    left = None if limit is None else max(0, left - len(rest))
+    left = None if left is None else max(0, left - len(rest))
     return sticky, rest + (_smallest(hot_pairs, left) if left != 0 else [])
 
 

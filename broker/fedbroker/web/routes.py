@@ -9,6 +9,7 @@ from .cors import setup_cors
 from .handlers import (
     admintokens,
     brokerkeys,
+    datasets,
     enroll,
     federation,
     frontdoor,
@@ -23,7 +24,7 @@ from .handlers import (
 
 def add_routes(app: web.Application, config: BrokerConfig) -> None:
     """Add the public, admin and page routes; ``/v2`` depends on the mode."""
-    for module in (frontdoor, route, system, federation, enroll, members, admintokens, brokerkeys):
+    for module in (frontdoor, route, system, federation, enroll, members, admintokens, brokerkeys, datasets):
         app.add_routes(module.routes)
     pages.add_routes(app)  # home, status, badge and static files, in both modes
     if config.mode == "redirect":

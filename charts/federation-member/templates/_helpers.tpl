@@ -47,9 +47,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if eq (toString .Values.config.backend.kind) "kubernetes" -}}true{{- end -}}
 {{- end -}}
 
-{{/* The namespace the kubernetes backend launches into. */}}
+{{/* The namespace the kubernetes backend launches into: its own by default, never the agent's unless asked. */}}
 {{- define "federation-member.launchNamespace" -}}
-{{- default .Release.Namespace .Values.config.backend.namespace -}}
+{{- default (printf "%s-launches" (default "default" .Release.Namespace)) .Values.config.backend.namespace -}}
 {{- end -}}
 
 {{/*
@@ -72,12 +72,17 @@ backend, its namespace and the datasets' claims.
 {{- if include "federation-member.kubernetesBackend" . -}}
 {{- /* The Role is made for this namespace, so the backend must launch there. */ -}}
 {{- $_ := set $config.backend "namespace" (include "federation-member.launchNamespace" .) -}}
-{{- /* Launched servers mount the same claims, read-only. */ -}}
+{{- /* Launched servers mount the claims read-only, each only into the launches that ask for its dataset. */ -}}
 {{- $volumes := default (dict) $config.backend.dataset_volumes -}}
 {{- range $i, $d := .Values.datasets -}}
-{{- $_ := set $volumes (printf "dataset-%d" $i) (dict "claim_name" $d.claimName "mount_path" $d.mountPath) -}}
+{{- $_ := set $volumes (printf "dataset-%d" $i) (dict "claim_name" $d.claimName "mount_path" $d.mountPath "dataset_id" $d.id "prefix" (default false $d.prefix)) -}}
 {{- end -}}
 {{- if $volumes }}{{ $_ := set $config.backend "dataset_volumes" $volumes }}{{ end -}}
+{{- if include "federation-member.proxyEnabled" . -}}
+{{- $_ := set $config.backend "proxy_api_url" (printf "http://%s-api:8001" (include "federation-member.proxyName" .)) -}}
+{{- $_ := set $config.backend "proxy_token" (dict "token_file" "/run/fedmember/proxy/token") -}}
+{{- if not (hasKey $config.backend "route_check_interval") }}{{ $_ := set $config.backend "route_check_interval" 10 }}{{ end -}}
+{{- end -}}
 {{- end -}}
 {{- include "federation-member.wholeNumbers" $config -}}
 {{- toToml $config -}}
@@ -109,4 +114,35 @@ turn whole numbers back into integers, in place, through nested tables and array
 {{- $_ := set $table $key (int64 $value) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The kubernetes backend's routing proxy (configurable-http-proxy). */}}
+{{- define "federation-member.proxyEnabled" -}}
+{{- if and .Values.proxy.enabled (include "federation-member.kubernetesBackend" .) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "federation-member.proxyName" -}}
+{{- printf "%s-proxy" (include "federation-member.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "federation-member.proxySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "federation-member.name" . }}-proxy
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "federation-member.proxyTokenSecret" -}}
+{{- default (printf "%s-proxy-token" (include "federation-member.fullname" .)) .Values.proxy.tokenSecret.name -}}
+{{- end -}}
+
+{{- define "federation-member.proxyImage" -}}
+{{- if .Values.proxy.image.digest -}}
+{{- printf "%s:%s@%s" .Values.proxy.image.repository .Values.proxy.image.tag .Values.proxy.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.proxy.image.repository .Values.proxy.image.tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Only the local backend reads datasets itself; other backends' servers mount them. */}}
+{{- define "federation-member.agentMountsDatasets" -}}
+{{- if eq (toString .Values.config.backend.kind) "local" -}}true{{- end -}}
 {{- end -}}

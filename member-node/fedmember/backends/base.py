@@ -146,6 +146,8 @@ class BackendContext:
     datasets: list[Dataset] = field(default_factory=list)
     cors_allow_origins: list[str] = field(default_factory=list)
     clock: Clock = field(default_factory=SystemClock)
+    # The CA bundle every outbound TLS call trusts ([member] ca_bundle; None: the system store).
+    ca_bundle: str | None = None
 
 
 class Backend(ABC):

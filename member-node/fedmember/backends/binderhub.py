@@ -46,6 +46,7 @@ from fedproto.failures import Failure
 from fedproto.launch import BUILD_TERMINAL_PHASES, TERMINAL_PHASES, LaunchEvent, LaunchRequest
 from fedproto.repospec import PROVIDERS, RepoSpec
 from fedproto.status import Capacity, HealthCheck
+from fedproto.tls import client_context
 
 from .base import Backend, BackendConfig, BackendContext, failed
 from .binderhub_events import BinderHubHealth, parse_health, quota_capacity, server_user, to_launch_event, versions_of
@@ -109,7 +110,8 @@ class BinderHubBackend(Backend):
         if self._session is None or self._session.closed:
             # No total timeout: a launch stream lives for minutes; reads have their own deadline.
             timeout = aiohttp.ClientTimeout(total=None, connect=self.config.request_timeout)
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            connector = aiohttp.TCPConnector(ssl=client_context(self.context.ca_bundle))
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         return self._session
 
     async def start(self) -> None:

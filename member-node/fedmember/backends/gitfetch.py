@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fedproto.repospec import RepoSpec
+from fedproto.tls import git_env, is_git_infrastructure_error
 from fedproto.urlpolicy import AddressPolicy, UrlPolicyError, check_url_destination
 
 from . import procs
@@ -38,7 +39,16 @@ log = logging.getLogger(__name__)
 
 
 class FetchError(Exception):
-    """The repository or ref could not be fetched; the message is safe to show users."""
+    """The repository or ref could not be fetched; the message is safe to show users.
+
+    ``status_code`` is what the launch fails with: 404 when the repository or ref is the
+    problem, 503 when git could not reach the server (TLS, DNS, connection): that is the
+    member's or the network's trouble, so the broker fails over instead of blaming the repo.
+    """
+
+    def __init__(self, message: str, status_code: int = 404) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 @dataclass(frozen=True)
@@ -53,12 +63,13 @@ class GitFetcher:
     """Clones repositories for launches."""
 
     def __init__(self, *, git: str = "git", timeout: float = 300.0, allow_file: bool = False,
-                 destinations: AddressPolicy | None = None) -> None:
+                 destinations: AddressPolicy | None = None, ca_bundle: str | None = None) -> None:
         self.git = git
         self.timeout = timeout
         self.allow_file = allow_file
         # Development mode (allow_file) fetches from anywhere, loopback included; else public hosts only.
         self.destinations = destinations or AddressPolicy.of(dev=allow_file)
+        self.ca_bundle = ca_bundle
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
@@ -69,6 +80,8 @@ class GitFetcher:
             GIT_ALLOW_PROTOCOL="https:http:git" + (":file" if self.allow_file else ""),
             GIT_PROTOCOL_FROM_USER="0",
         )
+        # The member's one CA setting ([member] ca_bundle): git reads neither it nor SSL_CERT_FILE.
+        env.update(git_env(self.ca_bundle))
         return env
 
     async def _git(self, *args: str, cwd: Path | None = None, pins: tuple[str, ...] = ()) -> list[str]:
@@ -92,6 +105,39 @@ class GitFetcher:
         resolve = f"{parts.hostname}:{port}:{','.join(f'[{a}]' if ':' in a else a for a in addresses)}"
         return ("-c", f"http.curloptResolve={resolve}", "-c", "http.followRedirects=false")
 
+    async def check_remote(self, spec: RepoSpec) -> None:
+        """Raise :class:`FetchError` unless the repository answers and has the ref (``git ls-remote``).
+
+        For backends that launch a prebuilt image without cloning (jupyterhub): a repository
+        that does not exist must never end in a ready, empty server. A commit id cannot be
+        listed by ls-remote, so for one only the repository itself is checked.
+        """
+        self._check_url(spec)
+        pins = await self._pins(spec.repo_url)  # the same destination rule as a clone (SSRF)
+        try:
+            lines = await self._git("ls-remote", "--", spec.repo_url, pins=pins)
+        except procs.ProcessError as exc:
+            reason = _last(exc)
+            status = 503 if is_git_infrastructure_error(reason) else 404
+            if not self.destinations.dev:
+                log.warning("ls-remote of %s failed: %s", spec.repo_url, reason)
+                reason = ("its host could not be reached over a trusted connection (this member's trouble)"
+                          if status == 503 else "the repository does not exist or is not public")
+            raise FetchError(f"could not reach {spec.repo_url}: {reason}", status) from None
+        refs = {line.split("\t", 1)[1] for line in lines if "\t" in line}
+        if _COMMIT.match(spec.ref) or spec.ref == "HEAD":
+            return
+        if not {f"refs/heads/{spec.ref}", f"refs/tags/{spec.ref}", spec.ref} & refs:
+            raise FetchError(
+                f"Could not resolve ref for {spec.provider}:{spec.spec}. Double check your URL and that your repo is public."
+            )
+
+    def _check_url(self, spec: RepoSpec) -> None:
+        if _SHELL_CHARS.search(spec.repo_url) or spec.repo_url.startswith("-"):
+            raise FetchError("the repository URL contains characters that are not allowed")
+        if spec.repo_url.startswith("file:") and not self.allow_file:
+            raise FetchError("file:// repositories are only allowed in development mode (--dev)")
+
     async def fetch(self, spec: RepoSpec, dest: Path) -> Checkout:
         """Clone ``spec.repo_url`` into ``dest`` (which must not exist) and check out ``spec.ref``."""
         if spec.provider not in ("git", "gh"):
@@ -104,10 +150,19 @@ class GitFetcher:
         try:
             await self._git("clone", "--quiet", "--no-checkout", "--", spec.repo_url, str(dest), pins=pins)
         except procs.ProcessError as exc:
+            reason = _last(exc)
+            # Transport trouble (TLS, DNS, connection) is the member's or the network's, not the
+            # repository's: 503, so the broker tries another member. Destinations were checked
+            # before git ran (no private addresses outside the allow-list), so this says nothing
+            # about the site's own network.
+            status = 503 if is_git_infrastructure_error(reason) else 404
             if self.destinations.dev:
-                raise FetchError(f"could not clone {spec.repo_url}: {_last(exc)}") from None
+                raise FetchError(f"could not clone {spec.repo_url}: {reason}", status) from None
             # git's own words would tell a closed port from a silent one; they go to the log only.
-            log.warning("clone of %s failed: %s", spec.repo_url, _last(exc))
+            log.warning("clone of %s failed: %s", spec.repo_url, reason)
+            if status == 503:
+                raise FetchError(f"could not clone {spec.repo_url}: its host could not be reached over a trusted "
+                                 "connection (this member's trouble; see its log)", status) from None
             raise FetchError(
                 f"could not clone {spec.repo_url}: the repository does not exist, is not public, "
                 "or its host did not answer"

@@ -7,11 +7,26 @@ event stream (``launching`` events), then create an API token for that user,
 scoped to its own server (``access:servers!user=<name>``, hub 2.0+), and answer
 ``ready`` with ``{public_hub_url}/user/<name>/`` and that token.
 
-The hub does not build images: the repo picks an image/profile through ``rules``
-(``match`` is a regular expression on the repo key, ``gh:org/repo``); a repo that no
-rule matches uses ``default_user_options``, or fails 404 when that is unset.
+The hub does not build images, so the member serves only what it is configured for: the
+repo picks an image/profile through ``rules`` (``match`` is a regular expression on the
+repo key, ``gh:org/repo``). A repo that no rule matches is refused with 501 (the broker
+fails over to another member) unless ``unmatched = "default"`` sends it to
+``default_user_options``. The member advertises only ``providers`` (git-based ones, whose
+repositories it can check), and before starting anything it checks with ``git ls-remote``
+that the repository and ref exist (404 otherwise; 503 when git cannot reach the server), so
+a nonexistent repository never ends in a ready, empty server.
+
+On JupyterHub 5 and later a single-user server refuses ``?token=`` in URLs unless its
+environment has ``JUPYTERHUB_ALLOW_TOKEN_IN_URL=1``; the browser lands on the launched
+server with its token in the URL (as BinderHub's launches do), so the hub's config must set
+``c.Spawner.environment = {"JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"}`` (README, "Beside a
+JupyterHub"; ``fedmember init --backend jupyterhub`` prints it).
 String values in user options may use ``$repo_url``, ``$ref``, ``$provider``,
 ``$repo`` and ``$launch_id`` (``string.Template``: no attribute access, no code).
+
+Agent restarts keep users' servers: ``detach()`` leaves them running, and ``adopt()`` finds
+them again through the hub (this agent's ``user_prefix``; the launch id is in the note of
+the token made at ``ready``) and removes the ones that never became ready.
 
 Failures: ``max_servers`` reached → 429 before any hub call that changes state;
 hub unreachable → 503; the spawn failing → 503; no ``ready`` within
@@ -38,15 +53,21 @@ from pydantic import Field, HttpUrl
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.repospec import PROVIDERS, RepoSpec
 from fedproto.status import Capacity, HealthCheck
+from fedproto.tls import client_context
+from fedproto.urlpolicy import AddressPolicy
 
 from fedproto.failures import Failure
 
 from .base import Backend, BackendConfig, BackendContext, RepoRule, failed, first_match
+from .gitfetch import FetchError, GitFetcher
 from .jupyterhub_api import HubAPI, HubError
 from .secrets import SecretConfigError, TokenSource
 from .sse import StreamEnded, StreamTimeout, iter_sse_json
 
 log = logging.getLogger(__name__)
+
+# The note of the token made at ``ready``: how a restarted agent maps a hub user back to its launch.
+_TOKEN_NOTE = "binder-federation launch "
 
 
 class UserOptionsRule(RepoRule):
@@ -72,10 +93,22 @@ class JupyterHubConfig(BackendConfig):
     stop_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a server to stop before its user is deleted anyway.")
     request_timeout: float = Field(default=10.0, gt=0, description="Seconds for each hub API call.")
     token_lifetime: int = Field(default=86400, gt=0, description="Lifetime in seconds of the token handed to the browser.")
-    default_user_options: dict[str, Any] | None = Field(
-        default_factory=dict, description="user_options for repos no rule matches; null refuses them (404)."
-    )
     rules: list[UserOptionsRule] = Field(default_factory=list, description="Repo → user_options rules, first match wins.")
+    unmatched: Literal["refuse", "default"] = Field(
+        default="refuse",
+        description='A repo no rule matches: "refuse" it (501; the broker tries another member) or launch it with default_user_options.',
+    )
+    default_user_options: dict[str, Any] = Field(
+        default_factory=dict, description='user_options for repos no rule matches, when unmatched = "default".'
+    )
+    providers: list[Literal["gh", "gl", "git"]] = Field(
+        default_factory=lambda: ["gh", "gl", "git"],
+        description="Providers this member advertises and serves; only git-based ones, whose repositories it checks exist.",
+    )
+    check_repository: bool = Field(
+        default=True, description="Check with git ls-remote that the repository and ref exist before starting a server."
+    )
+    git_timeout: float = Field(default=30.0, gt=0, description="Seconds for that check.")
 
 
 class JupyterHubBackend(Backend):
@@ -94,12 +127,48 @@ class JupyterHubBackend(Backend):
         self._version: str | None = None
         public = str(self.config.public_hub_url or context.public_url or self.config.hub_api_url)
         self._public = public.rstrip("/").removesuffix("/hub/api")
+        # Advertise only what this member serves (the status ad reads ``providers``).
+        self.providers = tuple(self.config.providers)  # type: ignore[misc]
+        self._git = GitFetcher(timeout=self.config.git_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle,
+                               destinations=AddressPolicy.of(dev=context.dev, allow=context.fetch_allow))
 
     def _hub(self) -> HubAPI:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            connector = aiohttp.TCPConnector(ssl=client_context(self.context.ca_bundle))
+            self._session = aiohttp.ClientSession(connector=connector)
         token = self.config.token.read("JupyterHub service")
         return HubAPI(self._session, str(self.config.hub_api_url), token, self.config.request_timeout)
+
+    async def detach(self) -> None:
+        """The agent restarts: leave every ready server (and its hub user) for the next agent to adopt."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def adopt(self) -> list[str]:
+        """Take over this prefix's ready servers, found through the hub: the launch id is in the
+        note of the token made at ``ready``. A server without one never became ready (its agent
+        died mid-launch): it is removed."""
+        try:
+            hub = self._hub()
+            active = await self._active(hub)
+        except (HubError, SecretConfigError) as exc:
+            log.warning("could not look for servers a previous agent left: %s", exc)
+            return []
+        adopted = []
+        for name in active:
+            try:
+                notes = await hub.token_notes(name)
+            except HubError as exc:
+                log.warning("could not read the tokens of hub user %s: %s", name, exc)
+                continue
+            launch_id = next((n.removeprefix(_TOKEN_NOTE) for n in notes if n.startswith(_TOKEN_NOTE)), None)
+            if launch_id and not active[name]:
+                self._servers[launch_id] = name
+                adopted.append(launch_id)
+            else:
+                await self._remove_quietly(hub, name)
+        return adopted
 
     async def stop(self) -> None:
         for launch_id in list(self._servers):
@@ -113,7 +182,8 @@ class JupyterHubBackend(Backend):
 
     def _user_options(self, repo: RepoSpec, request: LaunchRequest) -> dict[str, Any] | None:
         rule = first_match(self.config.rules, repo)
-        options = rule.user_options if rule is not None else self.config.default_user_options
+        default = self.config.default_user_options if self.config.unmatched == "default" else None
+        options = rule.user_options if rule is not None else default
         if options is None:
             return None
         values = {"repo_url": repo.repo_url, "ref": repo.ref, "provider": repo.provider, "repo": repo.repo, "launch_id": request.launch_id}
@@ -127,8 +197,15 @@ class JupyterHubBackend(Backend):
             return
         options = self._user_options(repo, request)
         if options is None:
-            yield failed(f"this member has no image for {repo.key}", Failure.NOT_FOUND)
+            # Not the repository's fault: another member may serve it, so the broker fails over.
+            yield failed(f"this member serves no image for {repo.key} (no rule matches it)", Failure.NOT_SUPPORTED)
             return
+        if self.config.check_repository:
+            try:
+                await self._git.check_remote(repo)
+            except FetchError as exc:
+                yield failed(str(exc), exc.status_code)
+                return
         try:
             active = await self._active(hub)
         except HubError as exc:
@@ -155,7 +232,7 @@ class JupyterHubBackend(Backend):
             async with aclosing(self._follow_progress(hub, name, deadline)) as progress:
                 async for event in progress:
                     yield event
-            token = await hub.create_token(name, note=f"binder-federation launch {request.launch_id}", expires_in=self.config.token_lifetime, scopes=await self._token_scopes(hub, name))
+            token = await hub.create_token(name, note=f"{_TOKEN_NOTE}{request.launch_id}", expires_in=self.config.token_lifetime, scopes=await self._token_scopes(hub, name))
             ready = True
             yield self._ready_event(name, token, repo, options)
         except HubError as exc:
@@ -209,9 +286,14 @@ class JupyterHubBackend(Backend):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.stop_timeout
         while True:
-            # The hub refuses (400) to delete a user whose server is mid-spawn or mid-stop: ask it to stop, then retry.
-            if await hub.delete_user(name) in (204, 404):
-                return
+            # The hub refuses (400) to delete a user whose server is mid-spawn or mid-stop, and
+            # JupyterHub 5 answers 500 when the spawn is still pending: ask it to stop, then retry.
+            try:
+                if await hub.delete_user(name) in (204, 404):
+                    return
+            except HubError as exc:
+                if exc.hub_status != 500 or loop.time() > deadline:
+                    raise
             await hub.stop_server(name)
             if loop.time() > deadline:
                 raise HubError(f"hub user {name} was still busy after {self.config.stop_timeout:.0f} s")

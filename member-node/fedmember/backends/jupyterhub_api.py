@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from fedproto.tls import describe_failure
+
 from .sse import json_or_none
 
 PAGINATION = "application/jupyterhub-pagination+json"
@@ -49,7 +51,7 @@ class HubAPI:
             async with self._session.request(method, url, json=json, headers=headers, timeout=self._timeout) as resp:
                 body = json_or_none(await resp.text())
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise HubError(f"JupyterHub at {self._base} is unreachable: {exc.__class__.__name__}", status_code=503) from None
+            raise HubError(f"JupyterHub at {self._base} is unreachable: {describe_failure(exc)}", status_code=503) from None
         if resp.status not in ok:
             message = body.get("message") if isinstance(body, dict) else None
             code = 503 if resp.status == 503 else 502
@@ -78,6 +80,12 @@ class HubAPI:
         if not isinstance(answer, dict) or not answer.get("token"):
             raise HubError("JupyterHub created a token but did not return it")
         return str(answer["token"])
+
+    async def token_notes(self, name: str) -> list[str]:
+        """The notes of the user's API tokens (the backend writes the launch id in one)."""
+        _, body = await self.call("GET", user_path(name, "tokens"))
+        tokens = body.get("api_tokens", []) if isinstance(body, dict) else body if isinstance(body, list) else []
+        return [str(t.get("note") or "") for t in tokens if isinstance(t, dict)]
 
     async def stop_server(self, name: str) -> int:
         """202 (stopping), 204 (stopped), 404 (no such user/server), 400 (busy spawning or stopping)."""
@@ -113,7 +121,7 @@ class HubAPI:
         try:
             response = await self._session.get(url, headers=headers, timeout=timeout)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise HubError(f"JupyterHub progress stream unreachable: {exc.__class__.__name__}", status_code=503) from None
+            raise HubError(f"JupyterHub progress stream unreachable: {describe_failure(exc)}", status_code=503) from None
         try:
             if response.status != 200:
                 raise HubError(f"JupyterHub progress stream answered HTTP {response.status}", hub_status=response.status)

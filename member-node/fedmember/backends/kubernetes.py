@@ -136,22 +136,24 @@ class KubernetesBackend(KubernetesUpkeep):
         while True:
             pod = self.pods.get(name)
             wait = deadline - loop.time()
+            if pod is None and last_phase is not None:
+                raise KubeError(f"pod {name} was deleted before it was ready", status_code=Failure.UNAVAILABLE)
             if pod is not None:
                 if pod.phase != last_phase:
                     last_phase = pod.phase
                     yield LaunchEvent(phase="launching", message=f"Pod {name} is {last_phase}\n")
                 if pod.finished:
-                    raise KubeError(f"pod {name} ended ({pod.phase}) before it was ready", status_code=503)
+                    raise KubeError(f"pod {name} ended ({pod.phase}) before it was ready", status_code=Failure.UNAVAILABLE)
                 if pod.ready and pod.ip:
                     yield pod
                     return
                 if pod.problem and pod.problem.startswith("no node"):
                     stuck_since = loop.time() if stuck_since is None else stuck_since
                     if loop.time() - stuck_since >= self.config.unschedulable_grace:
-                        raise KubeError(f"pod {name} cannot start: {pod.problem}", status_code=503)
+                        raise KubeError(f"pod {name} cannot start: {pod.problem}", status_code=Failure.CAPACITY)
                     wait = min(wait, stuck_since + self.config.unschedulable_grace - loop.time())
                 elif pod.problem:
-                    raise KubeError(f"pod {name} cannot start: {pod.problem}", status_code=503)
+                    raise KubeError(f"pod {name} cannot start: {pod.problem}", status_code=Failure.UNAVAILABLE)
                 else:
                     stuck_since = None
             if deadline - loop.time() <= 0:
@@ -173,7 +175,7 @@ class KubernetesBackend(KubernetesUpkeep):
         if self._version:
             detail["version"] = self._version
         checks = [HealthCheck(service="Kubernetes API", ok=self.pods.healthy, detail={**detail, **({"error": self.pods.error} if self.pods.error else {})})]
-        if self.routes is not None:
+        if self.config.proxy_api_url:
             checks.append(HealthCheck(service="Proxy", ok=self.proxy_error is None, detail={"error": self.proxy_error} if self.proxy_error else {}))
         return checks
 

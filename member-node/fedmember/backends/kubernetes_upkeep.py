@@ -26,14 +26,18 @@ from typing import Any, Coroutine
 
 import aiohttp
 
+from fedproto.failures import Failure
+
 from .base import Backend, BackendConfig, BackendContext
 from .kubernetes_client import KubeAPI, KubeError
 from .kubernetes_config import KubernetesConfig
 from .kubernetes_informer import Informer
 from .kubernetes_pods import TOKEN_KEY, PodState, object_name, pod_state, pods_to_cull, selector
 from .kubernetes_routes import ProxyError, ProxyRoutes, route_path
+from .secrets import SecretConfigError
 
 log = logging.getLogger(__name__)
+IDLE_CHECKS_AT_ONCE = 20
 
 
 def _quota_pods(raw: dict[str, Any]) -> int | None:
@@ -53,7 +57,7 @@ class KubernetesUpkeep(Backend):
         self.selector = selector(context.member_id)
         self.pods: Informer[PodState] = Informer(self.kube, "pods", self.selector, pod_state, on_change=self._pod_changed)
         self.quotas: Informer[int | None] = Informer(self.kube, "resourcequotas", "", _quota_pods)
-        self.routes = ProxyRoutes(c.proxy_api_url, c.proxy_token.read("proxy"), context.member_id, c.request_timeout) if c.proxy_api_url else None
+        self.routes: ProxyRoutes | None = None  # made in start(), once the token file can be read
         self.proxy_error: str | None = None
         self.tokens: dict[str, str] = {}
         self._reserved: set[str] = set()  # launches that counted a slot before their pod exists
@@ -64,6 +68,13 @@ class KubernetesUpkeep(Backend):
 
     # -- lifetime ----------------------------------------------------------------------------
     async def start(self) -> None:
+        c = self.config
+        if c.proxy_api_url:
+            try:
+                self.routes = ProxyRoutes(c.proxy_api_url, c.proxy_token.read("proxy"), self.context.member_id, c.request_timeout)
+            except SecretConfigError as exc:
+                self.proxy_error = str(exc)  # launches fail 503 with this until the agent restarts with the token
+                log.error("no routes to servers: %s", exc)
         self._loops = [asyncio.create_task(coro, name=f"kubernetes-{what}") for what, coro in (
             ("pods", self.pods.run()), ("quotas", self.quotas.run()), ("cull", self._every(self.config.cull_interval, self.cull_once)),
             ("routes", self._every(self.config.route_check_interval, self.check_routes)))]
@@ -181,13 +192,15 @@ class KubernetesUpkeep(Backend):
 
     async def _route(self, pod: PodState) -> None:
         if self.routes is None:
+            if self.config.proxy_api_url:
+                raise KubeError(f"the server started but cannot be routed: {self.proxy_error}", status_code=Failure.UNAVAILABLE)
             return
         try:
             await self.routes.add(route_path(pod.name), self._target(pod))
             self.proxy_error = None
         except ProxyError as exc:
             self.proxy_error = str(exc)
-            raise KubeError(f"the server started but cannot be routed: {exc}", status_code=503) from None
+            raise KubeError(f"the server started but cannot be routed: {exc}", status_code=Failure.UNAVAILABLE) from None
 
     async def check_routes(self) -> None:
         """Make the proxy route exactly this member's Ready pods."""
@@ -210,11 +223,16 @@ class KubernetesUpkeep(Backend):
         live = [p for p in self.pods.items.values() if not p.finished and p.name not in self._reserved]
         names = pods_to_cull([(p.name, p.created) for p in live], now, c.max_age) if c.max_age else []
         if c.idle_timeout:
-            for pod in live:
-                if pod.name not in names and pod.ready:
-                    last = await self._last_activity(pod)
-                    if last is not None and now - last > c.idle_timeout:
-                        names.append(pod.name)
+            asked = [p for p in live if p.name not in names and p.ready]
+            gate = asyncio.Semaphore(IDLE_CHECKS_AT_ONCE)  # 1,000 servers: a pass takes seconds, not minutes
+
+            async def last_activity(pod: PodState) -> float | None:
+                async with gate:
+                    return await self._last_activity(pod)
+
+            for pod, last in zip(asked, await asyncio.gather(*(last_activity(p) for p in asked))):
+                if last is not None and now - last > c.idle_timeout:
+                    names.append(pod.name)
         for name in names:
             log.info("culling %s", name)
             await self._delete(name)

@@ -50,6 +50,11 @@ class LocalConfig(BackendConfig):
     build_timeout: float = Field(default=900.0, gt=0, description="Seconds pip may take to install requirements.")
     start_timeout: float = Field(default=60.0, gt=0, description="Seconds jupyter-server may take to answer.")
     stop_grace_seconds: float = Field(default=5.0, ge=0, description="Seconds between SIGTERM and SIGKILL.")
+    server_wrapper: list[str] = Field(
+        default_factory=list,
+        description="A command put before each server's command line, which it must exec (e.g. "
+        '["nice", "-n", "10"], ["prlimit", "--as=8000000000"], or a site\'s launcher script).',
+    )
 
 
 @dataclass
@@ -80,7 +85,7 @@ class LocalBackend(Backend):
         super().__init__(config, context)
         cfg = self.config
         self.root = context.state_dir / "local"
-        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev,
+        self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle,
                                   destinations=AddressPolicy.of(dev=context.dev, allow=context.fetch_allow))
         self.envs = EnvBuilder(self.root / "envs", python=cfg.python, pip_args=cfg.pip_args, timeout=cfg.build_timeout)
         self.pool = ServerPool(
@@ -89,6 +94,7 @@ class LocalBackend(Backend):
             start_timeout=cfg.start_timeout,
             stop_grace=cfg.stop_grace_seconds,
             clock=context.clock,
+            wrapper=cfg.server_wrapper,
         )
         self._pending: dict[str, Path] = {}  # launch id -> work dir, while preparing
         self._culler: asyncio.Task[None] | None = None
@@ -125,7 +131,7 @@ class LocalBackend(Backend):
         """The ``failed`` event that refuses the launch before any work, or None."""
         if request.launch_id in self._pending or request.launch_id in self.pool.servers:
             return failed(f"launch {request.launch_id} already exists", Failure.CONFLICT)
-        if len(self._pending) + len(self.pool.servers) >= self.config.capacity:
+        if len(self.pool.servers) + len(self._building()) >= self.config.capacity:
             return failed(f"This member is full ({self.config.capacity} servers); try again later.", Failure.CAPACITY)
         return None
 
@@ -193,7 +199,7 @@ class LocalBackend(Backend):
             async for event in self._steps(request, repo, launch=launch):
                 yield event
         except FetchError as exc:
-            yield failed(str(exc), Failure.NOT_FOUND)
+            yield failed(str(exc), exc.status_code)
         except BuildError as exc:
             # The repository's own fault: final, as a BinderHub member's build failure is.
             tail = "".join(f"  {line}\n" for line in exc.tail[-5:])
@@ -238,8 +244,12 @@ class LocalBackend(Backend):
             HealthCheck(service="Local servers", ok=True, detail=capacity.model_dump()),
         ]
 
+    def _building(self) -> set[str]:
+        # A launch starting its server is in both maps until its stream ends: count it once, as used.
+        return set(self._pending) - set(self.pool.servers)
+
     async def capacity(self) -> Capacity:
-        return Capacity(total=self.config.capacity, used=len(self.pool.servers), building=len(self._pending))
+        return Capacity(total=self.config.capacity, used=len(self.pool.servers), building=len(self._building()))
 
     async def images(self) -> list[str]:
         return self.envs.built_repos()

@@ -79,8 +79,10 @@ class ServerPool:
         start_timeout: float,
         stop_grace: float,
         clock: Clock,
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.bind_host = bind_host
+        self.wrapper = list(wrapper)
         self.server_host = server_host
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
@@ -121,6 +123,7 @@ class ServerPool:
             f"--ServerApp.ip={self.bind_host}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
             f"--ServerApp.root_dir={root_dir}", *origin_args(origins),
         ]  # fmt: skip
+        argv = [*self.wrapper, *argv]  # e.g. nice, prlimit, or a site's launcher; it must exec the rest
         with open(workdir / "server.log", "ab") as logfile:
             proc = await procs.spawn(argv, cwd=root_dir, env=self._env(python, workdir, token), output=logfile.fileno())
         server = LocalServer(

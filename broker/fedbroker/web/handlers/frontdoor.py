@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import aclosing, suppress
+from contextlib import aclosing
 from typing import AsyncIterator
 
 from aiohttp import web
 
 from fedproto.errors import SpecError
-from fedproto.launch import KEEPALIVE, MAX_DATASETS_PER_LAUNCH, LaunchEvent
+from fedproto.launch import MAX_DATASETS_PER_LAUNCH, LaunchEvent
 from fedproto.repospec import RepoSpec
 from fedproto.routing import RouteDecision
+from fedproto.sse import KEEPALIVE, SSE_HEADERS, with_keepalives
 
 from ...appkeys import CONFIG, DISPATCHER, RELAY
 from ...launch.relay import LaunchTarget
@@ -33,16 +34,14 @@ routes = web.RouteTableDef()
 
 EVENT_STREAM = "text/event-stream"
 DECISION_HEADER = "X-Federation-Decision"
+# How often a quiet stream checks that its client is still there.
+DISCONNECT_CHECK = 1.0
 
 
 def raw_spec(request: web.Request, prefix: str) -> str:
     """The spec exactly as the client escaped it (match_info is unescaped, which breaks gl and git specs)."""
     path = request.raw_path.split("?", 1)[0]
     return path[len(f"/{prefix}/{request.match_info['provider']}/"):]
-
-
-# How often a quiet stream checks that its client is still there.
-DISCONNECT_CHECK = 1.0
 
 
 def parse_target(request: web.Request, prefix: str) -> tuple[RepoSpec, list[str]]:
@@ -61,9 +60,7 @@ def parse_target(request: web.Request, prefix: str) -> tuple[RepoSpec, list[str]
 
 
 async def _events_response(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={
-        "Content-Type": EVENT_STREAM, "Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers,
-    })
+    resp = web.StreamResponse(headers={**SSE_HEADERS, **headers})
     await resp.prepare(request)
     return resp
 
@@ -76,10 +73,6 @@ async def one_event(request: web.Request, event: LaunchEvent, headers: dict[str,
     return resp
 
 
-async def _next(events: AsyncIterator[LaunchEvent]) -> LaunchEvent:
-    return await anext(events)
-
-
 def client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
@@ -88,14 +81,16 @@ def client_gone(request: web.Request) -> bool:
 async def stream_events(
     request: web.Request, events: AsyncIterator[LaunchEvent], headers: dict[str, str], keepalive: float
 ) -> web.StreamResponse:
-    """Write events as they come, a keepalive comment whenever ``keepalive`` seconds pass without one."""
+    """Write events as they come, a keepalive comment whenever ``keepalive`` seconds pass without one.
+
+    A client that leaves closes the stream, which stops the relay (and so cancels the launch at
+    the member) before closing it. Leaving is an ordinary event: logged at INFO, no traceback.
+    """
     resp = await _events_response(request, headers)
     try:
         await _pump(request, resp, events, keepalive)
         await resp.write_eof()
     except ConnectionResetError:
-        # The client left (browser closed, request aborted): the relay has been closed, which
-        # cancels the launch at the member. An ordinary event, so no traceback and no 500.
         log.info("%s: the client left before the stream ended", request.path)
     return resp
 
@@ -104,34 +99,21 @@ async def _pump(
     request: web.Request, resp: web.StreamResponse, events: AsyncIterator[LaunchEvent], keepalive: float
 ) -> None:
     loop = asyncio.get_running_loop()
-    async with aclosing(events):
-        pending: asyncio.Task[LaunchEvent] | None = None
-        last_write = loop.time()
-        try:
-            while True:
-                pending = pending or asyncio.ensure_future(_next(events))
-                done, _ = await asyncio.wait({pending}, timeout=min(keepalive, DISCONNECT_CHECK))
-                if not done:
-                    if client_gone(request):
-                        raise ConnectionResetError("client disconnected")
-                    if loop.time() - last_write >= keepalive:
-                        await resp.write(KEEPALIVE)
-                        last_write = loop.time()
-                    continue
-                task, pending = pending, None
-                try:
-                    event = task.result()
-                except StopAsyncIteration:
-                    break
-                await resp.write(event.sse())
-                last_write = loop.time()
-                if event.terminal:
-                    break
-        finally:
-            if pending is not None:  # the client left mid-wait: stop the relay before closing it
-                pending.cancel()
-                with suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await pending
+    last_write = loop.time()
+    # Ticks more often than keepalives are due, to notice a client gone while nothing flows.
+    async with aclosing(with_keepalives(events, min(keepalive, DISCONNECT_CHECK))) as stream:
+        async for event in stream:
+            if event is None:
+                if client_gone(request):
+                    raise ConnectionResetError("client disconnected")
+                if loop.time() - last_write >= keepalive:
+                    await resp.write(KEEPALIVE)
+                    last_write = loop.time()
+                continue
+            await resp.write(event.sse())
+            last_write = loop.time()
+            if event.terminal:
+                break
 
 
 async def build(request: web.Request) -> web.StreamResponse:

@@ -62,10 +62,13 @@ def _plan(request: web.Request, prefix: str) -> _Plan:
     if admission.refusal is not None:
         plan.refusal = LaunchEvent(phase="failed", status_code=admission.status, message=admission.refusal)
         return plan
-    plan.decision = dispatcher.decide(plan.repo, plan.data, region=dispatcher.client_region(request.headers), client_ip=ip)
+    # Counted below, against the member the browser is actually sent to (provisional load).
+    plan.decision = dispatcher.decide(plan.repo, plan.data, region=dispatcher.client_region(request.headers),
+                                      client_ip=ip, count=False)
     plan.headers[DECISION_HEADER] = plan.decision.decision_id
     sticky = request.cookies.get(request.app[CONFIG].routing.cookie_name)
-    keep = sticky is not None and plan.decision.chosen is not None and dispatcher.routable(sticky, plan.repo.provider)
+    keep = sticky is not None and plan.decision.chosen is not None and dispatcher.routable(
+        sticky, plan.repo.provider, plan.decision)
     ads = {member_id: view.ad for member_id, view in request.app[HEALTH].views().items()}
     order = [sticky] if keep and sticky else []
     plan.target = first_target([*order, *plan.decision.routable_ids()], dispatcher.snapshot(), ads,
@@ -75,6 +78,8 @@ def _plan(request: web.Request, prefix: str) -> _Plan:
             "No member that can take this launch accepts browsers directly right now. Please try again later.")
         plan.refusal = LaunchEvent(phase="failed", status_code=503, message=message + "\n")
         plan.headers["Retry-After"] = "30"
+    else:
+        dispatcher.launched(plan.target.member_id, plan.repo)
     return plan
 
 

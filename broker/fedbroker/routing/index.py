@@ -1,0 +1,475 @@
+"""The routing index: per-member routing facts kept up to date one member at a time, and decisions
+that look only at the members that can win.
+
+:func:`fedbroker.routing.rank.rank` prices every routable member for every launch; at 1,000 members
+that is milliseconds, and each poll result made the next decision rebuild the whole pool. The
+index instead keeps, incrementally (a poll result, a launch outcome, provisional load or a
+registry change touches only that member's entries):
+
+* the routable members that are neither hot nor suspect, sorted by their *base* cost (the
+  request-independent parts: load, reliability, ready time, weight);
+* which members list each image hash, and which store each dataset (exact ids and prefixes);
+* the members running above their weight's share of sessions (hot), found from a sorted
+  threshold rather than by pricing everyone;
+* where each repo was just sent (*pending* images, see :class:`PendingImages`).
+
+A real launch then prices only: the members storing its data, those holding its image (when
+few do), the hot and suspect ones, and members in base order until no unseen member can enter
+the best ``detail`` (every unseen member costs at least its base plus what it lacks). That is a
+few dozen members whatever the federation's size, and the decision is the one
+:func:`~fedbroker.routing.rank.rank` would make (``tests/broker/test_routing_index.py`` holds them
+equal, candidate by candidate, over replayed traces). Explanations (every member's cost parts,
+for dry runs and ``--explain``) go through ``rank`` on the index's facts.
+
+Pure, like routing: no I/O and no clock (callers pass ``now``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, insort
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
+
+from fedproto.routing import Candidate, RouteDecision
+
+from ..config import RoutingSettings
+from ..registry.datasetpolicy import ServingLimit
+from ..registry.snapshot import MemberEntry, RegistrySnapshot
+from .facts import MemberFacts, MemberPool, counts_in_share
+from .health import HealthView
+from .rank import RouteRequest, _Context, _data_cost, _least_data, _order, _rank, _total, make_context
+
+__all__ = ["PendingImages", "RoutingIndex"]
+
+# An image summary listing a repo at more members than this is not enumerated per launch: the
+# base-order scan meets such holders early anyway, and enumerating the demo repo's 1,000 holders
+# would make the common case linear again.
+_HOLDER_LIMIT = 48
+_FIRST_BATCH = 24
+_TOLERANCE = 0.002  # totals are rounded to 3 decimals; lower bounds stay this far below
+
+
+class PendingImages:
+    """Where each repo was just sent, until the member's image summary can list it.
+
+    A launch of a repo a member does not hold starts a build there, and the member's ad lists the
+    image only once the build finished; without this, every launch of a new repo during its build
+    (a class, a workshop, a repo shared on social media) looked uncached everywhere and spread
+    builds over the federation. An entry lasts ``pending_image_seconds``.
+    """
+
+    MAX_REPOS = 100_000  # bounds memory; the oldest entries go first
+
+    def __init__(self) -> None:
+        self._until: dict[str, dict[str, float]] = {}
+
+    def add(self, image: str, member_id: str, until: float) -> None:
+        members = self._until.pop(image, None) or {}
+        members[member_id] = until
+        self._until[image] = members  # re-inserted: the dict's order is least recently sent first
+        if len(self._until) > self.MAX_REPOS:
+            del self._until[next(iter(self._until))]
+
+    def at(self, image: str, now: float) -> frozenset[str]:
+        members = self._until.get(image)
+        if not members:
+            return frozenset()
+        live = frozenset(m for m, until in members.items() if until > now)
+        if len(live) < len(members):
+            if live:
+                self._until[image] = {m: members[m] for m in live}
+            else:
+                del self._until[image]
+        return live
+
+
+def _base(f: MemberFacts) -> float:
+    """The request-independent cost, without the ready part of a member without history."""
+    return f.load + f.reliability + f.weight + (f.ready if f.ready_seconds is not None else 0.0)
+
+
+_ListKey = tuple[str | None, bool]  # (region, has a ready history)
+
+
+@dataclass
+class _Stream:
+    """Members in ascending key order; ``key + offset`` bounds the total of each from below."""
+
+    items: list[tuple[float, str]]
+    offset: float
+    pos: int = 0
+
+    def head(self) -> float:
+        return self.items[self.pos][0] + self.offset
+
+
+@dataclass
+class _Scan:
+    """One decision's candidates so far (each priced once) and where the base-order scan stands."""
+
+    ctx: _Context
+    facts: dict[str, MemberFacts] = field(default_factory=dict)
+    data: dict[str, float] = field(default_factory=dict)
+    totals: dict[str, float] = field(default_factory=dict)
+    hot: dict[str, float] = field(default_factory=dict)
+    streams: list[_Stream] = field(default_factory=list)
+    heap: list[tuple[float, int]] = field(default_factory=list)  # (stream head, stream index)
+    exhausted: bool = False
+
+
+class RoutingIndex:
+    """Routing facts of every member, kept current by :meth:`update`; decisions by :meth:`decide`."""
+
+    def __init__(self, settings: RoutingSettings) -> None:
+        self.settings = settings
+        self._snapshot: RegistrySnapshot | None = None
+        self._facts: dict[str, MemberFacts] = {}
+        # Routable, not suspect members by base, one list per (region, has a ready history): a
+        # decision adds each list's region and neutral ready part as an offset and merges them.
+        self._lists: dict[_ListKey, list[tuple[float, str]]] = {}
+        self._keys: dict[str, tuple[_ListKey, float]] = {}  # member -> (its list, base) while listed
+        self._suspect: set[str] = set()
+        self._images: dict[str, set[str]] = {}
+        self._exact: dict[str, dict[str, int | None]] = {}
+        self._prefixes: dict[str, set[str]] = {}
+        self._prefix_lengths: dict[int, int] = {}
+        self._live: dict[str, tuple[float, float]] = {}  # member -> (occupied, weight), for hot shares
+        self._sessions = 0.0  # the federation's sessions and weight, over the members that count
+        self._weight = 0.0
+        self._ready: dict[frozenset[str], list[float]] = {}  # providers -> [sum, count] of known ready times
+
+    # -- updates ---------------------------------------------------------------------------------
+    def update(self, snapshot: RegistrySnapshot, views: Mapping[str, HealthView],
+               changed: Iterable[str] | None) -> None:
+        """Bring the index to ``snapshot`` and ``views``. ``changed`` names the members whose view
+        changed since the last call (None: any may have). Registry changes are found by identity."""
+        ids: set[str] | None = None if changed is None else set(changed)
+        if self._snapshot is not snapshot:
+            old = self._snapshot.members if self._snapshot is not None else {}
+            if ids is not None:
+                ids.update(m for m, e in snapshot.members.items() if old.get(m) is not e)
+                ids.update(m for m in old if m not in snapshot.members)
+            self._snapshot = snapshot
+        for member_id in (ids if ids is not None else set(snapshot.members) | set(self._facts)):
+            entry = snapshot.members.get(member_id)
+            self._set(member_id, entry, views.get(member_id) if entry is not None else None)
+
+    def _set(self, member_id: str, entry: MemberEntry | None, view: HealthView | None) -> None:
+        old = self._facts.get(member_id)
+        if old is not None and entry is old.entry and view is old.view:
+            return
+        new = MemberFacts.of(entry, view, self.settings, prior=old) if entry is not None else None
+        self._unlist(old, new)
+        if new is None:
+            self._facts.pop(member_id, None)
+            return
+        self._facts[member_id] = new
+        self._list(new, old)
+
+    def _unlist(self, old: MemberFacts | None, new: MemberFacts | None) -> None:
+        if old is None:
+            return
+        key = self._keys.pop(old.id, None)
+        if key is not None:
+            ordered = self._lists[key[0]]
+            del ordered[bisect_left(ordered, (key[1], old.id))]
+        self._suspect.discard(old.id)
+        if old.id in self._live:
+            occupied, weight = self._live.pop(old.id)
+            self._sessions -= occupied
+            self._weight -= weight
+        if old.reason is None and old.ready_seconds is not None:
+            self._ready_add(old, -1.0)
+        if new is None or new.images is not old.images:
+            for image in old.images - (new.images if new is not None else frozenset()):
+                holders = self._images.get(image)
+                if holders is not None:
+                    holders.discard(old.id)
+                    if not holders:
+                        del self._images[image]
+        if new is None or new.exact is not old.exact or new.prefixes is not old.prefixes:
+            self._unlist_datasets(old)
+
+    def _list(self, f: MemberFacts, old: MemberFacts | None) -> None:
+        if f.reason is None:
+            if f.suspect > 0:
+                self._suspect.add(f.id)
+            else:
+                base, key = _base(f), (f.region, f.ready_seconds is not None)
+                insort(self._lists.setdefault(key, []), (base, f.id))
+                self._keys[f.id] = (key, base)
+            if f.ready_seconds is not None:
+                self._ready_add(f, 1.0)
+        if counts_in_share(f):
+            weight = f.entry.record.weight
+            self._live[f.id] = (f.occupied, weight)
+            self._sessions += f.occupied
+            self._weight += weight
+        if old is None or f.images is not old.images:
+            for image in f.images - (old.images if old is not None else frozenset()):
+                self._images.setdefault(image, set()).add(f.id)
+        if old is None or f.exact is not old.exact or f.prefixes is not old.prefixes:
+            for ds, size in f.exact.items():
+                self._exact.setdefault(ds, {})[f.id] = size
+            for prefix in f.prefixes:
+                self._prefixes.setdefault(prefix, set()).add(f.id)
+                self._prefix_lengths[len(prefix)] = self._prefix_lengths.get(len(prefix), 0) + 1
+
+    def _unlist_datasets(self, old: MemberFacts) -> None:
+        for ds in old.exact:
+            sizes = self._exact.get(ds)
+            if sizes is not None:
+                sizes.pop(old.id, None)
+                if not sizes:
+                    del self._exact[ds]
+        for prefix in old.prefixes:
+            members = self._prefixes.get(prefix)
+            if members is not None and old.id in members:
+                members.discard(old.id)
+                if not members:
+                    del self._prefixes[prefix]
+                left = self._prefix_lengths[len(prefix)] - 1
+                if left:
+                    self._prefix_lengths[len(prefix)] = left
+                else:
+                    del self._prefix_lengths[len(prefix)]
+
+    def _ready_add(self, f: MemberFacts, sign: float) -> None:
+        assert f.ready_seconds is not None
+        acc = self._ready.setdefault(f.providers, [0.0, 0.0])
+        acc[0] += sign * f.ready_seconds
+        acc[1] += sign
+        if acc[1] <= 0:
+            del self._ready[f.providers]
+
+    # -- queries -----------------------------------------------------------------------------------
+    def facts(self) -> list[MemberFacts]:
+        return list(self._facts.values())
+
+    def holds(self, member_id: str, image: str) -> bool:
+        """Whether the member's image summary lists ``image``."""
+        f = self._facts.get(member_id)
+        return f is not None and image in f.images
+
+    def why_not(self, member_id: str, provider: str) -> str | None:
+        """Why the member could not take a ``provider`` launch now (None: it could)."""
+        f = self._facts.get(member_id)
+        return "not a member" if f is None else f.why_not(provider)
+
+    def hot_ratio(self, member_id: str) -> float | None:
+        """The member's sessions over its weight's share when it is hot (``facts.hot_members``), else None."""
+        live = self._live.get(member_id)
+        if live is None or self._weight <= 0:
+            return None
+        occupied, weight = live
+        fair = weight / self._weight * self._sessions
+        s = self.settings
+        if occupied > max(s.load_spill_factor * fair, fair + s.spill_min_sessions):
+            return occupied / fair
+        return None
+
+    def neutral_ready(self, provider: str) -> float:
+        """The ready part of a member without history: the mean over routable members (``MemberPool``)."""
+        total, count = 0.0, 0.0
+        for providers, (s, n) in self._ready.items():
+            if not providers or provider in providers:
+                total, count = total + s, count + n
+        return round((total / count if count else 0.0) * self.settings.ready_time_weight, 3)
+
+    def storers(self, wanted: list[str]) -> set[str]:
+        """Members storing any of the (normalised) datasets, exactly or under a prefix."""
+        found: set[str] = set()
+        for w in wanted:
+            found.update(self._exact.get(w, ()))
+            for length in self._prefix_lengths:
+                found.update(self._prefixes.get(w[:length], ()) if len(w) >= length else ())
+        return found
+
+    def sizes(self, wanted: list[str]) -> dict[str, int]:
+        """The largest size any member reports for each wanted dataset (as ``routing`` prices it)."""
+        out: dict[str, int] = {}
+        for w in wanted:
+            known = [size for size in self._exact.get(w, {}).values() if size is not None]
+            if known:
+                out[w] = max(known)
+        return out
+
+    # -- decisions ---------------------------------------------------------------------------------
+    def explain(self, request: RouteRequest, decision_id: str, pending: frozenset[str] = frozenset(),
+                limit: ServingLimit | None = None) -> RouteDecision:
+        """Every member ranked and explained (dry runs, ``--explain``): ``rank`` over the index's facts."""
+        pool = MemberPool.of(self.facts(), request.repo.provider, self.settings)
+        if limit is not None:
+            pool = pool.restricted(limit.allowed, limit.reason)
+        return _rank(pool, request, self.settings, decision_id, None, pending)
+
+    def decide(self, request: RouteRequest, decision_id: str, detail: int,
+               pending: frozenset[str] = frozenset(), limit: ServingLimit | None = None) -> RouteDecision:
+        """The best ``detail`` candidates, as ``rank(..., detail=detail)`` orders them.
+
+        ``limit`` (a dataset's serving policy, from ``DatasetPolicy.serving``) restricts the
+        candidates to its members: they are priced directly, and every other member is listed
+        as blocked by the policy when none of them can take the launch.
+        """
+        provider = request.repo.provider
+        wanted = request.needed_datasets()
+        ctx = make_context(request, self.settings, wanted, self.sizes(wanted), self.neutral_ready(provider), pending)
+        scan = _Scan(ctx=ctx)
+        if limit is not None:
+            for m in sorted(limit.allowed):
+                self._consider(scan, m, provider)
+            scan.exhausted = True
+            ordered = self._final(scan, set(), detail) or []
+            return self._decision(request, scan, decision_id, ordered[:detail], limit)
+        storing = self.storers(wanted) if wanted else set()
+        holders = self._images.get(ctx.image, set())
+        few = len(holders) <= _HOLDER_LIMIT
+        for group in (storing, holders if few else (), pending, self._suspect):
+            for m in group:
+                self._consider(scan, m, provider)
+        # Holders of a popular image get their own stream, so the others can be priced with the build.
+        dense = len(holders) * 4 > len(self._keys)
+        self._streams(scan, holders if not few and not dense else None, build=ctx.build if not dense else 0.0)
+        batch = _FIRST_BATCH
+        while True:
+            self._scan(scan, provider, batch)
+            ordered = self._final(scan, storing, detail)
+            if ordered is not None:
+                return self._decision(request, scan, decision_id, ordered[:detail])
+            batch *= 2
+
+    def _offset(self, region: str | None, known: bool, ctx: _Context) -> float:
+        """What every member of one list pays beyond its base for this request, at least."""
+        offset = 0.0 if known else ctx.neutral_ready
+        if ctx.client_region and region and region != ctx.client_region:
+            offset += ctx.mismatch
+        return offset
+
+    def _streams(self, scan: _Scan, holders: set[str] | None, build: float) -> None:
+        """The base-ordered streams this decision scans; each stream's head is a lower bound on the
+        total of every member it has left (with its data part added in ``_final``)."""
+        ctx = scan.ctx
+        for (region, known), items in self._lists.items():
+            offset = self._offset(region, known, ctx) + build
+            scan.streams.append(_Stream(items, offset))
+        if holders is not None:
+            keyed = []
+            for m in holders:
+                key = self._keys.get(m)
+                if key is not None:
+                    (region, known), base = key
+                    keyed.append((base + self._offset(region, known, ctx), m))
+            keyed.sort()
+            scan.streams.append(_Stream(keyed, 0.0))
+        scan.heap = [(st.head(), i) for i, st in enumerate(scan.streams) if st.pos < len(st.items)]
+        heapq.heapify(scan.heap)
+
+    def _consider(self, scan: _Scan, m: str, provider: str) -> bool:
+        """Price member ``m`` into the candidates if it can take the launch; whether it was new and did."""
+        if m in scan.totals:
+            return False
+        f = self._facts.get(m)
+        if f is None or f.why_not(provider) is not None:
+            return False
+        ctx = scan.ctx
+        data = _data_cost(f, ctx) if ctx.wanted else 0.0
+        scan.facts[m] = f
+        scan.data[m] = data
+        scan.totals[m] = _total(f, ctx, data)
+        ratio = self.hot_ratio(m)
+        if ratio is not None:
+            scan.hot[m] = ratio
+        return True
+
+    @staticmethod
+    def _pop(scan: _Scan) -> str | None:
+        """The member with the lowest bound left in any stream."""
+        if not scan.heap:
+            return None
+        _, i = scan.heap[0]
+        stream = scan.streams[i]
+        m = stream.items[stream.pos][1]
+        stream.pos += 1
+        if stream.pos < len(stream.items):
+            heapq.heapreplace(scan.heap, (stream.head(), i))
+        else:
+            heapq.heappop(scan.heap)
+        return m
+
+    def _scan(self, scan: _Scan, provider: str, batch: int) -> None:
+        """Price the next ``batch`` members by lower bound, over every stream."""
+        added = 0
+        while added < batch:
+            m = self._pop(scan)
+            if m is None:
+                scan.exhausted = True
+                return
+            added += self._consider(scan, m, provider)
+
+    def _final(self, scan: _Scan, storing: set[str], detail: int) -> list[str] | None:
+        """The candidates' order when no unseen member can enter its first ``detail``, else None.
+
+        Unseen members are neither suspect nor storing nor (with few holders) holding the image,
+        and each costs at least its stream's bound plus the data it lacks: they all fall in one data tier, cool or
+        hot. The order is final when ``detail`` members come before that tier's cool group, or the
+        ``detail``-th is in that cool group and no unseen member can be near-equal to its best or
+        cheaper than the ``detail``-th.
+        """
+        ctx, totals = scan.ctx, scan.totals
+        local = _least_data(scan.data, ctx)
+        ordered = _order(scan.facts, totals, local, scan.hot, ctx.request.repo.key, ctx.settings, None)[0]
+        if scan.exhausted:
+            return ordered
+        # The least-data tier is only exact once a member storing nothing was seen.
+        if ctx.wanted and all(m in storing for m in totals):
+            return None
+        unseen_local = local is None or min(scan.data.values()) >= sum(ctx.fetch.values())
+        group = _group_of(scan.facts, local, scan.hot)
+        unseen = 0 if unseen_local else 2
+        if sum(1 for m in ordered[:detail] if group(m) < unseen) >= detail:
+            return ordered
+        if len(ordered) < detail or group(ordered[detail - 1]) != unseen:
+            return None
+        lb = (scan.heap[0][0] if scan.heap else float("inf")) + sum(ctx.fetch.values()) - _TOLERANCE
+        s = ctx.settings
+        band = sorted(totals[m] for m in totals if group(m) == unseen)
+        band = [t for t in band if t <= band[0] + s.near_equal]
+        # The near-equal set is final when no unseen member can join it: none is within near_equal of
+        # the best, or the set is full (near_equal_max) of members cheaper than any unseen one.
+        near_final = lb > band[0] + s.near_equal or (len(band) >= s.near_equal_max and band[s.near_equal_max - 1] < lb)
+        # A near-equal detail-th member is below lb too (both ways of being final put the set below it).
+        return ordered if near_final and totals[ordered[detail - 1]] < lb else None
+
+    def _decision(self, request: RouteRequest, scan: _Scan, decision_id: str, shown: list[str],
+                  limit: ServingLimit | None = None) -> RouteDecision:
+        candidates = []
+        best = scan.totals[shown[0]] if shown else 0.0
+        for i, m in enumerate(shown):
+            cost = scan.totals[m]
+            reason = "chosen" if i == 0 else (
+                f"spilled: runs {scan.hot[m]:.2f}x its weight's share of sessions" if m in scan.hot
+                else f"cost {cost - best:.1f} s above the chosen member")
+            candidates.append(Candidate.model_construct(member_id=m, rank=i + 1, routable=True, cost=cost,
+                                                        parts={}, reason=reason))
+        if not shown:
+            blocked = sorted((f.id, why) for f in self._facts.values()
+                             if (why := f.why_not(request.repo.provider)
+                                 or (limit.reason if limit is not None and f.id not in limit.allowed else None)))
+            for member_id, why in blocked:
+                candidates.append(Candidate.model_construct(member_id=member_id, rank=len(candidates) + 1,
+                                                            routable=False, cost=None, parts={}, reason=why))
+        return RouteDecision.model_construct(
+            decision_id=decision_id, provider=request.repo.provider, spec=request.repo.spec,
+            repo_key=request.repo.key, data=scan.ctx.wanted, client_region=request.client_region,
+            candidates=candidates,
+        )
+
+
+def _group_of(chosen: Mapping[str, MemberFacts], local: frozenset[str] | None,
+              hot: Mapping[str, float]) -> Callable[[str], int]:
+    """A candidate's group in ``routing._order``: (suspect tier, data tier) then hot after cool, as one int."""
+    def group(m: str) -> int:
+        tier = (2 if chosen[m].suspect > 0 else 0) + (0 if local is None or m in local else 1)
+        return tier * 2 + (1 if m in hot else 0)
+    return group

@@ -1,0 +1,152 @@
+"""The routing index decides as ``rank`` does, while updating one member at a time.
+
+Each test drives a health table through polls, launches (provisional load), outcomes and
+registry changes, and after every step compares the index's decision with ``rank``'s over the
+same snapshot and views, candidate by candidate (member, order and cost, bit for bit).
+"""
+
+from __future__ import annotations
+
+import random
+from types import MappingProxyType
+
+import pytest
+
+from fedproto.clock import FakeClock
+from fedproto.datasets import Dataset
+from fedproto.location import Location
+from fedproto.member import MemberState
+from fedproto.repospec import RepoSpec
+from fedproto.status import Capacity, ImageSummary, StatusAd, image_hash
+
+from fedbroker.config import HealthSettings, RoutingSettings
+from fedbroker.routing.health import HealthTable
+from fedbroker.registry.snapshot import MemberEntry, RegistrySnapshot
+from fedbroker.routing.index import PendingImages, RoutingIndex
+from fedbroker.routing.rank import RouteRequest, rank
+
+from test_routing import M, build
+
+DETAIL = 5
+
+
+def _members(rng: random.Random, n: int) -> list[M]:
+    return [
+        M(f"m{i:03d}", weight=rng.choice((0.5, 1, 1, 2)), used=rng.randrange(10), region=rng.choice(("eu", "us", None)),
+          images=[f"gh:org/r{k}" for k in rng.sample(range(40), rng.choice((0, 3, 8)))],
+          ready_seconds=rng.choice((None, 5.0, 30.0)),
+          datasets=[Dataset(id=f"10.1/d{rng.randrange(30)}", size_bytes=rng.randrange(1, 10**10)),
+                    Dataset(id=f"s3://b{i % 7}/", prefix=True)],
+          providers=rng.choice(([], [], ["gh", "gl"], ["gl"])),
+          poll=rng.choice(("ok",) * 6 + ("err-once", "unhealthy", "never")), launch_failures=rng.randrange(3))
+        for i in range(n)
+    ]
+
+
+def _request(rng: random.Random) -> RouteRequest:
+    return RouteRequest(
+        repo=RepoSpec.parse("gh", f"org/r{rng.randrange(50)}/HEAD"),
+        data=rng.choice(((),) * 4 + (("10.1/d3",), ("s3://b1/x",), ("10.1/d1", "s3://b2/y"), ("10.9/none",))),
+        client_region=rng.choice((None, None, "eu", "US")),
+        client_location=rng.choice((None,) * 5 + (Location(lat=48.0, lon=2.0),)),
+    )
+
+
+def _same(index: RoutingIndex, snapshot: RegistrySnapshot, views: object, req: RouteRequest,
+          settings: RoutingSettings, pending: frozenset[str] = frozenset()) -> str | None:
+    expected = rank(snapshot, views, req, settings, decision_id="d", detail=DETAIL, pending=pending)  # type: ignore[arg-type]
+    got = index.decide(req, "d", DETAIL, pending)
+    want = [(c.member_id, c.cost) for c in expected.candidates if c.routable]
+    assert [(c.member_id, c.cost) for c in got.candidates if c.routable] == want, req
+    if not want:  # nothing routable: both list every member with why
+        assert [(c.member_id, c.reason) for c in got.candidates] == [(c.member_id, c.reason) for c in expected.candidates]
+    return got.chosen
+
+
+def _ad(member_id: str, now: float, rng: random.Random) -> StatusAd:
+    total = rng.choice((3, 10, 40))
+    images = [image_hash(f"gh:org/r{k}") for k in rng.sample(range(40), rng.choice((0, 2, 6, 20)))]
+    return StatusAd(
+        member_id=member_id, instance_id="t", generation=1, issued_at=now, expires_at=now + rng.choice((20.0, 600.0, 600.0)),
+        healthy=rng.random() > 0.05, capacity=Capacity(total=total, used=rng.randrange(total + 1), building=0),
+        backend="t", providers=rng.choice(([], [], ["gh", "gl"], [], [], ["gl"])),
+        location=Location(region=rng.choice(("eu", "us", None)), lat=rng.choice((None, 40.0)), lon=2.0),
+        images=ImageSummary(hashes=images, total=len(images)),
+        datasets=[Dataset(id=f"10.1/d{rng.randrange(30)}", size_bytes=rng.randrange(1, 10**10))],
+    )
+
+
+@pytest.mark.parametrize("seed", range(2), ids=lambda s: f"seed-{s}")
+@pytest.mark.parametrize("settings", [RoutingSettings(), RoutingSettings(ready_time_weight=0.5, weight_seconds=20,
+                                                                         suspect_seconds=0, near_equal=40)],
+                         ids=["defaults", "other-settings"])
+def test_index_matches_rank_through_churn(seed: int, settings: RoutingSettings) -> None:
+    rng = random.Random(seed)
+    clock = FakeClock(1000.0)
+    members = _members(rng, 400)
+    snapshot, _ = build(members, clock)
+    table = HealthTable(HealthSettings(), clock, random.Random(seed))
+    table.sync(snapshot.members)  # type: ignore[attr-defined]
+    for m in members:  # the same starting health as test_routing's builder, through the table
+        if m.poll != "never":
+            table.member(m.id).record_poll(_ad(m.id, clock.now(), rng))
+    index, watch = RoutingIndex(settings), table.watch()
+    pending = PendingImages()
+    for step in range(150):
+        views = table.views()
+        index.update(snapshot, views, set(watch))  # type: ignore[arg-type]
+        watch.clear()
+        req = _request(rng)
+        now_pending = pending.at(image_hash(req.repo.key), clock.now())
+        chosen = _same(index, snapshot, views, req, settings, now_pending)  # type: ignore[arg-type]
+        roll = rng.random()
+        ids = sorted(snapshot.members)  # type: ignore[attr-defined]
+        if chosen is not None and roll < 0.4:  # the launch counts as provisional load at once
+            table.member(chosen).record_launch_started()
+            pending.add(image_hash(req.repo.key), chosen, clock.now() + 60)
+        elif roll < 0.7:
+            m = rng.choice(ids)
+            table.member(m).record_poll(_ad(m, clock.now(), rng) if rng.random() > 0.1 else None, "timeout")
+        elif roll < 0.8:
+            m = rng.choice(ids)
+            if rng.random() < 0.5:
+                table.member(m).record_launch_success(rng.uniform(1, 60))
+            else:
+                table.member(m).record_launch_failure()
+        elif roll < 0.85:  # a registry change: one member's weight or state
+            m = rng.choice(ids)
+            entry = snapshot.members[m]  # type: ignore[attr-defined]
+            record = entry.record.model_copy(update={
+                "weight": rng.choice((0.0, 1.0, 3.0)),
+                "state": rng.choice((MemberState.active, MemberState.active, MemberState.draining))})
+            entries = dict(snapshot.members)  # type: ignore[attr-defined]
+            entries[m] = MemberEntry(record=record, keys=entry.keys)
+            snapshot = RegistrySnapshot(revision=snapshot.revision + 1, members=MappingProxyType(entries))  # type: ignore[attr-defined]
+        else:
+            clock.advance(rng.choice((1.0, 7.0)))  # ads expire with time alone
+
+
+def test_a_thousand_uncached_repos_spread_with_provisional_load() -> None:
+    """Redirect-mode bursts: each decision counts its launch at once, so 1,000 distinct uncached
+    repos over 1,000 equal idle members land on many members, not on the few cheapest."""
+    clock = FakeClock(1000.0)
+    members = [M(f"m{i:04d}", used=0, total=4) for i in range(1000)]
+    snapshot, _ = build(members, clock)
+    table = HealthTable(HealthSettings(), clock, random.Random(1))
+    table.sync(snapshot.members)  # type: ignore[attr-defined]
+    for m in members:
+        ad = StatusAd(member_id=m.id, instance_id="t", generation=1, issued_at=clock.now(),
+                      expires_at=clock.now() + 600, healthy=True, capacity=Capacity(total=4, used=0, building=0),
+                      backend="t", providers=[], images=ImageSummary(hashes=[], total=0))
+        table.member(m.id).record_poll(ad)
+    index, watch = RoutingIndex(RoutingSettings()), table.watch()
+    landed = []
+    for k in range(1000):
+        views = table.views()
+        index.update(snapshot, views, set(watch))  # type: ignore[arg-type]
+        watch.clear()
+        decision = index.decide(RouteRequest(repo=RepoSpec.parse("gh", f"org/uncached{k}/HEAD")), "d", 10)
+        assert decision.chosen is not None
+        table.member(decision.chosen).record_launch_started()
+        landed.append(decision.chosen)
+    assert len(set(landed)) >= 500, len(set(landed))

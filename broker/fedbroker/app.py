@@ -47,7 +47,7 @@ from .registry.memberkeys import MemberKeys
 from .config import BrokerConfig
 from .errors import announce_protocol, error_middleware
 from .launch.canary import CanaryRunner, canary_repo
-from .launch.memberclient import MemberClient, new_session
+from .launch.memberclient import MemberClient, guarded_resolver, new_session
 from .launch.poller import Poller
 from .launch.redirect import TicketIssuer
 from .launch.relay import LaunchRelay
@@ -170,7 +170,9 @@ async def _canary_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     # Its own session: the check talks to notebook servers, not agents, and must not share their pool.
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+    # Resolved through the same guard as agent calls: a member's public host must not resolve inside.
+    connector = aiohttp.TCPConnector(resolver=guarded_resolver(config))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None), connector=connector) as http:
         runner = CanaryRunner(config.canary, repo, app[SNAPSHOT], app[HEALTH], app[MEMBER_CLIENT], app[METRICS],
                               app[CLOCK], http)
         app[CANARY] = runner

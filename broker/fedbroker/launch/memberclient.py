@@ -76,6 +76,11 @@ class GuardedResolver(aiohttp.abc.AbstractResolver):
         await self._inner.close()
 
 
+def guarded_resolver(config: BrokerConfig) -> GuardedResolver:
+    """The resolver for every session that calls member-given URLs (agents, canary checks)."""
+    return GuardedResolver(AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow))
+
+
 class MemberClient:
     """Signed calls to member agents: status, launch, build, delete."""
 
@@ -261,6 +266,5 @@ def new_session(config: BrokerConfig) -> aiohttp.ClientSession:
     # take minutes) hold every slot, so the 101st launch and every status poll queued behind
     # them, and healthy members timed out into "unhealthy". Launches are bounded upstream
     # (one per client request, rate limits); polls by health.concurrency.
-    resolver = GuardedResolver(AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow))
-    connector = aiohttp.TCPConnector(limit=0, ssl=client_context(config.ca_bundle_path), resolver=resolver)
+    connector = aiohttp.TCPConnector(limit=0, ssl=client_context(config.ca_bundle_path), resolver=guarded_resolver(config))
     return aiohttp.ClientSession(timeout=timeout, connector=connector)

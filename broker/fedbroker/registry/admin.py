@@ -23,7 +23,7 @@ from .adminauth import AdminPrincipal, new_admin_secret
 from .lifecycle import Action, next_state
 from .service import Registry
 from .store import AdminTokenRow, EnrollTokenRow
-from .urlpolicy import check_agent_url, check_member_url
+from .urlpolicy import check_agent_url
 
 MAX_ENROLL_TOKEN_TTL = 30 * 86400.0
 
@@ -91,9 +91,9 @@ class AdminService:
         self.keyring = keyring
 
     async def _url(self, url: str, field: str) -> str:
-        if field == "agent_url":  # the broker calls it: it must not point inside (SSRF)
-            return await check_agent_url(url, self.config)
-        return check_member_url(url, field=field, dev=self.config.dev)
+        # The broker calls both (the agent URL always, the public URL for canary checks): neither
+        # may point inside its own network (SSRF).
+        return await check_agent_url(url, self.config, field=field)
 
     async def create_member(self, admin: AdminPrincipal, body: MemberCreate) -> MemberRecord:
         keys = PublicKeySet.from_jwks(body.jwks)

@@ -30,7 +30,7 @@ from ..config import BrokerConfig
 from ..jsonbody import parse_json
 from .service import Registry
 from .store import EnrollTokenRow, Tx
-from .urlpolicy import check_agent_url, check_member_url
+from .urlpolicy import check_agent_url
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ class Enrollment:
             _check_token_row(await tx.enroll_token(token.secret), token, tx.now)
         proven = self._prove(authorization, path_qs, body, req, token, broker_key)
         agent_url = await check_agent_url(req.agent_url, self.config)
-        public_url = check_member_url(req.public_url, field="public_url", dev=self.config.dev)
+        # The broker calls the public URL too (canary checks): it must not point inside either.
+        public_url = await check_agent_url(req.public_url, self.config, field="public_url")
         async with self.registry.change() as tx:
             row = await self._take_token(tx, proven)
             record = await self._admit(tx, proven, row, agent_url, public_url)

@@ -188,6 +188,10 @@ async def test_a_member_that_cannot_start_servers_is_ejected_before_users_get_th
     ready = await check_ready(events)
     assert ready["member"] != target and not any(e["phase"] == "waiting" for e in events)
     assert await metric(fed, "fedbroker_launches_total", member=target, outcome="failed") == failed_before
+    after = await summary(fed)  # the user launch is in the SLO, overall and at its member; no canary is
+    hour = after["slo"][0]
+    assert (hour["window"], hour["launches"], hour["ready"]) == ("1h", 1, 1) and hour["p95_time_to_ready"] > 0
+    assert next(m for m in after["members"] if m["id"] == ready["member"])["slo"][0]["ready"] == 1
 
     faults.set(target, "")  # fixed: the next canary (a retry, a second later) re-admits it
     await wait_for_route(fed.broker_url, repo.spec(), lambda d: candidate(d, target)["routable"],

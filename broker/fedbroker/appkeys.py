@@ -21,9 +21,13 @@ if TYPE_CHECKING:
 
     from .launch.memberclient import MemberClient
     from .launch.poller import Poller
+    from .launch.redirect import TicketIssuer
     from .launch.canary import CanaryRunner
     from .launch.relay import LaunchRelay
     from .metrics import BrokerMetrics
+    from .registry.admin import AdminService
+    from .registry.enrollment import Enrollment
+    from .registry.memberkeys import MemberKeys
     from .registry.service import Registry
 
     # health, routing and the front door
@@ -46,6 +50,10 @@ SNAPSHOT = web.AppKey("snapshot", SnapshotHolder)
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
 # Replay cache for member-signed requests to the broker (enrollment, key rotation).
 REPLAY: web.AppKey[ReplayCache] = web.AppKey("replay")
+# The registry's services, built once with the registry (app-scoped, never per request).
+ADMIN: web.AppKey[AdminService] = web.AppKey("admin")
+ENROLLMENT: web.AppKey[Enrollment] = web.AppKey("enrollment")
+MEMBER_KEYS: web.AppKey[MemberKeys] = web.AppKey("member_keys")
 
 # Health, routing and the front door (fedbroker.app sets these up).
 HEALTH: web.AppKey[HealthTable] = web.AppKey("health")
@@ -54,6 +62,8 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 MEMBER_CLIENT: web.AppKey[MemberClient] = web.AppKey("member_client")
 RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
 POLLER: web.AppKey[Poller] = web.AppKey("poller")
+# Redirect mode: signs the launch tickets browsers carry to agent-backed members.
+TICKETS: web.AppKey[TicketIssuer] = web.AppKey("tickets")
 # Per-client counters at the web edge: open streams, enrollment attempts (web/limits.py).
 CLIENT_LIMITS: web.AppKey[ClientLimits] = web.AppKey("client_limits")
 # Canaries (the runner, only while canary.repo is set) and the launch SLO.

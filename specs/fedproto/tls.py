@@ -85,11 +85,15 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def describe_failure(exc: BaseException) -> str:
     """A short human reason for a connection failure, naming TLS verification problems as such."""
-    for cur in _chain(exc):
-        if isinstance(cur, ssl.SSLCertVerificationError):
-            detail = cur.verify_message or cur.reason or "unknown reason"
-            return f"certificate verify failed: {detail}"
-    for cur in _chain(exc):
+    chain = _chain(exc)
+    # aiohttp's ClientConnectorCertificateError is itself an ssl.CertificateError but keeps the
+    # details on the ssl error it wraps: take the first that has them.
+    verify = [c for c in chain if isinstance(c, ssl.SSLCertVerificationError)]
+    if verify:
+        detail = next((d for c in verify if (d := getattr(c, "verify_message", None) or getattr(c, "reason", None))),
+                      "unknown reason")
+        return f"certificate verify failed: {detail}"
+    for cur in chain:
         if isinstance(cur, ssl.SSLError):
             return f"TLS error: {cur.reason or cur.__class__.__name__}"
     for cur in _chain(exc):

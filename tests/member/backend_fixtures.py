@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any, AsyncIterator
+from contextlib import contextmanager
+from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
@@ -112,6 +113,9 @@ c.Spawner.cmd = [{singleuser!r}]
 c.Spawner.args = ["--allow-root"]
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
+# JupyterHub 5+: servers refuse ?token= in URLs unless told otherwise; a launch hands the browser
+# its server's URL with the token, as BinderHub does (README, "Beside a JupyterHub").
+c.Spawner.environment = {{"JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"}}
 c.JupyterHub.services = [{{"name": "federation", "api_token": {token!r}}}]
 c.JupyterHub.load_roles = [{{"name": "federation", "scopes": {scopes!r}, "services": ["federation"]}}]
 """
@@ -138,7 +142,7 @@ def configurable_http_proxy() -> str:
     return str(cached)
 
 
-def _wait_for_hub(url: str, proc: Any, timeout: float) -> None:
+def _wait_for_hub(url: str, proc: Any, timeout: float, context: Any = None) -> None:
     import time
     import urllib.request
 
@@ -147,7 +151,7 @@ def _wait_for_hub(url: str, proc: Any, timeout: float) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"JupyterHub exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
+            with urllib.request.urlopen(url, timeout=1, context=context) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -161,8 +165,16 @@ def jupyterhub_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     Yields a dict: ``api_url``, ``public_url``, ``token_file``, ``token``.
     """
+    with run_jupyterhub(tmp_path_factory.mktemp("jupyterhub")) as hub:
+        yield hub
+
+
+@contextmanager
+def run_jupyterhub(tmp: Path, *, tls: tuple[str, str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """Run a JupyterHub in ``tmp``; ``tls`` = (cert, key, CA bundle) makes its proxy (the public URL) https."""
     import secrets
     import shutil
+    import ssl
     import subprocess
     import sys
 
@@ -171,20 +183,20 @@ def jupyterhub_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     if not hub_bin.exists() or not singleuser.exists():
         unavailable("jupyterhub is not installed in this environment (pip install jupyterhub)")
     chp = configurable_http_proxy()
-    tmp = tmp_path_factory.mktemp("jupyterhub")
     token = secrets.token_hex(24)
     ports = {"proxy_port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port()}
-    (tmp / "jupyterhub_config.py").write_text(
-        HUB_CONFIG.format(tmp=tmp, chp=chp, singleuser=str(singleuser), token=token, scopes=HUB_SCOPES, **ports)
-    )
+    config = HUB_CONFIG.format(tmp=tmp, chp=chp, singleuser=str(singleuser), token=token, scopes=HUB_SCOPES, **ports)
+    if tls is not None:
+        config += f"c.JupyterHub.ssl_cert = {tls[0]!r}\nc.JupyterHub.ssl_key = {tls[1]!r}\n"
+    (tmp / "jupyterhub_config.py").write_text(config)
     token_file = tmp / "service-token"
     token_file.write_text(token + "\n")
     log = open(tmp / "hub.log", "w")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{Path(chp).parent}:{os.environ.get('PATH', '')}")
     proc = subprocess.Popen([str(hub_bin), "-f", str(tmp / "jupyterhub_config.py")], cwd=tmp, stdout=log, stderr=subprocess.STDOUT, env=env)
-    public = f"http://127.0.0.1:{ports['proxy_port']}"
+    public = f"{'https' if tls else 'http'}://127.0.0.1:{ports['proxy_port']}"
     try:
-        _wait_for_hub(f"{public}/hub/api/", proc, timeout=60)
+        _wait_for_hub(f"{public}/hub/api/", proc, timeout=60, context=ssl.create_default_context(cafile=tls[2]) if tls else None)
         yield {"api_url": f"http://127.0.0.1:{ports['hub_port']}/hub/api", "public_url": public, "token_file": token_file, "token": token, "log": tmp / "hub.log"}
     finally:
         proc.terminate()  # the hub stops its servers and its proxy on SIGTERM (cleanup_servers defaults to True)

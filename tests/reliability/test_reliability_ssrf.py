@@ -9,13 +9,22 @@ the error for a closed one.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from fedbroker.demo.agent import FEDMEMBER
+from fedbroker.demo.childproc import ChildProcess, free_port, sweep_processes_under
 from fedmember.backends.gitfetch import FetchError, GitFetcher
+from fedmember.config import set_broker
+from fedproto.clock import SystemClock
+from fedproto.keys import KeyRing, PrivateKey
 from fedproto.repospec import RepoSpec
+from fedproto.tokens import sign_request
 from fedproto.urlpolicy import AddressPolicy
 
 from canary import Canary, free_port
@@ -76,3 +85,54 @@ async def test_operator_allow_list_opens_an_internal_git_server(tmp_path: Path) 
         with pytest.raises(FetchError, match="could not clone"):
             await fetcher.fetch(_git_spec(f"http://127.0.0.1:{canary.port}/repo.git"), tmp_path / "out")
     assert canary.hits >= 1
+
+
+# -- a real member agent outside development mode ------------------------------------------------
+
+
+def _member_agent(root: Path) -> tuple[ChildProcess, str, KeyRing]:
+    """``fedmember init`` + ``serve`` (local backend, not dev mode), pinned to a test broker key."""
+    directory = root / "member"
+    subprocess.run([*FEDMEMBER, "init", str(directory), "--backend", "local", "--id", "siteq", "--agent-url",
+                    "https://siteq.example.org", "--public-url", "https://siteq.example.org"],
+                   check=True, capture_output=True, timeout=120)
+    broker_keys = KeyRing([PrivateKey.generate()])
+    (directory / "broker.jwks.json").write_text(json.dumps(broker_keys.public_set().to_jwks()))
+    set_broker(directory / "member.toml", "https://broker.example.org", "attacked")
+    port = free_port()
+    child = ChildProcess("member", [*FEDMEMBER, "serve", "--config", str(directory / "member.toml"), "--port", str(port)],
+                         root / "member.log")
+    child.start()
+    child.wait_for_line("fedmember listening on", timeout=120)
+    return child, f"http://127.0.0.1:{port}", broker_keys
+
+
+def _launch_events(agent_url: str, keys: KeyRing, spec: RepoSpec, launch_id: str) -> list[dict]:
+    body = json.dumps({"provider": spec.provider, "spec": spec.spec, "launch_id": launch_id}).encode()
+    token = sign_request(keys.signing_key, issuer="attacked", audience="siteq", method="POST",
+                         path_qs="/api/v1/launches", body=body, clock=SystemClock())
+    request = urllib.request.Request(agent_url + "/api/v1/launches", data=body, method="POST", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as resp:
+        text = resp.read().decode()
+    return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+
+
+def test_a_real_member_refuses_internal_repositories(tmp_path: Path) -> None:
+    """Signed launches (as the broker sends them) for git URLs on loopback, the metadata address
+    and private networks: each fails with the SSRF refusal, and the listener sees nothing."""
+    child, agent_url, keys = _member_agent(tmp_path)
+    try:
+        with Canary() as canary:
+            targets = [f"http://127.0.0.1:{canary.port}/r.git", f"http://0x7f000001:{canary.port}/r.git",
+                       f"http://[::1]:{canary.port}/r.git", "http://169.254.169.254/latest/meta-data/",
+                       "http://10.0.0.1/r.git"]
+            for i, url in enumerate(targets):
+                events = _launch_events(agent_url, keys, _git_spec(url), f"ssrf-launch-{i:04d}")
+                assert events[-1]["phase"] == "failed", events
+                assert "does not fetch from" in events[-1]["message"]
+        assert canary.hits == 0
+        assert not list((tmp_path / "member" / "state").rglob("r.git"))
+    finally:
+        child.stop()
+    assert sweep_processes_under(tmp_path) == []

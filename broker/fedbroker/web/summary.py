@@ -12,6 +12,7 @@ from fedproto import __version__
 
 from ..metrics import health_label
 from ..registry.snapshot import RegistrySnapshot
+from ..routing.facts import stored_datasets
 from ..routing.health import HealthView
 from ..routing.rank import availability
 from ..routing.slo import OVERALL, SloTracker
@@ -45,9 +46,8 @@ def _member_summary(entry_id: str, snapshot: RegistrySnapshot, view: HealthView 
     record = snapshot.members[entry_id].record
     ad = view.ad if view is not None else None
     location = ad.location if ad is not None and ad.location.model_dump(exclude_none=True) else record.location
-    datasets = {d.id: d for d in record.datasets}
-    if ad is not None:
-        datasets.update({d.id: d for d in ad.datasets})
+    # What routing believes (the registry's word, narrowed by the ad), not what the ad claims.
+    datasets = {d.id: d for d in stored_datasets(snapshot.members[entry_id], view)}
     return {
         "id": record.id,
         "display_name": record.display_name,

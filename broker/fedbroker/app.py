@@ -20,14 +20,17 @@ from fedproto.member import MemberState
 from fedproto.replay import ReplayCache
 
 from .appkeys import (
+    ADMIN,
     CANARY,
     CLIENT_LIMITS,
     CLOCK,
     CONFIG,
     DISPATCHER,
+    ENROLLMENT,
     HEALTH,
     KEYRING,
     MEMBER_CLIENT,
+    MEMBER_KEYS,
     METRICS,
     POLLER,
     REGISTRY,
@@ -36,11 +39,14 @@ from .appkeys import (
     SLO,
     SNAPSHOT,
 )
+from .registry.admin import AdminService
 from .registry.brokerkeys import BrokerKeys
+from .registry.enrollment import Enrollment
+from .registry.memberkeys import MemberKeys
 from .config import BrokerConfig
 from .errors import announce_protocol, error_middleware
 from .launch.canary import CanaryRunner, canary_repo
-from .launch.memberclient import MemberClient, new_session
+from .launch.memberclient import MemberClient, guarded_resolver, new_session
 from .launch.poller import Poller
 from .launch.relay import LaunchRelay
 from .metrics import BrokerMetrics
@@ -119,6 +125,9 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
         registry = Registry(store, app[SNAPSHOT], app[CLOCK])
         await registry.refresh()
         app[REGISTRY] = registry
+        app[ADMIN] = AdminService(registry, config, app[KEYRING])
+        app[ENROLLMENT] = Enrollment(registry, config, app[KEYRING], app[CLOCK], app[REPLAY])
+        app[MEMBER_KEYS] = MemberKeys(registry, config.broker_id, app[CLOCK], app[REPLAY])
         async with _background(registry.watch(config.snapshot_refresh), "registry-watch"):
             yield
     finally:
@@ -157,7 +166,9 @@ async def _canary_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     # Its own session: the check talks to notebook servers, not agents, and must not share their pool.
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+    # Resolved through the same guard as agent calls: a member's public host must not resolve inside.
+    connector = aiohttp.TCPConnector(resolver=guarded_resolver(config))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None), connector=connector) as http:
         runner = CanaryRunner(config.canary, repo, app[SNAPSHOT], app[HEALTH], app[MEMBER_CLIENT], app[METRICS],
                               app[CLOCK], http)
         app[CANARY] = runner

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from .launch.canary import CanaryRunner
     from .launch.relay import LaunchRelay
     from .metrics import BrokerMetrics
+    from .registry.admin import AdminService
+    from .registry.enrollment import Enrollment
+    from .registry.memberkeys import MemberKeys
     from .registry.service import Registry
 
     # health, routing and the front door
@@ -46,6 +49,10 @@ SNAPSHOT = web.AppKey("snapshot", SnapshotHolder)
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
 # Replay cache for member-signed requests to the broker (enrollment, key rotation).
 REPLAY: web.AppKey[ReplayCache] = web.AppKey("replay")
+# The registry's services, built once with the registry (app-scoped, never per request).
+ADMIN: web.AppKey[AdminService] = web.AppKey("admin")
+ENROLLMENT: web.AppKey[Enrollment] = web.AppKey("enrollment")
+MEMBER_KEYS: web.AppKey[MemberKeys] = web.AppKey("member_keys")
 
 # Health, routing and the front door (fedbroker.app sets these up).
 HEALTH: web.AppKey[HealthTable] = web.AppKey("health")

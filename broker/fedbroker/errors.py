@@ -7,60 +7,44 @@ import logging
 from aiohttp import web
 from pydantic import ValidationError
 
-from fedproto.errors import ProtocolError, SpecError, TokenError
+from fedproto.errors import (
+    Conflict as Conflict,
+    FederationError,
+    Forbidden as Forbidden,
+    InvalidRequest,
+    NotFound as NotFound,
+    RateLimited,
+    Unauthenticated,
+    Unavailable as Unavailable,
+    http_status,
+    retry_after,
+)
 from fedproto.version import PROTOCOL, PROTOCOL_HEADER, peer_version
 
 log = logging.getLogger(__name__)
 
 
-class BrokerError(Exception):
-    """An error with an HTTP status, a short reason and a human message."""
+# The kinds of error are fedproto's, shared with the agent (fedproto.errors); these are the
+# names broker modules raise them by. The registry and services raise them without knowing
+# HTTP; this module's middleware is the one place that answers them as HTTP.
+BrokerError = FederationError
+BadRequest = InvalidRequest
 
-    status = 400
-    reason = "bad_request"
 
-    def __init__(self, message: str, *, reason: str | None = None, status: int | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if reason is not None:
-            self.reason = reason
-        if status is not None:
-            self.status = status
+class Unauthorized(Unauthenticated):
+    """401 at the web edge, with its ``WWW-Authenticate`` challenge in ``headers``."""
+
+    def __init__(self, message: str, *, reason: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, reason=reason)
         self.headers = headers or {}
 
 
-class BadRequest(BrokerError):
-    status, reason = 400, "bad_request"
+class TooManyRequests(RateLimited):
+    """429 at the web edge, with the rate-limit headers the client is told (``X-RateLimit-*``)."""
 
-
-class Unauthorized(BrokerError):
-    status, reason = 401, "unauthorized"
-
-
-class Forbidden(BrokerError):
-    status, reason = 403, "forbidden"
-
-
-class NotFound(BrokerError):
-    status, reason = 404, "not_found"
-
-
-class Conflict(BrokerError):
-    status, reason = 409, "conflict"
-
-
-class TooManyRequests(BrokerError):
-    status, reason = 429, "rate_limited"
-
-
-class Unavailable(BrokerError):
-    """503: always carries Retry-After."""
-
-    status, reason = 503, "unavailable"
-
-    def __init__(self, message: str, *, reason: str | None = None, retry_after: int = 10) -> None:
-        super().__init__(message, reason=reason, headers={"Retry-After": str(retry_after)})
+    def __init__(self, message: str, *, reason: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.headers = headers or {}
 
 
 def json_error(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -88,15 +72,12 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
     try:
         peer_version(request.headers.get(PROTOCOL_HEADER), peer="the caller")
         return await handler(request)
-    except BrokerError as exc:
-        return json_error(exc.status, exc.reason, exc.message, exc.headers)
-    except TokenError as exc:
-        return json_error(401, exc.reason, exc.message)
-    except SpecError as exc:
-        status = 404 if exc.reason == "unknown_provider" else 400
-        return json_error(status, exc.reason, exc.message)
-    except ProtocolError as exc:
-        return json_error(400, exc.reason, exc.message)
+    except FederationError as exc:
+        headers = dict(getattr(exc, "headers", {}))
+        wait = retry_after(exc)
+        if wait is not None:
+            headers.setdefault("Retry-After", str(wait))
+        return json_error(http_status(exc), exc.reason, exc.message, headers or None)
     except ValidationError as exc:
         return json_error(400, "invalid_body", _validation_message(exc))
     except web.HTTPRequestEntityTooLarge as exc:

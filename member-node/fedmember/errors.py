@@ -1,4 +1,4 @@
-"""The agent's error hierarchy and the middleware that renders every error as JSON.
+"""The agent's errors (fedproto's error base) and the middleware that renders every error as JSON.
 
 Errors are ``{"error": "<short reason>", "message": "<human text>"}`` with the
 right status. Anything unexpected is logged with its traceback and answered as
@@ -12,54 +12,28 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from fedproto.version import PROTOCOL, PROTOCOL_HEADER, ProtocolVersionError, peer_version
+from fedproto.errors import (
+    Conflict as Conflict,
+    FederationError,
+    InvalidRequest,
+    NotFound as NotFound,
+    TooLarge,
+    Unauthenticated,
+    http_status,
+)
+from fedproto.version import PROTOCOL, PROTOCOL_HEADER, peer_version
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class AgentError(Exception):
-    """An error the agent answers with a JSON body; subclasses fix status and reason."""
-
-    status = 500
-    reason = "internal_error"
-
-    def __init__(self, message: str, *, reason: str | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-        if status is not None:
-            self.status = status
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else self.reason
-
-
-class BadRequest(AgentError):
-    status = 400
-    reason = "bad_request"
-
-
-class Unauthorized(AgentError):
-    status = 401
-    reason = "unauthorized"
-
-
-class NotFound(AgentError):
-    status = 404
-    reason = "not_found"
-
-
-class Conflict(AgentError):
-    status = 409
-    reason = "conflict"
-
-
-class PayloadTooLarge(AgentError):
-    status = 413
-    reason = "body_too_large"
+# The kinds of error are fedproto's, shared with the broker (fedproto.errors); these are the
+# names the agent's modules raise them by. The middleware below answers them as HTTP.
+AgentError = FederationError
+BadRequest = InvalidRequest
+Unauthorized = Unauthenticated
+PayloadTooLarge = TooLarge
 
 
 def error_response(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -82,10 +56,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         peer_version(request.headers.get(PROTOCOL_HEADER), peer="the broker")
         return await handler(request)
-    except ProtocolVersionError as exc:
-        return error_response(400, exc.reason, exc.message)
-    except AgentError as exc:
-        return error_response(exc.status, exc.reason, exc.message)
+    except FederationError as exc:
+        return error_response(http_status(exc), exc.reason, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

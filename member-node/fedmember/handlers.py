@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.sse import SSE_HEADERS
 
 from . import appkeys
 from .auth import verified_body
@@ -16,11 +17,6 @@ from .errors import BadRequest, NotFound
 
 routes = web.RouteTableDef()
 
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",  # proxies must not buffer the stream
-}
 
 
 @routes.get("/health")

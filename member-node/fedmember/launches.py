@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from contextlib import aclosing
 import logging
 from typing import AsyncIterator
 
 from fedproto.errors import SpecError
 from fedproto.failures import Failure, outcome_label
-from fedproto.launch import BUILD_TERMINAL_PHASES, KEEPALIVE, TERMINAL_PHASES, LaunchEvent, LaunchRequest
+from fedproto.launch import BUILD_TERMINAL_PHASES, TERMINAL_PHASES, LaunchEvent, LaunchRequest
 from fedproto.repospec import RepoSpec
+from fedproto.sse import KEEPALIVE, with_keepalives
 
 from .backends.base import Backend, failed
 from .errors import Conflict
@@ -102,32 +104,30 @@ class ActiveLaunch:
             self._producer.cancel()
         self.queue.put_nowait(self._tag(failed(message, status_code)))
 
-    async def _next(self, deadline: float) -> LaunchEvent | None:
-        """The next event, or None when a keepalive is due; a 504 event past the deadline."""
+    async def _events(self) -> AsyncIterator[LaunchEvent]:
+        """The backend's events as they come; a 504 ``failed`` once ``launch_timeout`` has passed."""
         loop = asyncio.get_running_loop()
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return self._tag(failed(f"launch did not finish within {self.service.launch_timeout:g} s", Failure.TIMEOUT))
-        try:
-            return await asyncio.wait_for(self.queue.get(), min(self.service.keepalive_interval, remaining))
-        except TimeoutError:
-            return None
+        deadline = loop.time() + self.service.launch_timeout
+        while True:
+            try:
+                yield await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                yield self._tag(failed(f"launch did not finish within {self.service.launch_timeout:g} s", Failure.TIMEOUT))
 
     async def frames(self) -> AsyncIterator[bytes]:
         """The event stream, framed as BinderHub frames it, ending after the terminal event."""
-        deadline = asyncio.get_running_loop().time() + self.service.launch_timeout
         self._producer = asyncio.create_task(self._produce(), name=f"launch-{self.launch_id}")
         try:
-            while True:
-                event = await self._next(deadline)
-                if event is None:
-                    yield KEEPALIVE
-                    continue
-                if event.phase in self.terminal:
-                    self.ended_with = event
-                yield event.sse()
-                if self.ended_with is not None:
-                    return
+            async with aclosing(with_keepalives(self._events(), self.service.keepalive_interval)) as events:
+                async for event in events:
+                    if event is None:
+                        yield KEEPALIVE
+                        continue
+                    if event.phase in self.terminal:
+                        self.ended_with = event
+                    yield event.sse()
+                    if self.ended_with is not None:
+                        return
         finally:
             await self._finish()
 

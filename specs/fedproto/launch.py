@@ -1,13 +1,15 @@
-"""Launch requests and BinderHub-compatible launch events, and their event-stream framing."""
+"""Launch requests and BinderHub-compatible launch events (framed by :mod:`fedproto.sse`)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from .datasets import normalise_dataset_id
+from .sse import KEEPALIVE as KEEPALIVE  # re-exported: older importers  # noqa: F401
+from .sse import frame
+from .sse import parse_sse_data as parse_sse_data  # re-exported: older importers  # noqa: F401
 from .wire import WireModel
 
 # BinderHub's phases, plus the build-pod phases it passes through (Pending/Running/Succeed/Building).
@@ -79,18 +81,4 @@ class LaunchEvent(WireModel):
 
     def sse(self) -> bytes:
         """Framed as BinderHub frames it: an unnamed event, one ``data:`` line."""
-        return b"data: " + json.dumps(self.to_json()).encode() + b"\n\n"
-
-
-KEEPALIVE = b":keepalive\n\n"
-
-
-def parse_sse_data(line: bytes | str) -> dict[str, Any] | None:
-    """The JSON of one ``data:`` line, or None for comments, blank lines and other fields."""
-    text = line.decode() if isinstance(line, bytes) else line
-    text = text.rstrip("\r\n")
-    if not text.startswith("data:"):
-        return None
-    payload = text[5:].lstrip(" ")
-    value = json.loads(payload)
-    return value if isinstance(value, dict) else None
+        return frame(self.to_json())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fedbroker.appkeys import REGISTRY
-from fedbroker.errors import Conflict
+from fedproto.errors import Conflict, http_status
 from fedbroker.registry.lifecycle import Action, next_state
 from fedproto.keys import PrivateKey, PublicKeySet
 from fedproto.member import MemberRecord, MemberState
@@ -34,7 +34,7 @@ def test_next_state(action: Action, state: MemberState) -> None:
     else:
         with pytest.raises(Conflict) as info:
             next_state(state, action)
-        assert info.value.status == 409
+        assert info.value.reason == "illegal_transition" and http_status(info.value) == 409  # a domain error; the web answers 409
         assert state.value in info.value.message and action.value in info.value.message
 
 

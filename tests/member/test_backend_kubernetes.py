@@ -202,3 +202,22 @@ async def test_kubernetes_fake_api_unreadable_proxy_token_fails_launches_and_hea
     assert events[-1].status_code == 503 and "cannot be routed" in events[-1].message
     assert kube.fake.objects["pods"] == {} and kube.fake.objects["secrets"] == {}
     await backend.stop()
+
+
+async def test_kubernetes_fake_api_calls_stay_within_the_charts_role(kube: Kube, tmp_path: Path) -> None:
+    """Every API call of a launch, a stop, an adoption and a shutdown is a verb the member chart's Role grants."""
+    import yaml
+
+    template = (Path(__file__).resolve().parents[2] / "charts/federation-member/templates/rbac.yaml").read_text()
+    rules = yaml.safe_load(template[template.index("rules:"):template.index("---")])["rules"]
+    granted = {(verb, resource) for rule in rules for resource in rule["resources"] for verb in rule["verbs"]}
+    kube.fake.add_quota(NS, pods=5)
+    backend = make_backend(tmp_path, kube)
+    await backend.start()
+    await collect(launch_on(backend, request("launch-rbac-1")))
+    await collect(launch_on(backend, request("launch-rbac-2")))
+    await backend.stop_server("launch-rbac-1")
+    await backend.adopt()
+    await backend.stop()
+    used = {key for key in kube.fake.requests if key != ("get", "version")}  # /version: open to every authenticated user
+    assert used and used <= granted, used - granted

@@ -26,6 +26,7 @@ from fedproto.errors import ProtocolError
 from fedproto.keys import KeyRing
 from fedproto.tls import client_context, describe_failure
 from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.sse import EventStreamParser
 from fedproto.status import StatusAd, verify_status_ad
 from fedproto.tokens import sign_request
 from fedproto.urlpolicy import AddressPolicy, ip_literal, transport_allowed
@@ -73,6 +74,11 @@ class GuardedResolver(aiohttp.abc.AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def guarded_resolver(config: BrokerConfig) -> GuardedResolver:
+    """The resolver for every session that calls member-given URLs (agents, canary checks)."""
+    return GuardedResolver(AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow))
 
 
 class MemberClient:
@@ -216,12 +222,13 @@ async def _error_text(resp: aiohttp.ClientResponse) -> str:
 
 async def _read_events(member_id: str, resp: aiohttp.ClientResponse, idle: float,
                        budget: EventBudget) -> AsyncIterator[LaunchEvent]:
-    """Parse an event stream: ``data:`` lines until a blank line make one event; comments keep it alive.
+    """The member's events: lines fed to :class:`fedproto.sse.EventStreamParser` (the framing both
+    sides share); comments keep the stream alive.
 
     Lines are read at most ``budget.per_event`` bytes at a time and counted against the budget,
     so a member cannot make the broker buffer an endless line or an endless event.
     """
-    data_lines: list[str] = []
+    parser = EventStreamParser()
     while True:
         try:
             async with asyncio.timeout(idle):
@@ -239,12 +246,10 @@ async def _read_events(member_id: str, resp: aiohttp.ClientResponse, idle: float
             budget.line(len(raw), data=line.startswith("data:"))
         except EventRejected as exc:
             raise MemberCallError(member_id, "protocol", exc.message) from None
-        if line.startswith("data:"):
-            data_lines.append(line[5:].lstrip(" "))
-        elif line == "" and data_lines:
+        data = parser.feed(line)
+        if data is not None:
             budget.event_done()
-            yield _parse_event(member_id, "\n".join(data_lines))
-            data_lines = []
+            yield _parse_event(member_id, data)
 
 
 def _parse_event(member_id: str, text: str) -> LaunchEvent:
@@ -261,6 +266,5 @@ def new_session(config: BrokerConfig) -> aiohttp.ClientSession:
     # take minutes) hold every slot, so the 101st launch and every status poll queued behind
     # them, and healthy members timed out into "unhealthy". Launches are bounded upstream
     # (one per client request, rate limits); polls by health.concurrency.
-    resolver = GuardedResolver(AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow))
-    connector = aiohttp.TCPConnector(limit=0, ssl=client_context(config.ca_bundle_path), resolver=resolver)
+    connector = aiohttp.TCPConnector(limit=0, ssl=client_context(config.ca_bundle_path), resolver=guarded_resolver(config))
     return aiohttp.ClientSession(timeout=timeout, connector=connector)

@@ -12,18 +12,18 @@ from pydantic import Field
 
 from fedproto.datasets import Dataset
 from fedproto.enrollment import EnrollmentToken
+from fedproto.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from fedproto.keys import KeyRing, PublicKeySet
 from fedproto.location import Location
 from fedproto.member import MEMBER_ID_PATTERN, MemberRecord, MemberState
 from fedproto.wire import WireModel
 
 from ..config import BrokerConfig
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from .adminauth import AdminPrincipal, new_admin_secret
 from .lifecycle import Action, next_state
 from .service import Registry
 from .store import AdminTokenRow, EnrollTokenRow
-from .urlpolicy import check_agent_url, check_member_url
+from .urlpolicy import check_agent_url
 
 MAX_ENROLL_TOKEN_TTL = 30 * 86400.0
 
@@ -91,9 +91,9 @@ class AdminService:
         self.keyring = keyring
 
     async def _url(self, url: str, field: str) -> str:
-        if field == "agent_url":  # the broker calls it: it must not point inside (SSRF)
-            return await check_agent_url(url, self.config)
-        return check_member_url(url, field=field, dev=self.config.dev)
+        # The broker calls both (the agent URL always, the public URL for canary checks): neither
+        # may point inside its own network (SSRF).
+        return await check_agent_url(url, self.config, field=field)
 
     async def create_member(self, admin: AdminPrincipal, body: MemberCreate) -> MemberRecord:
         keys = PublicKeySet.from_jwks(body.jwks)
@@ -114,7 +114,7 @@ class AdminService:
         changes = {k: v for k, v in patch.model_dump(exclude_unset=True).items()}
         nulls = sorted(k for k, v in changes.items() if v is None)
         if nulls:
-            raise BadRequest(f"{', '.join(nulls)}: cannot be null", reason="invalid_body")
+            raise InvalidRequest(f"{', '.join(nulls)}: cannot be null", reason="invalid_body")
         for field in ("agent_url", "public_url"):
             if field in changes:
                 changes[field] = await self._url(changes[field], field)

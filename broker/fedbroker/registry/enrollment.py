@@ -20,17 +20,17 @@ import jwt
 
 from fedproto.clock import Clock
 from fedproto.enrollment import EnrollmentRequest, EnrollmentResponse, EnrollmentToken
+from fedproto.errors import Conflict, Unauthenticated
 from fedproto.keys import KeyRing, PrivateKey, PublicKeySet
 from fedproto.member import MemberRecord, MemberState
 from fedproto.replay import ReplayCache
 from fedproto.tokens import bearer, sign_document, verify_request
 
 from ..config import BrokerConfig
-from ..errors import Conflict, Unauthorized
 from ..jsonbody import parse_json
 from .service import Registry
 from .store import EnrollTokenRow, Tx
-from .urlpolicy import check_agent_url, check_member_url
+from .urlpolicy import check_agent_url
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,13 @@ class _Proven:
 def _check_token_row(row: EnrollTokenRow | None, token: EnrollmentToken, now: float | None = None) -> EnrollTokenRow:
     """The token's row when it may still be used, else 401 saying why."""
     if row is None or row.broker_kid != token.broker_kid:
-        raise Unauthorized("unknown enrollment token", reason="unknown_enrollment_token")
+        raise Unauthenticated("unknown enrollment token", reason="unknown_enrollment_token")
     if row.revoked_at is not None:
-        raise Unauthorized(f"enrollment token {row.id} was revoked", reason="revoked_enrollment_token")
+        raise Unauthenticated(f"enrollment token {row.id} was revoked", reason="revoked_enrollment_token")
     if row.used_at is not None:
-        raise Unauthorized(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
+        raise Unauthenticated(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
     if now is not None and row.expires_at <= now:
-        raise Unauthorized(f"enrollment token {row.id} has expired", reason="expired_enrollment_token")
+        raise Unauthenticated(f"enrollment token {row.id} has expired", reason="expired_enrollment_token")
     return row
 
 
@@ -89,7 +89,8 @@ class Enrollment:
             _check_token_row(await tx.enroll_token(token.secret), token, tx.now)
         proven = self._prove(authorization, path_qs, body, req, token, broker_key)
         agent_url = await check_agent_url(req.agent_url, self.config)
-        public_url = check_member_url(req.public_url, field="public_url", dev=self.config.dev)
+        # The broker calls the public URL too (canary checks): it must not point inside either.
+        public_url = await check_agent_url(req.public_url, self.config, field="public_url")
         async with self.registry.change() as tx:
             row = await self._take_token(tx, proven)
             record = await self._admit(tx, proven, row, agent_url, public_url)
@@ -104,7 +105,7 @@ class Enrollment:
     def _broker_key(self, token: EnrollmentToken) -> PrivateKey:
         broker_key = next((k for k in self.keyring.keys if k.kid == token.broker_kid), None)
         if broker_key is None:
-            raise Unauthorized("the enrollment token was issued for another broker key",
+            raise Unauthenticated("the enrollment token was issued for another broker key",
                                reason="wrong_broker")
         return broker_key
 
@@ -123,7 +124,7 @@ class Enrollment:
     async def _take_token(self, tx: Tx, proven: _Proven) -> EnrollTokenRow:
         row = _check_token_row(await tx.enroll_token(proven.token.secret), proven.token, tx.now)
         if not await tx.consume_enroll_token(row.id, proven.request.member_id):
-            raise Unauthorized(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
+            raise Unauthenticated(f"enrollment token {row.id} was already used", reason="used_enrollment_token")
         return row
 
     async def _admit(self, tx: Tx, proven: _Proven, row: EnrollTokenRow, agent_url: str,

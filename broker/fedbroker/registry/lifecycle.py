@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from enum import Enum
 
+from fedproto.errors import Conflict, NotFound
 from fedproto.member import MemberState
 
-from ..errors import Conflict, NotFound
 
 
 class Action(str, Enum):

@@ -7,13 +7,13 @@ from typing import Any
 import jwt
 
 from fedproto.clock import Clock
+from fedproto.errors import Conflict, Forbidden, NotFound
 from fedproto.keys import PublicKeySet
 from fedproto.member import MemberRecord, MemberState
 from fedproto.replay import ReplayCache
 from fedproto.tokens import bearer, verify_request
 from fedproto.wire import WireModel
 
-from ..errors import Conflict, Forbidden, NotFound
 from ..jsonbody import parse_json
 from .adminauth import AdminPrincipal
 from .service import Registry

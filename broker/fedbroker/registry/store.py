@@ -22,9 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fedproto.clock import Clock
+from fedproto.errors import Conflict, NotFound
 from fedproto.member import MemberRecord
 
-from ..errors import Conflict, NotFound
 from . import tables
 from .db import create_engine
 from .datasetpolicy import DatasetRule

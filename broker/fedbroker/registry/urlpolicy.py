@@ -1,8 +1,9 @@
 """Which member URLs the broker accepts: fedproto's URL policy, with the broker's errors and config.
 
 Transport: https, or plain http on loopback in development. Destination: outside
-development, an agent URL (which the broker will call with signed requests) must resolve
-to public addresses only, unless the operator allowed the network (``agent_url_allow``).
+development, a member URL the broker calls (the agent URL with signed requests, the public
+URL for canary checks) must resolve to public addresses only, unless the operator allowed
+the network (``agent_url_allow``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Reading server-sent event streams (BinderHub's ``/build``, JupyterHub's spawn progress) as JSON events.
 
-Both upstreams frame every event as one ``data: {json}`` line, send ``:`` keepalive
-comments, and may hold the connection open after the last event that matters. The
-reader here enforces a deadline on every read (so a silent or held-open stream
-cannot hang a launch) and leaves closing the response to its caller, who knows
-which event is the last one.
+The member's one aiohttp-bound reader: it feeds lines to :class:`fedproto.sse.EventStreamParser`
+(the framing rules both sides share). Both upstreams send ``:`` keepalive comments and may hold
+the connection open after the last event that matters, so every read has a deadline (a silent
+or held-open stream cannot hang a launch), and closing the response is left to the caller, who
+knows which event is the last one.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
-from fedproto.launch import parse_sse_data
+from fedproto.sse import EventStreamParser, json_object
 
 # A line longer than this is not an event we can use (BinderHub's longest, `ready`, is ~1 kB).
 MAX_LINE_BYTES = 1 << 20
@@ -32,11 +32,12 @@ class StreamEnded(Exception):
 async def iter_sse_json(response: aiohttp.ClientResponse, *, deadline: float) -> AsyncIterator[dict[str, Any]]:
     """Yield the JSON object of each ``data:`` line until EOF or ``deadline`` (event-loop time).
 
-    Comments, blank lines, other SSE fields and lines that are not JSON objects are
-    skipped: a proxy that injects something odd must not end a launch that is going well.
+    Comments, other SSE fields and events that are not JSON objects are skipped: a proxy
+    that injects something odd must not end a launch that is going well.
     Raises :class:`StreamTimeout` when the deadline passes and :class:`StreamEnded` at EOF.
     """
     now = asyncio.get_running_loop().time
+    parser = EventStreamParser()
     while True:
         remaining = deadline - now()
         if remaining <= 0:
@@ -51,10 +52,8 @@ async def iter_sse_json(response: aiohttp.ClientResponse, *, deadline: float) ->
             raise StreamEnded("stream closed by the server")
         if len(line) > MAX_LINE_BYTES:
             continue
-        try:
-            event = parse_sse_data(line)
-        except (ValueError, UnicodeDecodeError):
-            continue
+        data = parser.feed(line)
+        event = json_object(data) if data is not None else None
         if event is not None:
             yield event
 

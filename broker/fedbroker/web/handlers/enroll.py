@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ...appkeys import CLOCK, CONFIG, KEYRING, REGISTRY, REPLAY
+from ...appkeys import ADMIN, ENROLLMENT
 from ...jsonbody import read_body, read_json
-from ...registry.admin import AdminService, EnrollTokenCreate, enroll_token_view
-from ...registry.enrollment import SIGNATURE_HEADER, Enrollment
+from ...registry.admin import EnrollTokenCreate, enroll_token_view
+from ...registry.enrollment import SIGNATURE_HEADER
 from ..adminauth import require_admin
 from ..limits import check_enrollment_rate
 
@@ -18,9 +18,7 @@ routes = web.RouteTableDef()
 async def enroll(request: web.Request) -> web.Response:
     """A new member's application, signed by its own key (proof of possession)."""
     check_enrollment_rate(request)
-    app = request.app
-    service = Enrollment(app[REGISTRY], app[CONFIG], app[KEYRING], app[CLOCK], app[REPLAY])
-    result = await service.enroll(
+    result = await request.app[ENROLLMENT].enroll(
         authorization=request.headers.get("Authorization"),
         path_qs=request.raw_path,
         body=await read_body(request),
@@ -38,8 +36,7 @@ async def create_enroll_token(request: web.Request) -> web.Response:
     """Mint a one-time enrollment token; the answer is the only time its secret is shown."""
     admin = await require_admin(request, "tokens:write")
     body = await read_json(request, EnrollTokenCreate)
-    app = request.app
-    token, row = await AdminService(app[REGISTRY], app[CONFIG], app[KEYRING]).create_enroll_token(admin, body)
+    token, row = await request.app[ADMIN].create_enroll_token(admin, body)
     return web.json_response(
         {
             "token": str(token),
@@ -57,8 +54,7 @@ async def create_enroll_token(request: web.Request) -> web.Response:
 async def list_enroll_tokens(request: web.Request) -> web.Response:
     """Every enrollment token's id, name and state (used, revoked, expiry); never a secret."""
     await require_admin(request, "tokens:write")
-    app = request.app
-    rows = await AdminService(app[REGISTRY], app[CONFIG], app[KEYRING]).list_enroll_tokens()
+    rows = await request.app[ADMIN].list_enroll_tokens()
     return web.json_response({"tokens": [enroll_token_view(row) for row in rows]})
 
 
@@ -66,6 +62,5 @@ async def list_enroll_tokens(request: web.Request) -> web.Response:
 async def revoke_enroll_token(request: web.Request) -> web.Response:
     """Revoke an unused enrollment token; a used one is shown as it is (revoke its member instead)."""
     admin = await require_admin(request, "tokens:write")
-    app = request.app
-    row = await AdminService(app[REGISTRY], app[CONFIG], app[KEYRING]).revoke_enroll_token(admin, request.match_info["id"])
+    row = await request.app[ADMIN].revoke_enroll_token(admin, request.match_info["id"])
     return web.json_response(enroll_token_view(row))

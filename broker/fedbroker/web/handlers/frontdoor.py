@@ -8,16 +8,16 @@ path handlers return responses rather than raising HTTP exceptions.
 
 from __future__ import annotations
 
-import asyncio
-from contextlib import aclosing, suppress
+from contextlib import aclosing
 from typing import AsyncIterator
 
 from aiohttp import web
 
 from fedproto.errors import SpecError
-from fedproto.launch import KEEPALIVE, MAX_DATASETS_PER_LAUNCH, LaunchEvent
+from fedproto.launch import MAX_DATASETS_PER_LAUNCH, LaunchEvent
 from fedproto.repospec import RepoSpec
 from fedproto.routing import RouteDecision
+from fedproto.sse import KEEPALIVE, SSE_HEADERS, with_keepalives
 
 from ...appkeys import CONFIG, DISPATCHER, RELAY
 from ...errors import json_error
@@ -57,9 +57,7 @@ def parse_target(request: web.Request, prefix: str) -> tuple[RepoSpec, list[str]
 
 
 async def _events_response(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={
-        "Content-Type": EVENT_STREAM, "Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers,
-    })
+    resp = web.StreamResponse(headers={**SSE_HEADERS, **headers})
     await resp.prepare(request)
     return resp
 
@@ -72,37 +70,22 @@ async def one_event(request: web.Request, event: LaunchEvent, headers: dict[str,
     return resp
 
 
-async def _next(events: AsyncIterator[LaunchEvent]) -> LaunchEvent:
-    return await anext(events)
-
-
 async def stream_events(
     request: web.Request, events: AsyncIterator[LaunchEvent], headers: dict[str, str], keepalive: float
 ) -> web.StreamResponse:
-    """Write events as they come, a keepalive comment whenever ``keepalive`` seconds pass without one."""
+    """Write events as they come, a keepalive comment whenever ``keepalive`` seconds pass without one.
+
+    A client that leaves mid-wait closes the stream, which stops the relay before closing it.
+    """
     resp = await _events_response(request, headers)
-    async with aclosing(events):
-        pending: asyncio.Task[LaunchEvent] | None = None
-        try:
-            while True:
-                pending = pending or asyncio.ensure_future(_next(events))
-                done, _ = await asyncio.wait({pending}, timeout=keepalive)
-                if not done:
-                    await resp.write(KEEPALIVE)
-                    continue
-                task, pending = pending, None
-                try:
-                    event = task.result()
-                except StopAsyncIteration:
-                    break
-                await resp.write(event.sse())
-                if event.terminal:
-                    break
-        finally:
-            if pending is not None:  # the client left mid-wait: stop the relay before closing it
-                pending.cancel()
-                with suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await pending
+    async with aclosing(with_keepalives(events, keepalive)) as stream:
+        async for event in stream:
+            if event is None:
+                await resp.write(KEEPALIVE)
+                continue
+            await resp.write(event.sse())
+            if event.terminal:
+                break
     await resp.write_eof()
     return resp
 

@@ -8,29 +8,18 @@ from aiohttp import web
 
 from fedproto.member import MemberRecord
 
-from ...appkeys import CLOCK, CONFIG, HEALTH, KEYRING, REGISTRY, REPLAY
+from ...appkeys import ADMIN, CLOCK, HEALTH, MEMBER_KEYS, REGISTRY
 from ...errors import NotFound
 from ...metrics import health_label
 from ...jsonbody import read_body, read_json
-from ...registry.admin import AdminService, MemberCreate, MemberPatch
+from ...registry.admin import MemberCreate, MemberPatch
 from ...registry.lifecycle import parse_action
-from ...registry.memberkeys import MemberKeys
 from ...registry.snapshot import MemberEntry
 from ...routing.facts import unroutable_reason
 from ...registry.adminauth import ADMIN_TOKEN_PREFIX
 from ..adminauth import require_admin
 
 routes = web.RouteTableDef()
-
-
-def _admin_service(request: web.Request) -> AdminService:
-    app = request.app
-    return AdminService(app[REGISTRY], app[CONFIG], app[KEYRING])
-
-
-def _keys_service(request: web.Request) -> MemberKeys:
-    app = request.app
-    return MemberKeys(app[REGISTRY], app[CONFIG].broker_id, app[CLOCK], app[REPLAY])
 
 
 def _render(record: MemberRecord, status: int = 200) -> web.Response:
@@ -66,7 +55,7 @@ async def list_members(request: web.Request) -> web.Response:
 async def create_member(request: web.Request) -> web.Response:
     admin = await require_admin(request, "members:write")
     body = await read_json(request, MemberCreate)
-    return _render(await _admin_service(request).create_member(admin, body), status=201)
+    return _render(await request.app[ADMIN].create_member(admin, body), status=201)
 
 
 @routes.get("/api/v1/members/{id}")
@@ -94,26 +83,26 @@ async def get_member_health(request: web.Request) -> web.Response:
 async def patch_member(request: web.Request) -> web.Response:
     admin = await require_admin(request, "members:write")
     patch = await read_json(request, MemberPatch)
-    return _render(await _admin_service(request).update_member(admin, request.match_info["id"], patch))
+    return _render(await request.app[ADMIN].update_member(admin, request.match_info["id"], patch))
 
 
 @routes.delete("/api/v1/members/{id}")
 async def remove_member(request: web.Request) -> web.Response:
     admin = await require_admin(request, "members:write")
-    return web.json_response(await _admin_service(request).remove(admin, request.match_info["id"]))
+    return web.json_response(await request.app[ADMIN].remove(admin, request.match_info["id"]))
 
 
 @routes.post("/api/v1/members/{id}/{action:approve|drain|undrain|disable}")
 async def member_action(request: web.Request) -> web.Response:
     admin = await require_admin(request, "members:write")
     action = parse_action(request.match_info["action"])
-    return _render(await _admin_service(request).transition(admin, request.match_info["id"], action))
+    return _render(await request.app[ADMIN].transition(admin, request.match_info["id"], action))
 
 
 @routes.post("/api/v1/members/{id}/keys")
 async def add_member_keys(request: web.Request) -> web.Response:
     """Key rotation by the member itself: signed by one of its current keys."""
-    record = await _keys_service(request).add(
+    record = await request.app[MEMBER_KEYS].add(
         request.match_info["id"],
         authorization=request.headers.get("Authorization"),
         path_qs=request.raw_path,
@@ -129,8 +118,8 @@ async def revoke_member_key(request: web.Request) -> web.Response:
     authorization = request.headers.get("Authorization") or ""
     if authorization.partition(" ")[2].strip().startswith(ADMIN_TOKEN_PREFIX):
         admin = await require_admin(request, "members:write")
-        return _render(await _keys_service(request).revoke(admin, member_id, kid))
-    record = await _keys_service(request).retire_own(
+        return _render(await request.app[MEMBER_KEYS].revoke(admin, member_id, kid))
+    record = await request.app[MEMBER_KEYS].retire_own(
         member_id, kid, authorization=authorization or None, path_qs=request.raw_path
     )
     return _render(record)

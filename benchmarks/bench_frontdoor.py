@@ -1,12 +1,20 @@
-"""Benchmark: front-door throughput, redirect mode, 1,000 healthy members, against a bare aiohttp 307.
+"""Benchmark: front-door throughput, redirect mode, 1,000 members polled live, distinct repos, against a bare aiohttp 307.
 
-Run: .venv/bin/python benchmarks/bench_frontdoor.py [--members 1000] [--seconds 10] [--connections 32]
-Needs ``wrk``. Starts a member farm, a real ``fedbroker serve --mode redirect`` whose members
-are polled and verified as usual, and (in the same run, on the same machine) a bare aiohttp
-server answering the same 307. Both are loaded by wrk with one thread, so the server keeps a
-core of the two. The broker runs twice: as ``fedbroker serve`` ships (INFO logs: an access line
-and a decision line per launch) and with logging at WARNING (``quiet``). Prints one
-machine-readable summary line; ``ratio`` is broker/bare req/s, ``quiet_ratio`` quiet/bare.
+Run: .venv/bin/python benchmarks/bench_frontdoor.py [--members 1000] [--seconds 10] [--connections 64]
+
+Needs ``wrk`` and ``taskset``. A member farm serves 1,000 members' signed ads; a real
+``fedbroker serve --mode redirect`` polls and verifies them every 10 s as usual (health churn
+at the real rate: ~100 poll results a second, each a new ad); in the same run, a bare aiohttp
+server answers the same 307 with the same cookie. Each server is pinned to core 0, and wrk
+(``-t1``) and the farm to core 1, so the server under test has one core to itself; the servers
+run one after the other.
+
+Requests go to distinct repositories, chosen by a wrk Lua script: uniform over 100,000 repos,
+and Zipf (s = 1.1) over the same 100,000. The broker runs as shipped (INFO: access line and
+decision line per launch) and with ``[logging] access_log = false, decisions = false``
+(``quiet``). Prints one machine-readable summary line; ``*_ratio`` is broker/bare req/s in the
+same run, with the same pinning and the same request mix; ``*_cpu_ratio`` is bare/broker CPU
+time per answered request, which other load on a shared machine does not distort.
 """
 
 from __future__ import annotations
@@ -17,12 +25,38 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
 import benchbroker
 
-PATH = "/build/gh/org/repo/HEAD"
+REPOS = 100_000
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+# request() picks the repo; Zipf by inverse CDF over a table built once per wrk thread.
+LUA = """
+local n, dist = %(n)d, "%(dist)s"
+local cdf = {}
+if dist == "zipf" then
+  local total = 0
+  for k = 1, n do total = total + 1 / k ^ 1.1; cdf[k] = total end
+  for k = 1, n do cdf[k] = cdf[k] / total end
+end
+local function pick()
+  if dist ~= "zipf" then return math.random(0, n - 1) end
+  local u, lo, hi = math.random(), 1, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cdf[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  return lo - 1
+end
+request = function()
+  local k = pick()
+  return wrk.format("GET", "/build/gh/org" .. k .. "/repo" .. k .. "/HEAD")
+end
+"""
 
 
 def bare_app() -> web.Application:
@@ -53,56 +87,75 @@ def serve_bare() -> None:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(url: str, seconds: float, connections: int) -> dict[str, float]:
-    """Requests/s and p50/p99 latency (ms) from one wrk run; non-3xx answers are counted as errors."""
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "5s", url],
+def wrk(url: str, seconds: float, connections: int, script: Path) -> dict[str, float]:
+    """Requests/s and p50/p99 latency (ms) from one wrk run on the client core; non-3xx answers are errors."""
+    out = subprocess.run(["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
+                          "--latency", "--timeout", "5s", "-s", str(script), url],
                          capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+
     def latency(pct: str) -> float:
         value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
         return float(value) * _UNITS[unit]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: .*", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-            "p50": latency("50"), "p99": latency("99"), "errors": float(errors.group(1)) if errors else 0.0,
-            "socket_errors": 1.0 if socket_errors else 0.0}
+            "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+            "p50": latency("50"), "p99": latency("99"), "errors": float(errors.group(1)) if errors else 0.0}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
         return serve_bare()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed (apt-get install wrk)")
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (apt-get install {'wrk' if tool == 'wrk' else 'util-linux'})")
     with benchbroker.workspace("bench-frontdoor-") as (work, procs):
-        farm = benchbroker.start_farm(work, args.members)
+        farm = benchbroker.start_farm(work, args.members, cpu=CLIENT_CPU)
         procs.append(farm)
-        broker = benchbroker.start_broker(work, farm.url, args.members, {"mode": "redirect"})
-        procs.append(broker)
-        routable = asyncio.run(benchbroker.wait_routable(broker.url, args.members))
-        bare = benchbroker.spawn([sys.executable, __file__, "--serve-bare"], "bare listening on", work / "bare.log")
-        procs.append(bare)
-        wrk(broker.url + PATH, 2, args.connections)  # warm-up: first decisions build the routing memo
-        b = wrk(broker.url + PATH, args.seconds, args.connections)
-        broker.stop()
-        # The same broker with logging at WARNING: what the INFO access and decision lines cost.
-        quiet = benchbroker.start_broker(work, farm.url, args.members, {}, quiet=True)
-        procs.append(quiet)
-        routable_quiet = asyncio.run(benchbroker.wait_routable(quiet.url, args.members))
-        wrk(quiet.url + PATH, 2, args.connections)
-        q = wrk(quiet.url + PATH, args.seconds, args.connections)
-        base = wrk(bare.url + PATH, args.seconds, args.connections)
-        print(f"bench=frontdoor members={args.members} routable={min(routable, routable_quiet)} "
-              f"connections={args.connections} "
-              f"broker_rps={b['rps']:.0f} broker_p50_ms={b['p50']:.2f} broker_p99_ms={b['p99']:.2f} "
-              f"broker_errors={b['errors'] + q['errors']:.0f} quiet_rps={q['rps']:.0f} quiet_p50_ms={q['p50']:.2f} "
-              f"quiet_p99_ms={q['p99']:.2f} bare_rps={base['rps']:.0f} bare_p50_ms={base['p50']:.2f} "
-              f"bare_p99_ms={base['p99']:.2f} ratio={b['rps'] / base['rps']:.2f} "
-              f"quiet_ratio={q['rps'] / base['rps']:.2f} {benchbroker.machine()}")
+        scripts = {}
+        for dist in ("uniform", "zipf"):
+            scripts[dist] = work / f"{dist}.lua"
+            scripts[dist].write_text(LUA % {"n": REPOS, "dist": dist})
+        rows: dict[tuple[str, str], dict[str, float]] = {}
+        routable = args.members
+        quiet_logs = {"logging": {"access_log": False, "decisions": False}}
+        # One server at a time on the server core, each measured on both request mixes after 2 s of warm-up.
+        for name, logs in (("broker", {}), ("quiet", quiet_logs), ("bare", None)):
+            if logs is None:
+                server = benchbroker.spawn([sys.executable, __file__, "--serve-bare"], "bare listening on",
+                                           work / "bare.log", cpu=SERVER_CPU)
+            else:
+                server = benchbroker.start_broker(work, farm.url, args.members, {"mode": "redirect", **logs},
+                                                  name=name, cpu=SERVER_CPU)
+            procs.append(server)
+            if logs is not None:
+                routable = min(routable, asyncio.run(benchbroker.wait_routable(server.url, args.members)))
+            for dist, script in scripts.items():
+                wrk(server.url + "/build/gh/org/repo/HEAD", 2, args.connections, script)
+                cpu = benchbroker.cpu_seconds(server.popen.pid)
+                rows[name, dist] = row = wrk(server.url + "/build/gh/org/repo/HEAD", args.seconds, args.connections, script)
+                # CPU per answered request: what a shared machine's other load cannot hide (it
+                # also includes the broker's polling during the window, as in production).
+                row["cpu_us"] = (benchbroker.cpu_seconds(server.popen.pid) - cpu) / max(1.0, row["requests"]) * 1e6
+            server.stop()
+        fields = [f"bench=frontdoor members={routable}/{args.members} connections={args.connections}"]
+        for (name, dist), r in rows.items():
+            fields.append(f"{dist}_{name}_rps={r['rps']:.0f} {dist}_{name}_cpu_us_per_req={r['cpu_us']:.0f} "
+                          f"{dist}_{name}_p50_ms={r['p50']:.2f} "
+                          f"{dist}_{name}_p99_ms={r['p99']:.2f} {dist}_{name}_errors={r['errors']:.0f}")
+        for dist in scripts:
+            bare_rps = rows["bare", dist]["rps"]
+            bare_cpu = rows["bare", dist]["cpu_us"]
+            fields.append(f"{dist}_ratio={rows['broker', dist]['rps'] / bare_rps:.2f} "
+                          f"{dist}_quiet_ratio={rows['quiet', dist]['rps'] / bare_rps:.2f} "
+                          f"{dist}_cpu_ratio={bare_cpu / rows['broker', dist]['cpu_us']:.2f} "
+                          f"{dist}_quiet_cpu_ratio={bare_cpu / rows['quiet', dist]['cpu_us']:.2f}")
+        print(" ".join(fields), benchbroker.machine(), flush=True)
 
 
 if __name__ == "__main__":

@@ -55,9 +55,12 @@ class Proc:
                 self.popen.wait()
 
 
-def spawn(args: list[str], prefix: str, log: Path, timeout: float = 60.0) -> Proc:
-    """Start ``args``; wait for a stdout line starting with ``prefix`` and ending in its URL."""
+def spawn(args: list[str], prefix: str, log: Path, timeout: float = 60.0, cpu: str | None = None) -> Proc:
+    """Start ``args`` (pinned to the cores ``cpu`` names, when given, with taskset); wait for a stdout
+    line starting with ``prefix`` and ending in its URL."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    if cpu is not None:
+        args = ["taskset", "-c", cpu, *args]
     popen = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(log, "wb"), env=env)
     deadline = time.monotonic() + timeout
     assert popen.stdout is not None
@@ -71,10 +74,10 @@ def spawn(args: list[str], prefix: str, log: Path, timeout: float = 60.0) -> Pro
     raise RuntimeError(f"{args[0]} did not start: {log.read_text()[-2000:]}")
 
 
-def start_farm(workdir: Path, members: int, *extra: str) -> Proc:
+def start_farm(workdir: Path, members: int, *extra: str, cpu: str | None = None) -> Proc:
     return spawn([sys.executable, str(HERE / "memberfarm.py"), "--members", str(members),
                   "--key-dir", str(workdir / memberfarm.FARM_KEY_DIR), *extra],
-                 "farm listening on", workdir / "farm.log")
+                 "farm listening on", workdir / "farm.log", cpu=cpu)
 
 
 async def _register(config: BrokerConfig, farm_url: str, members: int, key_dir: Path) -> None:
@@ -96,9 +99,10 @@ QUIET_SERVE = (
 )
 
 
-def start_broker(workdir: Path, farm_url: str, members: int, settings: dict[str, Any], *, quiet: bool = False) -> Proc:
-    """Init a broker dir (once), register ``members`` farm members, and run ``fedbroker serve``."""
-    directory = workdir / "broker"
+def start_broker(workdir: Path, farm_url: str, members: int, settings: dict[str, Any], *, quiet: bool = False,
+                 name: str = "broker", cpu: str | None = None) -> Proc:
+    """Init a broker dir ``name`` (once), register ``members`` farm members, and run ``fedbroker serve``."""
+    directory = workdir / name
     config_path = directory / "broker.toml"
     if not config_path.exists():
         config_path, _admin = asyncio.run(init_broker(directory, {"broker_id": "bench"}))
@@ -108,7 +112,7 @@ def start_broker(workdir: Path, farm_url: str, members: int, settings: dict[str,
     if quiet:
         command = [sys.executable, "-c", QUIET_SERVE]
     return spawn([*command, "serve", "--config", str(config_path), "--port", "0"],
-                 "fedbroker listening on", workdir / f"broker{'-quiet' if quiet else ''}.log")
+                 "fedbroker listening on", workdir / f"{name}{'-quiet' if quiet else ''}.log", cpu=cpu)
 
 
 async def wait_routable(url: str, members: int, timeout: float = 120.0) -> int:

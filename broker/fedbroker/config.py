@@ -204,6 +204,25 @@ class SpecFilter(Section):
     deny: list[str] = Field(default_factory=list, description="Matching specs are refused (BinderHub's banned_specs).")
 
 
+class LoggingSettings(Section):
+    """What the broker logs (production settings: README, "Logging")."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of the broker (`fedbroker serve --log-level` overrides it)."
+    )
+    access_log: bool = Field(default=True, description="One line per HTTP request (aiohttp's access log, at INFO).")
+    access_log_format: str = Field(
+        default='%a %t "%r" %s %b %Tf',
+        description="aiohttp access-log format (%a client, %t time, %r request line, %s status, %b size, "
+        "%Tf seconds taken, %{Header}i a request header).",
+    )
+    decisions: bool = Field(
+        default=True,
+        description="One short key=value line per routing decision (logger fedbroker.decisions, at INFO): "
+        "id, repo, chosen member, its cost, the next candidates, microseconds taken.",
+    )
+
+
 class BrokerConfig(Section):
     """Everything ``fedbroker serve`` reads from ``broker.toml``."""
 
@@ -240,7 +259,11 @@ class BrokerConfig(Section):
         default="", description="Serve https with this PEM certificate chain (with tls_key_file); empty: plain http behind a TLS proxy."
     )
     tls_key_file: str = Field(default="", description="The PEM private key of tls_cert_file.")
-    cors_allow_origins: list[str] = Field(default_factory=list, description="Origins allowed to call /build cross-origin.")
+    cors_allow_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Page origins allowed to launch cross-origin (/build, its 307 in redirect mode, /v2, /api/v1/route). "
+        "['*'] (default, as mybinder.org): any page, e.g. thebe and Jupyter Book; a list of origins: only those; [] none.",
+    )
     agent_url_allow: list[str] = Field(
         default_factory=list,
         description="Networks (CIDR) member agent URLs may resolve to although they are not public, e.g. a site "
@@ -253,6 +276,7 @@ class BrokerConfig(Section):
     )
     admin_token_ttl_days: float = Field(default=365.0, gt=0, description="Lifetime of the admin token made by `init`.")
     health: HealthSettings = Field(default_factory=HealthSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     connections: ConnectionSettings = Field(default_factory=ConnectionSettings)

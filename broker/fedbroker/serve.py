@@ -17,7 +17,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from .app import make_app
-from .config import BrokerConfig, ConnectionSettings
+from .config import BrokerConfig, ConnectionSettings, LoggingSettings
 
 log = logging.getLogger(__name__)
 _END_OF_HEADERS = b"\r\n\r\n"
@@ -105,11 +105,24 @@ def _listening_url(runner: web.AppRunner, host: str, scheme: str = "http") -> st
     return f"{scheme}://{shown}:{port}"
 
 
+def configure_logging(settings: LoggingSettings) -> None:
+    """The process's log level and format, and whether decision lines are written."""
+    logging.basicConfig(level=settings.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("fedbroker.decisions").setLevel(logging.NOTSET if settings.decisions else logging.WARNING)
+
+
+def access_log_options(settings: LoggingSettings) -> dict[str, Any]:
+    """The runner's access-log arguments: none at all when it is off (aiohttp then skips the work)."""
+    if not settings.access_log:
+        return {"access_log": None}
+    return {"access_log_format": settings.access_log_format}
+
+
 async def serve(config: BrokerConfig, announce: Callable[[str], None] = print) -> None:
     """Start the app on ``config.host:config.port``; return after a signal asked it to stop."""
     ssl_context = config.server_ssl()  # before anything starts: a bad certificate is a config error
     app = make_app(config)
-    runner = GuardedRunner(app, config.connections, handle_signals=False)
+    runner = GuardedRunner(app, config.connections, handle_signals=False, **access_log_options(config.logging))
     await runner.setup()  # runs the cleanup_ctx startups: registry open + migrations, etc.
     try:
         site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)

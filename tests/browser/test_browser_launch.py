@@ -57,7 +57,9 @@ def test_launch_from_the_home_page_reaches_a_jupyter_server(page: Any, federatio
     page.click("#ready-link")
     page.wait_for_load_state()
     assert page.url.startswith(target.split("?")[0])  # jupyter-server may swap the token for a cookie
-    assert "A Jupyter Server is running" in page.content()
+    # The server's default page is JupyterLab, listing the repository's files.
+    page.locator(".jp-DirListing-itemText", has_text="hello.ipynb").wait_for(timeout=60_000)
+    assert "/lab" in page.url
 
 
 def test_a_failed_launch_shows_the_reason_and_a_retry_button(page: Any, federation: DemoFederation) -> None:

@@ -180,13 +180,20 @@ async def test_datasets_are_linked_and_origins_allowed(tmp_path: Path, make_repo
         ready = events[-1]
         messages = "".join(e.message for e in events)
         assert "available read-only at data/10.5281_zenodo.1" in messages and "10.1/elsewhere is not stored" in messages
-        root = backend.pool.servers["launch-0001"].workdir / "repo"
-        assert (root / "data" / "10.5281_zenodo.1" / "table.csv").read_text() == "a,b\n"
         async with aiohttp.ClientSession() as session:
             headers = {"Authorization": f"token {ready.token}", "Origin": "https://example.org"}
             async with session.get(ready.url + "api/contents", headers=headers) as resp:
                 assert resp.headers.get("Access-Control-Allow-Origin") == "https://example.org"
                 assert "data" in json.dumps(await resp.json())
+            table = ready.url + "api/contents/data/10.5281_zenodo.1/table.csv"
+            async with session.get(table, headers=headers) as resp:
+                assert resp.status == 200 and (await resp.json())["content"] == "a,b\n"
+            # Read-only for real: neither a new file nor an overwrite reaches the stored data.
+            for name in ("new.csv", "table.csv"):
+                put = ready.url + f"api/contents/data/10.5281_zenodo.1/{name}"
+                async with session.put(put, headers=headers, json={"type": "file", "format": "text", "content": "x"}) as resp:
+                    assert resp.status >= 400, await resp.text()
+        assert sorted(p.name for p in data.iterdir()) == ["table.csv"] and (data / "table.csv").read_text() == "a,b\n"
     finally:
         await backend.stop()
 
@@ -199,6 +206,9 @@ async def test_unknown_ref_and_missing_repo_fail_cleanly(tmp_path: Path, make_re
         for spec in [git_spec_of(repo, "no-such-branch"), git_spec_of(tmp_path / "missing")]:
             events = await _launch(backend, spec, "launch-0001")
             assert events[-1].phase == "failed" and events[-1].status_code == 404, events
+            assert events[-1].message.strip().endswith("Double check your URL and that your repo is public.")
+        # git's first line names the cause, not its generic "...and the repository exists."
+        assert "does not appear to be a git repository" in events[-1].message, events[-1].message
         assert (await backend.capacity()).building == 0
     finally:
         await backend.stop()

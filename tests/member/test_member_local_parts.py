@@ -11,6 +11,8 @@ from agentkit import git_spec_of
 
 from fedmember.backends.datamount import link_name, mount_datasets
 from fedmember.backends.gitfetch import FetchError, GitFetcher
+from fedmember.backends.repocheck import RepoRefused, check_requirements, check_symlinks, leaving_symlinks
+from fedmember.backends.sandbox import HOME, Jail, Limits, Mount, bwrap_argv
 from fedmember.backends.servers import origin_args
 from fedmember.config import ConfigError, require_secure_url, set_broker
 from fedproto.datasets import Dataset
@@ -88,8 +90,86 @@ def test_a_repo_cannot_redirect_data_links(tmp_path: Path) -> None:
     elsewhere.mkdir()
     os.symlink(elsewhere, root / "data")
     request = LaunchRequest(provider="gh", spec="o/r/main", launch_id="launch-0001", data=["10.1/x"])
-    messages = mount_datasets(request, [Dataset(id="10.1/x", mount_path=str(source))], root)
-    assert "not a directory" in messages[0] and not list(elsewhere.iterdir())
+    for bind in (False, True):
+        messages, placed = mount_datasets(request, [Dataset(id="10.1/x", mount_path=str(source))], root, bind=bind)
+        assert "not a directory" in messages[0] and not placed and not list(elsewhere.iterdir())
+
+
+def test_a_repo_cannot_take_a_dataset_mount_point(tmp_path: Path) -> None:
+    source = tmp_path / "dataset"
+    source.mkdir()
+    root = tmp_path / "repo"
+    (root / "data" / "10.1_x").mkdir(parents=True)
+    request = LaunchRequest(provider="gh", spec="o/r/main", launch_id="launch-0001", data=["10.1/x"])
+    messages, placed = mount_datasets(request, [Dataset(id="10.1/x", mount_path=str(source))], root, bind=True)
+    assert "already exists" in messages[0] and not placed
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--index-url http://127.0.0.1:9/simple",
+        "-i http://127.0.0.1:9/simple",
+        "--extra-index-url=http://127.0.0.1:9/simple",
+        "--find-links http://127.0.0.1:9/",
+        "-f http://127.0.0.1:9/",
+        "-e git+https://example.org/x.git#egg=x",
+        "-r ../../other.txt",
+        "-c /etc/constraints.txt",
+        "--trusted-host example.org",
+        "pyyaml --index-url http://127.0.0.1:9/simple",
+        "evil @ https://127.0.0.1:9/evil.whl",
+        "https://127.0.0.1:9/evil.tar.gz",
+        "git+https://example.org/x.git",
+        "./local-package",
+        "/abs/path/pkg.whl",
+        "--no-index \\\n",
+    ],
+)
+def test_requirements_with_options_urls_or_paths_are_refused(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text("# fine\npyyaml>=6\n" + line.replace("\\n", "\n") + "\n")
+    with pytest.raises(RepoRefused, match=r"requirements.txt refused: line 3"):
+        check_requirements(path)
+
+
+def test_plain_requirements_pass(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text(
+        "# comment\npyyaml\nnumpy>=1.26,<3  # trailing\nrequests[socks]==2.31\n"
+        'tomli; python_version < "3.11"\nattrs==23.1 \\\n    --hash=sha256:abc\n\n'
+    )
+    check_requirements(path)
+
+
+def test_symlinks_leaving_the_checkout_are_found(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "f.txt").write_text("x")
+    os.symlink("sub/f.txt", root / "inside")
+    os.symlink("../repo/sub", root / "sub" / "loop-inside")
+    os.symlink("/etc/fedmember/keys", root / "keys")
+    os.symlink("../../outside", root / "sub" / "up")
+    os.symlink(root / "sub", root / "absolute-inside")  # absolute: it points elsewhere in the sandbox
+    assert leaving_symlinks(root) == ["absolute-inside", "keys", "sub/up"]
+    with pytest.raises(RepoRefused, match="symbolic links that point outside it"):
+        check_symlinks(root)
+
+
+def test_the_sandbox_command_line_mounts_only_what_a_launch_needs(tmp_path: Path) -> None:
+    home, env, data = tmp_path / "repo", tmp_path / "env", tmp_path / "dataset"
+    jail = Jail(home=home, mounts=(Mount(env, str(env)), Mount(data, f"{HOME}/data/d")), uid=61003)
+    argv = bwrap_argv(["python", "-m", "x"], jail, runtime=[Path("/opt/py")], limits=Limits(2**30, 64), as_root=True)
+    pairs = {(argv[i], argv[i + 1], argv[i + 2]) for i in range(len(argv) - 2) if argv[i].endswith("bind")}
+    assert ("--bind", str(home), HOME) in pairs and ("--ro-bind", str(env), str(env)) in pairs
+    assert ("--ro-bind", str(data), f"{HOME}/data/d") in pairs and ("--ro-bind", "/opt/py", "/opt/py") in pairs
+    assert not any(src in ("/", "/etc", "/root", "/home", "/proc", "/var") for _, src, _ in pairs)
+    assert argv.index(f"{HOME}/data/d") > argv.index(HOME)  # the dataset is mounted over the checkout
+    tail = argv[argv.index("--") + 1 :]
+    assert tail[:3] == ["prlimit", "--as=1073741824", "--nproc=64"]
+    assert tail[4:6] == ["setpriv", "--reuid=61003"] and tail[-3:] == ["python", "-m", "x"]
+    rootless = bwrap_argv(["true"], Jail(home=home), runtime=[], limits=Limits(), as_root=False)
+    assert "--unshare-user" in rootless and "setpriv" not in rootless and "--cap-add" not in rootless
 
 
 def test_origins_become_an_anchored_pattern() -> None:

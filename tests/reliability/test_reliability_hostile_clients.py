@@ -233,3 +233,36 @@ async def test_slowloris_and_idle_connections_are_closed(broker: BrokerProcess) 
         while sock.recv(65536):  # the rest of the answer, then EOF when the broker closes
             pass
         assert time.monotonic() - idle_from < KEEPALIVE_TIMEOUT + 3.0
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fedbroker", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_a_data_provider_declares_only_its_own_datasets(broker: BrokerProcess, tmp_path: Path) -> None:
+    """Through the CLI, as a provider would: its own datasets yes, others' no, and a stranger's key never."""
+    keys = tmp_path / "zenodo-keys"
+    made = _cli("dataset-owners", "keygen", str(keys))
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "zenodo.jwks.json").write_text(made.stdout)
+    admin = ["--url", broker.url, "--token", broker.admin_token]
+    added = _cli("dataset-owners", "add", "zenodo", "--prefix", "10.5281/zenodo.", "--jwks",
+                 str(tmp_path / "zenodo.jwks.json"), *admin)
+    assert added.returncode == 0, added.stderr
+    as_owner = ["--owner", "zenodo", "--owner-keys", str(keys), "--broker-id", "attacked", "--url", broker.url]
+    mine = _cli("datasets", "declare", "10.5281/zenodo.99", "--any-server", *as_owner)
+    assert mine.returncode == 0 and "declared 10.5281/zenodo.99" in mine.stdout, mine.stderr
+    theirs = _cli("datasets", "declare", "10.6084/m9.figshare.1", "--server", "realsite", *as_owner)
+    assert theirs.returncode == 1 and "403 not_your_dataset" in theirs.stderr
+    stranger = tmp_path / "stranger-keys"
+    assert _cli("dataset-owners", "keygen", str(stranger)).returncode == 0
+    forged = _cli("datasets", "declare", "10.5281/zenodo.100", "--any-server", "--owner", "zenodo", "--owner-keys",
+                  str(stranger), "--broker-id", "attacked", "--url", broker.url)
+    assert forged.returncode == 1 and "401" in forged.stderr
+    removed = _cli("datasets", "remove", "10.5281/zenodo.99", *as_owner)
+    assert removed.returncode == 0, removed.stderr
+    listed = json.loads(_cli("datasets", "list", "--json", *admin).stdout)
+    assert listed["datasets"] == []
+    with _registry(broker) as db:
+        actions = [row[0] for row in db.execute("SELECT action FROM audit_log WHERE actor = 'owner:zenodo'")]
+    assert actions == ["dataset.declare", "dataset.remove"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import sys
@@ -68,15 +67,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ..serve import run
+    from ..serve import configure_logging, run
 
     config = BrokerConfig.load(Path(args.config) if args.config else default_config_path())
     overrides: dict[str, Any] = {"dev": config.dev or args.dev or dev_from_env()}
     for option in ("host", "port", "mode"):
         if getattr(args, option) is not None:
             overrides[option] = getattr(args, option)
+    if args.log_level is not None:
+        overrides["logging"] = {**config.logging.model_dump(), "level": args.log_level}
     config = BrokerConfig.model_validate({**config.model_dump(), **overrides, "base_dir": config.base_dir})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.logging)
     run(config)
     return 0
 
@@ -309,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--mode", choices=["relay", "redirect"])
+    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                       help="log level (overrides [logging] level in the config)")
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="migrate the registry's schema to this broker's version (back it up first)")

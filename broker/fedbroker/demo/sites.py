@@ -6,6 +6,7 @@ TOML from the documented ``member.toml`` keys; ``fedmember serve`` validates it 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,19 @@ def member_settings(site: DemoSite, agent_url: str, port: int, dataset_dir: Path
     return member
 
 
+def isolation() -> str:
+    """The demo sandboxes repositories (and so makes its dataset truly read-only) wherever bwrap exists."""
+    return "bubblewrap" if shutil.which("bwrap") else "none"
+
+
 def backend_settings(site: DemoSite) -> dict[str, Any]:
-    """The ``[backend]`` table: local servers, offline installs, idle servers culled after 30 min."""
+    """The ``[backend]`` table: local servers in a sandbox, offline installs, idle servers culled after 30 min."""
+    index = next((i for i, s in enumerate(SITES) if s.member_id == site.member_id), len(SITES))
     return {
         "kind": "local",
+        "isolation": isolation(),
+        # Each member's launches get uids of their own (the members share one machine).
+        "sandbox_uid_base": 61000 + 1000 * index,
         "capacity": site.capacity,
         "pip_args": ["--no-index"],
         "cull_idle_seconds": 1800.0,

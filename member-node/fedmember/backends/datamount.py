@@ -1,15 +1,19 @@
-"""Datasets stored at the site, linked into a launched server's directory as ``data/<name>``.
+"""Datasets stored at the site, shown in a launched server's directory as ``data/<name>``.
 
-The link points at the dataset's configured ``mount_path``, which the operator
-should provide as a read-only mount: a symlink cannot make its target read-only.
-A repository cannot redirect the links: if its ``data`` is anything but a plain
-directory (a symlink, a file), nothing is linked.
+In the sandbox (``isolation = "bubblewrap"``) each dataset's ``mount_path`` is
+a read-only bind mount at ``data/<name>``: the kernel refuses writes, whatever
+the file modes, and the contents API's PUT fails. Without the sandbox it is a
+symlink, which cannot make its target read-only: the operator must provide a
+read-only mount (the README says so). A repository cannot redirect either:
+if its ``data`` is anything but a plain directory (a symlink, a file), or
+``data/<name>`` already exists, nothing is placed there.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +30,18 @@ def link_name(dataset_id: str) -> str:
     return name[:100] or "dataset"
 
 
+@dataclass(frozen=True)
+class Placed:
+    """A dataset to show at ``root/data/<name>``, from ``source`` on the host."""
+
+    source: Path
+    name: str
+
+    @property
+    def relative(self) -> str:
+        return f"{DATA_DIR}/{self.name}"
+
+
 def _data_dir(root: Path) -> Path | None:
     path = root / DATA_DIR
     if path.is_symlink() or (path.exists() and not path.is_dir()):
@@ -34,9 +50,16 @@ def _data_dir(root: Path) -> Path | None:
     return path
 
 
-def mount_datasets(request: LaunchRequest, stored: Sequence[Dataset], root: Path) -> list[str]:
-    """Link every requested dataset stored here into ``root/data``; return messages for the user."""
+def mount_datasets(
+    request: LaunchRequest, stored: Sequence[Dataset], root: Path, *, bind: bool = False
+) -> tuple[list[str], list[Placed]]:
+    """Place every requested dataset stored here under ``root/data``; messages for the user, and what was placed.
+
+    With ``bind`` an empty directory is made for the caller to bind-mount onto;
+    otherwise a symlink is made.
+    """
     messages: list[str] = []
+    placed: list[Placed] = []
     for wanted in request.needed_datasets():
         match = next((d for d in stored if d.matches(wanted)), None)
         if match is None or not match.mount_path:
@@ -52,9 +75,14 @@ def mount_datasets(request: LaunchRequest, stored: Sequence[Dataset], root: Path
             continue
         target = data_dir / link_name(wanted)
         try:
-            os.symlink(source, target, target_is_directory=source.is_dir())
+            if bind:
+                # A bind mount needs a mount point of the same kind as its source.
+                target.mkdir() if source.is_dir() else os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            else:
+                os.symlink(source, target, target_is_directory=source.is_dir())
         except FileExistsError:
             messages.append(f"{DATA_DIR}/{target.name} already exists in the repository; dataset {wanted} not linked")
             continue
-        messages.append(f"Dataset {wanted} is available read-only at {DATA_DIR}/{target.name}")
-    return messages
+        placed.append(Placed(source, target.name))
+        messages.append(f"Dataset {wanted} is available{' read-only' if bind else ''} at {DATA_DIR}/{target.name}")
+    return messages, placed

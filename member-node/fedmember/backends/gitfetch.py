@@ -36,6 +36,7 @@ _SHELL_CHARS = re.compile(r"[;|&$`<>(){}\\\s]")
 
 
 log = logging.getLogger(__name__)
+NOT_FOUND_HINT = "Double check your URL and that your repo is public."
 
 
 class FetchError(Exception):
@@ -117,7 +118,7 @@ class GitFetcher:
         try:
             lines = await self._git("ls-remote", "--", spec.repo_url, pins=pins)
         except procs.ProcessError as exc:
-            reason = _last(exc)
+            reason = _first_meaningful(exc)
             status = 503 if is_git_infrastructure_error(reason) else 404
             if not self.destinations.dev:
                 log.warning("ls-remote of %s failed: %s", spec.repo_url, reason)
@@ -129,7 +130,7 @@ class GitFetcher:
             return
         if not {f"refs/heads/{spec.ref}", f"refs/tags/{spec.ref}", spec.ref} & refs:
             raise FetchError(
-                f"Could not resolve ref for {spec.provider}:{spec.spec}. Double check your URL and that your repo is public."
+                f"Could not resolve ref for {spec.provider}:{spec.spec}. {NOT_FOUND_HINT}"
             )
 
     def _check_url(self, spec: RepoSpec) -> None:
@@ -150,14 +151,15 @@ class GitFetcher:
         try:
             await self._git("clone", "--quiet", "--no-checkout", "--", spec.repo_url, str(dest), pins=pins)
         except procs.ProcessError as exc:
-            reason = _last(exc)
+            reason = _first_meaningful(exc)
             # Transport trouble (TLS, DNS, connection) is the member's or the network's, not the
             # repository's: 503, so the broker tries another member. Destinations were checked
             # before git ran (no private addresses outside the allow-list), so this says nothing
             # about the site's own network.
             status = 503 if is_git_infrastructure_error(reason) else 404
             if self.destinations.dev:
-                raise FetchError(f"could not clone {spec.repo_url}: {reason}", status) from None
+                hint = f". {NOT_FOUND_HINT}" if status == 404 else ""
+                raise FetchError(f"could not clone {spec.repo_url}: {reason}{hint}", status) from None
             # git's own words would tell a closed port from a silent one; they go to the log only.
             log.warning("clone of %s failed: %s", spec.repo_url, reason)
             if status == 503:
@@ -165,13 +167,13 @@ class GitFetcher:
                                  "connection (this member's trouble; see its log)", status) from None
             raise FetchError(
                 f"could not clone {spec.repo_url}: the repository does not exist, is not public, "
-                "or its host did not answer"
+                f"or its host did not answer. {NOT_FOUND_HINT}"
             ) from None
         commit = await self._resolve(spec, dest)
         try:
             await self._git("checkout", "--quiet", "--detach", commit, cwd=dest)
         except procs.ProcessError as exc:
-            raise FetchError(f"could not check out {commit}: {_last(exc)}") from None
+            raise FetchError(f"could not check out {commit}: {_first_meaningful(exc)}") from None
         return Checkout(path=dest, commit=commit)
 
     async def _resolve(self, spec: RepoSpec, dest: Path) -> str:
@@ -185,9 +187,18 @@ class GitFetcher:
             if lines and _COMMIT.match(lines[-1].strip()):
                 return lines[-1].strip()
         raise FetchError(
-            f"Could not resolve ref for {spec.provider}:{spec.spec}. Double check your URL and that your repo is public."
+            f"Could not resolve ref for {spec.provider}:{spec.spec}. {NOT_FOUND_HINT}"
         )
 
 
-def _last(exc: procs.ProcessError) -> str:
-    return exc.tail[-1] if exc.tail else str(exc)
+def _first_meaningful(exc: procs.ProcessError) -> str:
+    """git's first ``fatal:``/``error:``/``remote:`` line, without the prefix: it names the cause.
+
+    The last line is often only git's generic "...and the repository exists."
+    """
+    lines = [line.strip() for line in exc.tail if line.strip()]
+    for line in lines:
+        prefix, _, rest = line.partition(":")
+        if prefix in ("fatal", "error", "remote") and rest.strip():
+            return rest.strip().rstrip(".")
+    return (lines[0] if lines else str(exc)).rstrip(".")

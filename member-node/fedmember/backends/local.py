@@ -1,9 +1,11 @@
 """The ``local`` backend: clone, build a virtualenv, run a real jupyter-server on this machine.
 
-For development, demos, tests and small single-machine sites. Notebook code
-runs as the agent's user without isolation: run it only where that is fine.
-State lives under ``<state_dir>/local``: ``envs/`` (cached environments and the
-index of repos built) and ``servers/<launch_id>/`` (a launch's checkout, Jupyter
+For demos, tests and small single-machine sites. Repositories are hostile:
+their pip builds and servers run in a bubblewrap sandbox as a per-launch
+unprivileged user (see :mod:`.sandbox` for what it holds and what it does
+not), once the checkout has passed :mod:`.repocheck` (no symlinks leaving it,
+no pip options in ``requirements.txt``). State lives under
+``<state_dir>/local``: ``envs/`` (cached environments and the index of repos built) and ``servers/<launch_id>/`` (a launch's checkout, Jupyter
 config and log; removed when its server stops).
 """
 
@@ -29,6 +31,8 @@ from fedproto.status import Capacity, HealthCheck
 from .base import Backend, BackendConfig, BackendContext, failed
 from .datamount import mount_datasets
 from .gitfetch import FetchError, GitFetcher
+from .repocheck import RepoRefused, check_requirements, check_symlinks
+from .sandbox import HOME, Isolation, Jail, Limits, Mount, Sandbox, SandboxError
 from .servers import ServerError, ServerPool
 from .venvbuild import BuildError, EnvBuilder
 
@@ -50,6 +54,21 @@ class LocalConfig(BackendConfig):
     build_timeout: float = Field(default=900.0, gt=0, description="Seconds pip may take to install requirements.")
     start_timeout: float = Field(default=60.0, gt=0, description="Seconds jupyter-server may take to answer.")
     stop_grace_seconds: float = Field(default=5.0, ge=0, description="Seconds between SIGTERM and SIGKILL.")
+    isolation: Isolation = Field(
+        default="bubblewrap",
+        description='How repository code runs: "bubblewrap" (a sandbox per launch; needs the bwrap command) or '
+        '"none" (as the agent, unconfined, datasets writable unless mounted read-only: trusted repositories only).',
+    )
+    sandbox_uid_base: int = Field(
+        default=61000, ge=1000, le=2**31 - 1 - 100_000,
+        description="When the agent runs as root, launch n runs as uid sandbox_uid_base + n (one uid per running launch).",
+    )  # fmt: skip
+    memory_limit_bytes: int = Field(
+        default=4 * 1024**3, ge=0, description="Address space each sandboxed process may use (0: unlimited)."
+    )
+    process_limit: int = Field(
+        default=256, ge=0, description="Processes each launch's uid may run at once (0: unlimited)."
+    )
     server_wrapper: list[str] = Field(
         default_factory=list,
         description="A command put before each server's command line, which it must exec (e.g. "
@@ -63,6 +82,7 @@ class _Prepared:
 
     spec: RepoSpec
     workdir: Path
+    uid: int | None = None
     commit: str = ""
     env_id: str = ""
 
@@ -87,21 +107,32 @@ class LocalBackend(Backend):
         self.root = context.state_dir / "local"
         self.fetcher = GitFetcher(timeout=cfg.clone_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle,
                                   destinations=AddressPolicy.of(dev=context.dev, allow=context.fetch_allow))
-        self.envs = EnvBuilder(self.root / "envs", python=cfg.python, pip_args=cfg.pip_args, timeout=cfg.build_timeout)
+        self.sandbox = Sandbox(
+            isolation=cfg.isolation,
+            uid_base=cfg.sandbox_uid_base,
+            limits=Limits(memory_bytes=cfg.memory_limit_bytes, processes=cfg.process_limit),
+            pythons=[cfg.python] if cfg.python else [],
+        )
+        self.envs = EnvBuilder(
+            self.root / "envs", python=cfg.python, pip_args=cfg.pip_args, timeout=cfg.build_timeout, sandbox=self.sandbox
+        )
         self.pool = ServerPool(
             bind_host=cfg.bind_host,
             server_host=cfg.server_host,
             start_timeout=cfg.start_timeout,
             stop_grace=cfg.stop_grace_seconds,
             clock=context.clock,
+            sandbox=self.sandbox,
             wrapper=cfg.server_wrapper,
         )
+        self._slots: dict[str, int] = {}  # launch id -> slot (its sandbox uid is uid_base + slot)
         self._pending: dict[str, Path] = {}  # launch id -> work dir, while preparing
         self._culler: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
         (self.root / "servers").mkdir(parents=True, exist_ok=True)
+        await self.sandbox.check(self.root)
         if self.config.cull_idle_seconds > 0:
             self._culler = asyncio.create_task(self._cull_loop(), name="local-culler")
 
@@ -142,30 +173,38 @@ class LocalBackend(Backend):
         checkout = await self.fetcher.fetch(spec, prep.workdir / "repo")
         prep.commit = checkout.commit
         yield LaunchEvent(phase="fetching", message=f"Checked out {checkout.commit}\n")
+        check_symlinks(checkout.path)
+        check_requirements(checkout.path / "requirements.txt")
         prep.env_id = self.envs.env_id(checkout.path)
         if self.envs.is_built(prep.env_id):
             yield LaunchEvent(phase="building", message=f"Using cached environment {prep.env_id}\n")
         else:
-            async for line in self.envs.build(prep.env_id, checkout.path):
+            async for line in self.envs.build(prep.env_id, checkout.path, prep.uid):
                 yield LaunchEvent(phase="building", message=line + "\n")
         self.envs.record(spec.key, prep.env_id)
         yield LaunchEvent(phase="built", message="Built image, launching...\n", imageName=prep.env_id)
 
     async def _steps(self, request: LaunchRequest, spec: RepoSpec, *, launch: bool) -> AsyncIterator[LaunchEvent]:
-        prep = _Prepared(spec, self.root / "servers" / request.launch_id)
+        prep = _Prepared(spec, self.root / "servers" / request.launch_id, uid=self._uid(request.launch_id))
         shutil.rmtree(prep.workdir, ignore_errors=True)  # left over by a crashed agent
         prep.workdir.mkdir(parents=True)
         async for event in self._prepare(prep):
             yield event
         if not launch:
             return
-        for message in mount_datasets(request, self.context.datasets, prep.workdir / "repo"):
+        repo = prep.workdir / "repo"
+        messages, placed = mount_datasets(request, self.context.datasets, repo, bind=self.sandbox.confined)
+        for message in messages:
             yield LaunchEvent(phase="launching", message=message + "\n")
         yield LaunchEvent(phase="launching", message="Launching server...\n")
+        self.sandbox.hand_over(repo, prep.uid)
+        env_dir = self.envs.path(prep.env_id)
+        data = tuple(Mount(p.source, f"{HOME}/{p.relative}") for p in placed)
+        jail = Jail(home=repo, mounts=(Mount(env_dir, str(env_dir)), *data), uid=prep.uid)
         server = await self.pool.start(
             request.launch_id,
             python=self.envs.python_of(prep.env_id),
-            root_dir=prep.workdir / "repo",
+            jail=jail,
             workdir=prep.workdir,
             env_id=prep.env_id,
             origins=[*self.context.cors_allow_origins, *([request.origin] if request.origin else [])],
@@ -204,12 +243,24 @@ class LocalBackend(Backend):
             # The repository's own fault: final, as a BinderHub member's build failure is.
             tail = "".join(f"  {line}\n" for line in exc.tail[-5:])
             yield failed(f"Building the environment failed: {exc}\n{tail}", Failure.UNBUILDABLE)
-        except ServerError as exc:
+        except RepoRefused as exc:
+            yield failed(str(exc), Failure.UNBUILDABLE)
+        except (ServerError, SandboxError) as exc:
             yield failed(str(exc), Failure.ERROR)
         finally:
             workdir = self._pending.pop(request.launch_id, None)
             if workdir is not None and request.launch_id not in self.pool.servers:
                 shutil.rmtree(workdir, ignore_errors=True)
+                self._slots.pop(request.launch_id, None)
+
+    def _uid(self, launch_id: str) -> int | None:
+        """The launch's sandbox uid: the lowest slot no other pending or running launch holds."""
+        live = set(self._pending) | set(self.pool.servers)
+        for stale in [k for k in self._slots if k not in live and k != launch_id]:
+            del self._slots[stale]
+        taken = set(self._slots.values())
+        slot = self._slots.setdefault(launch_id, next(n for n in range(len(taken) + 1) if n not in taken))
+        return self.sandbox.uid_for(slot)
 
     async def launch(self, request: LaunchRequest, repo: RepoSpec) -> AsyncIterator[LaunchEvent]:
         async for event in self._run(request, repo, launch=True):

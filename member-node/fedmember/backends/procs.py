@@ -70,11 +70,15 @@ async def stream_lines(
     timeout: float,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    name: str = "",
 ) -> AsyncIterator[str]:
     """Yield the child's output lines; raise :class:`ProcessError` on failure or timeout.
 
-    Leaving the iteration early (cancel, timeout, ``aclose``) stops the child.
+    ``name`` is what messages call the child (default: ``argv[0]``'s file name; a
+    sandboxed pip is better called "pip" than "bwrap"). Leaving the iteration
+    early (cancel, timeout, ``aclose``) stops the child.
     """
+    name = name or Path(argv[0]).name
     proc = await spawn(argv, cwd=cwd, env=env)
     assert proc.stdout is not None
     tail: list[str] = []
@@ -83,7 +87,7 @@ async def stream_lines(
         while True:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                raise ProcessError(f"{Path(argv[0]).name} took longer than {timeout:g} s", tail)
+                raise ProcessError(f"{name} took longer than {timeout:g} s", tail)
             try:
                 raw = await asyncio.wait_for(proc.stdout.readline(), remaining)
             except TimeoutError:
@@ -98,9 +102,9 @@ async def stream_lines(
         try:
             returncode = await asyncio.wait_for(proc.wait(), max(0.1, deadline - asyncio.get_running_loop().time()))
         except TimeoutError:
-            raise ProcessError(f"{Path(argv[0]).name} took longer than {timeout:g} s", tail) from None
+            raise ProcessError(f"{name} took longer than {timeout:g} s", tail) from None
         if returncode != 0:
-            raise ProcessError(f"{Path(argv[0]).name} exited with status {returncode}", tail)
+            raise ProcessError(f"{name} exited with status {returncode}", tail)
     finally:
         await terminate(proc, grace=2.0)
 

@@ -16,7 +16,8 @@ import re
 import secrets
 import shutil
 import socket
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Sequence
@@ -26,10 +27,24 @@ import aiohttp
 from fedproto.clock import Clock
 
 from . import procs
+from .sandbox import Jail, Mount, Sandbox
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.2
+TEMPLATES_IN_SANDBOX = "/opt/fedmember/templates"
+# The agent's variables that a server may see: locale and proxies. Nothing else (tokens, config paths).
+PASSED_THROUGH = ("LANG", "LC_ALL", "TZ", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+# A link's urlpath that names no page here (an RStudio or Voila path, a typo) lands on this.
+NOT_FOUND_PAGE = """{% extends "error.html" %}
+{% block error_detail %}
+<p>There is no page at this address on this notebook server.</p>
+<p>It serves JupyterLab at <a href="{{base_url}}lab">{{base_url}}lab</a> and the classic
+notebook's file list at <a href="{{base_url}}tree">{{base_url}}tree</a>. If a Binder link brought
+you here, its <code>urlpath</code> names something this server does not have (only <code>lab/...</code>,
+<code>tree/...</code>, <code>notebooks/...</code> and <code>edit/...</code> work); try the links above.</p>
+{% endblock %}
+"""
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?$")
 
 
@@ -68,6 +83,70 @@ def origin_args(origins: Sequence[str]) -> list[str]:
     return [f"--ServerApp.allow_origin_pat={pattern}", "--ServerApp.allow_credentials=False"]
 
 
+def server_argv(
+    python: Path | str,
+    *,
+    ip: str,
+    port: int,
+    root_dir: str,
+    origins: Sequence[str],
+    templates: str = "",
+    allow_root: bool = False,
+) -> list[str]:
+    """The one jupyter-server command line every local launch uses (add server options here)."""
+    argv = [
+        # -P: the checkout (the working directory) is not on sys.path, so a repository's own
+        # jupyter_server/ package cannot replace the server.
+        str(python), "-P", "-m", "jupyter_server", "--ServerApp.open_browser=False", "--ServerApp.default_url=/lab",
+        f"--ServerApp.ip={ip}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root_dir}", *origin_args(origins),
+        # jupyter-lsp would look for language servers at every start (it runs npm): none are here.
+        "--LanguageServerManager.autodetect=False",
+    ]  # fmt: skip
+    if templates:
+        argv.append(f"--ServerApp.extra_template_paths={templates}")
+    if allow_root:
+        argv.append("--allow-root")
+    return argv
+
+
+def server_env(python: Path, token: str, *, home: str, private: Path | None) -> dict[str, str]:
+    """The server's whole environment: nothing of the agent's (its variables may hold secrets).
+
+    JupyterLab and the classic notebook UI are installed beside the agent, not in
+    each launch's environment, so the agent's ``etc/jupyter`` (which enables their
+    server extensions) and ``share/jupyter`` (their assets) are named here.
+    ``private`` holds Jupyter's own config and runtime files: the sandbox's private
+    ``/tmp`` when None, else a directory of the launch's (no sandbox).
+    """
+    agent = Path(sys.prefix)
+    own = Path(private) if private is not None else Path("/tmp")
+    env = {k: v for k, v in os.environ.items() if k in PASSED_THROUGH}
+    env.update(
+        PATH=f"{python.parent}{os.pathsep}/usr/local/bin{os.pathsep}/usr/bin{os.pathsep}/bin",
+        HOME=home,
+        SHELL="/bin/bash",
+        LANG=env.get("LANG", "C.UTF-8"),
+        JUPYTER_TOKEN=token,
+        JUPYTER_CONFIG_DIR=str(own / "jupyter-config"),
+        JUPYTER_RUNTIME_DIR=str(own / "jupyter-runtime"),
+        JUPYTER_DATA_DIR=str(own / "jupyter-data"),
+        JUPYTER_PLATFORM_DIRS="1",
+        JUPYTER_CONFIG_PATH=str(agent / "etc" / "jupyter"),
+        JUPYTER_PATH=str(agent / "share" / "jupyter"),
+        JUPYTERLAB_DIR=str(agent / "share" / "jupyter" / "lab"),
+        VIRTUAL_ENV=str(python.parent.parent),
+    )
+    return env
+
+
+def _write_templates(workdir: Path) -> Path:
+    templates = workdir / "templates"
+    templates.mkdir(exist_ok=True)
+    (templates / "404.html").write_text(NOT_FOUND_PAGE)
+    return templates
+
+
 class ServerPool:
     """The servers of one local backend, by launch id."""
 
@@ -79,6 +158,7 @@ class ServerPool:
         start_timeout: float,
         stop_grace: float,
         clock: Clock,
+        sandbox: Sandbox,
         wrapper: Sequence[str] = (),
     ) -> None:
         self.bind_host = bind_host
@@ -87,6 +167,7 @@ class ServerPool:
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
         self.clock = clock
+        self.sandbox = sandbox
         self.servers: dict[str, LocalServer] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -100,32 +181,25 @@ class ServerPool:
         if self._session is not None:
             await self._session.close()
 
-    def _env(self, python: Path, workdir: Path, token: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "VIRTUAL_ENV"))}
-        env.update(
-            JUPYTER_TOKEN=token,
-            JUPYTER_CONFIG_DIR=str(workdir / "jupyter-config"),
-            JUPYTER_RUNTIME_DIR=str(workdir / "jupyter-runtime"),
-            JUPYTER_PLATFORM_DIRS="1",
-            VIRTUAL_ENV=str(python.parent.parent),
-            PATH=f"{python.parent}{os.pathsep}{env.get('PATH', '')}",
-        )
-        return env
-
     async def start(
-        self, launch_id: str, *, python: Path, root_dir: Path, workdir: Path, env_id: str, origins: Sequence[str]
+        self, launch_id: str, *, python: Path, jail: Jail, workdir: Path, env_id: str, origins: Sequence[str]
     ) -> LocalServer:
-        """Start a server and wait until ``/api/status`` answers with its token."""
+        """Start a server in ``jail`` and wait until ``/api/status`` answers with its token."""
         token = secrets.token_urlsafe(24)
         port = free_port(self.bind_host)
-        argv = [
-            str(python), "-m", "jupyter_server", "--allow-root", "--ServerApp.open_browser=False",
-            f"--ServerApp.ip={self.bind_host}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-            f"--ServerApp.root_dir={root_dir}", *origin_args(origins),
-        ]  # fmt: skip
-        argv = [*self.wrapper, *argv]  # e.g. nice, prlimit, or a site's launcher; it must exec the rest
+        templates = _write_templates(workdir)
+        jail = replace(jail, mounts=(*jail.mounts, Mount(templates, TEMPLATES_IN_SANDBOX)))
+        confined = self.sandbox.confined
+        argv = server_argv(
+            python, ip=self.bind_host, port=port, root_dir=self.sandbox.home(jail), origins=origins,
+            templates=TEMPLATES_IN_SANDBOX if confined else str(templates), allow_root=not confined,
+        )  # fmt: skip
+        env = server_env(python, token, home=self.sandbox.home(jail), private=None if confined else workdir)
         with open(workdir / "server.log", "ab") as logfile:
-            proc = await procs.spawn(argv, cwd=root_dir, env=self._env(python, workdir, token), output=logfile.fileno())
+            # The operator's wrapper (nice, prlimit, a launcher script) runs outside the sandbox, on
+            # host paths, and must exec the rest: the sandbox and the server inside it.
+            command = [*self.wrapper, *self.sandbox.wrap(argv, jail)]
+            proc = await procs.spawn(command, cwd=jail.home, env=env, output=logfile.fileno())
         server = LocalServer(
             launch_id, proc, port, token, workdir, env_id, f"http://{self.server_host}:{port}/", self.clock.now()
         )

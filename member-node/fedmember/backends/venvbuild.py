@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import shutil
 import site
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from . import procs
+from .sandbox import Jail, Mount, Sandbox, SandboxError
 
 ENV_FILES = ("requirements.txt",)
 MARKER = ".fedmember-complete"
@@ -40,13 +42,27 @@ def _has_requirements(path: Path) -> bool:
     return any(ln.strip() and not ln.lstrip().startswith("#") for ln in path.read_text(errors="replace").splitlines())
 
 
+def _pip_env() -> dict[str, str]:
+    """pip's environment: a private HOME and TMPDIR, proxies; nothing else of the agent's."""
+    env = {k: v for k, v in os.environ.items() if k in ("LANG", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")}
+    env.update(PATH=f"/usr/local/bin{os.pathsep}/usr/bin{os.pathsep}/bin", HOME="/tmp", TMPDIR="/tmp")
+    return env
+
+
 class EnvBuilder:
     """Builds and finds environments under ``root``; one build per environment at a time."""
 
     def __init__(
-        self, root: Path, *, python: str = "", pip_args: Sequence[str] = (), timeout: float = 900.0
+        self,
+        root: Path,
+        *,
+        python: str = "",
+        pip_args: Sequence[str] = (),
+        timeout: float = 900.0,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.root = root
+        self.sandbox = sandbox or Sandbox(isolation="none")
         self.python = python or sys.executable
         self.pip_args = list(pip_args)
         self.timeout = timeout
@@ -77,10 +93,11 @@ class EnvBuilder:
         lock = self._locks.get(env_id)
         return lock is not None and lock.locked()
 
-    async def build(self, env_id: str, checkout: Path) -> AsyncIterator[str]:
+    async def build(self, env_id: str, checkout: Path, uid: int | None = None) -> AsyncIterator[str]:
         """Build ``env_id`` from ``checkout`` unless it exists; yield progress lines.
 
-        Concurrent builds of one env wait for the first and then reuse it.
+        pip runs in the sandbox as ``uid`` (it runs code from sdists). Concurrent
+        builds of one env wait for the first and then reuse it.
         """
         lock = self._locks.setdefault(env_id, asyncio.Lock())
         if lock.locked():
@@ -90,34 +107,43 @@ class EnvBuilder:
                 yield f"Using cached environment {env_id}"
                 return
             try:
-                async for line in self._create(env_id, checkout):
+                async for line in self._create(env_id, checkout, uid):
                     yield line
             except BaseException:
                 shutil.rmtree(self.path(env_id), ignore_errors=True)  # never leave a half-built env
                 raise
+            self.sandbox.take_back(self.path(env_id))
             (self.path(env_id) / MARKER).write_text("ok\n")
 
-    async def _create(self, env_id: str, checkout: Path) -> AsyncIterator[str]:
+    async def _create(self, env_id: str, checkout: Path, uid: int | None) -> AsyncIterator[str]:
         env_dir = self.path(env_id)
         shutil.rmtree(env_dir, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
         yield f"Creating virtualenv {env_id}"
         try:
+            # venv itself runs no repository code: it runs as the agent, outside the sandbox.
             await procs.run([self.python, "-m", "venv", "--without-pip", str(env_dir)], timeout=120)
             self._add_layer(env_dir)
-            requirements = checkout / "requirements.txt"
-            if not _has_requirements(requirements):
+            if not _has_requirements(checkout / "requirements.txt"):
                 yield "No requirements.txt entries; using the agent's packages"
                 return
-            argv = [
-                self.python, "-m", "pip", "--python", str(self.python_of(env_id)), "install",
-                "--no-input", "--disable-pip-version-check", "--no-color", "--progress-bar", "off",
-                *self.pip_args, "-r", str(requirements),
-            ]  # fmt: skip
-            async for line in procs.stream_lines(argv, timeout=self.timeout, cwd=checkout):
+            self.sandbox.hand_over(env_dir, uid)
+            jail = Jail(home=checkout, home_writable=False, mounts=(Mount(env_dir, str(env_dir), writable=True),), uid=uid)
+            argv = self.sandbox.wrap(self.pip_argv(env_id, self.sandbox.home(jail) + "/requirements.txt"), jail)
+            async for line in procs.stream_lines(argv, timeout=self.timeout, cwd=checkout, env=_pip_env(), name="pip"):
                 yield line
         except procs.ProcessError as exc:
             raise BuildError(str(exc), exc.tail) from None
+        except SandboxError as exc:
+            raise BuildError(str(exc)) from None
+
+    def pip_argv(self, env_id: str, requirements: str) -> list[str]:
+        """pip, isolated from config files and ``PIP_*`` variables: only ``pip_args`` set the index."""
+        return [
+            self.python, "-m", "pip", "--python", str(self.python_of(env_id)), "install", "--isolated",
+            "--no-input", "--no-cache-dir", "--disable-pip-version-check", "--no-color", "--progress-bar", "off",
+            *self.pip_args, "-r", requirements,
+        ]  # fmt: skip
 
     def _add_layer(self, env_dir: Path) -> None:
         site_dirs = sorted(env_dir.glob("lib/python*/site-packages"))

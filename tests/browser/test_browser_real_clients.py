@@ -10,6 +10,7 @@ what a browser really does. Each launch must reach ``ready``, start a kernel, an
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import http.server
 import json
@@ -77,6 +78,12 @@ def page_origin(npm_clients: Path) -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _run(coro: Any) -> Any:
+    """``asyncio.run`` on a thread of its own: Playwright's sync API keeps an event loop on this one."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         pass
@@ -127,7 +134,7 @@ def test_binderhub_client_under_node_launches_and_the_kernel_prints_42(
     if mode == "redirect":  # the browser went to the member's agent with a ticket, not through the broker
         assert ready["binder_launch_host"].rstrip("/") == federation.broker_url
     assert ready["url"].startswith("http://127.0.0.1:") and member is not None
-    assert asyncio.run(_run_code(ready["url"], ready["token"], "print(6*7)")).strip() == "42"
+    assert _run(_run_code(ready["url"], ready["token"], "print(6*7)")).strip() == "42"
 
 
 @pytest.mark.slow
@@ -148,3 +155,40 @@ def test_thebe_on_another_origin_launches_and_prints_42(
         assert page.inner_text("#output").strip() == "42"
     finally:
         context.close()
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+async def _abandon(broker: str, repo_spec: str) -> str:
+    """Start a launch through the broker and leave as soon as it is under way; the member that had it."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{broker}/build/git/{repo_spec}", headers={"Accept": "text/event-stream"}) as resp:
+            async for line in resp.content:
+                if line.startswith(b"data:") and b'"member"' in line:
+                    return json.loads(line[5:])["member"]
+    raise AssertionError("the launch sent no event")
+
+
+@pytest.mark.slow
+def test_an_abandoned_launch_is_stopped_at_the_member_within_seconds(brokers: dict[str, str], federation: DemoFederation) -> None:
+    """A real agent and jupyter-server: the broker cancels the launch the client left, the member stops it."""
+    import time
+    import urllib.request
+
+    def counts(agent: str) -> tuple[float, float]:
+        metrics = urllib.request.urlopen(f"{agent}/metrics", timeout=5).read().decode()
+        busy = _metric(metrics, "fedmember_servers_running ") + _metric(metrics, "fedmember_servers_building ")
+        return _metric(metrics, 'fedmember_launches_total{outcome="cancelled"}'), busy
+
+    before = {m: counts(a.agent_url) for m, a in federation.members.items()}
+    member_id = _run(_abandon(brokers["relay"], repo_named(federation, "tables").spec()))
+    agent = federation.members[member_id].agent_url
+    deadline = time.monotonic() + 15
+    while True:
+        cancelled, busy = counts(agent)
+        if cancelled > before[member_id][0] and busy <= before[member_id][1]:
+            break  # cancelled at the member, and nothing of it left running or building
+        assert time.monotonic() < deadline, (before[member_id], cancelled, busy)
+        time.sleep(0.3)

@@ -38,6 +38,7 @@ from .appkeys import (
     REPLAY,
     SLO,
     SNAPSHOT,
+    TICKETS,
 )
 from .registry.admin import AdminService
 from .registry.brokerkeys import BrokerKeys
@@ -48,6 +49,7 @@ from .errors import announce_protocol, error_middleware
 from .launch.canary import CanaryRunner, canary_repo
 from .launch.memberclient import MemberClient, guarded_resolver, new_session
 from .launch.poller import Poller
+from .launch.redirect import TicketIssuer
 from .launch.relay import LaunchRelay
 from .metrics import BrokerMetrics
 from .registry.service import Registry
@@ -96,6 +98,7 @@ def add_front_door(app: web.Application, *, poll: bool = True) -> None:
     app[SLO] = SloTracker(app[CLOCK])
     app[METRICS] = BrokerMetrics(app[HEALTH].views)
     app[DISPATCHER] = Dispatcher(config, app[SNAPSHOT], app[HEALTH], app[METRICS], app[CLOCK])
+    app[TICKETS] = TicketIssuer(app[KEYRING], config.broker_id, app[CLOCK])
     if isinstance(app.get(KEYRING), BrokerKeys):
         app[KEYRING].bind_pins(lambda: _member_pins(app))
     app[CLIENT_LIMITS] = ClientLimits.of(config.rate_limit, app[CLOCK])
@@ -148,6 +151,7 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
         launch_host=app[CONFIG].public_url, slo=app[SLO],
     )
     yield
+    await app[RELAY].close()  # abandoned launches' DELETEs, before the member client closes
 
 
 async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from .launch.memberclient import MemberClient
     from .launch.poller import Poller
+    from .launch.redirect import TicketIssuer
     from .launch.canary import CanaryRunner
     from .launch.relay import LaunchRelay
     from .metrics import BrokerMetrics
@@ -61,6 +62,8 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 MEMBER_CLIENT: web.AppKey[MemberClient] = web.AppKey("member_client")
 RELAY: web.AppKey[LaunchRelay] = web.AppKey("relay")
 POLLER: web.AppKey[Poller] = web.AppKey("poller")
+# Redirect mode: signs the launch tickets browsers carry to agent-backed members.
+TICKETS: web.AppKey[TicketIssuer] = web.AppKey("tickets")
 # Per-client counters at the web edge: open streams, enrollment attempts (web/limits.py).
 CLIENT_LIMITS: web.AppKey[ClientLimits] = web.AppKey("client_limits")
 # Canaries (the runner, only while canary.repo is set) and the launch SLO.

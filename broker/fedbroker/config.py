@@ -259,7 +259,11 @@ class BrokerConfig(Section):
         default="", description="Serve https with this PEM certificate chain (with tls_key_file); empty: plain http behind a TLS proxy."
     )
     tls_key_file: str = Field(default="", description="The PEM private key of tls_cert_file.")
-    cors_allow_origins: list[str] = Field(default_factory=list, description="Origins allowed to call /build cross-origin.")
+    cors_allow_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Page origins allowed to launch cross-origin (/build, its 307 in redirect mode, /v2, /api/v1/route). "
+        "['*'] (default, as mybinder.org): any page, e.g. thebe and Jupyter Book; a list of origins: only those; [] none.",
+    )
     agent_url_allow: list[str] = Field(
         default_factory=list,
         description="Networks (CIDR) member agent URLs may resolve to although they are not public, e.g. a site "

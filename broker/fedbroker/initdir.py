@@ -23,7 +23,8 @@ INIT_TOKEN_NAME = "init"
 def _toml_line(key: str, value: Any) -> str:
     if value is None:
         return f"# {key} =   (unset)"
-    return "# " + tomli_w.dumps({key: value}).strip()
+    # Every line: tomli_w writes a non-empty list over several lines.
+    return "\n".join("# " + line for line in tomli_w.dumps({key: value}).strip().splitlines())
 
 
 def _section_lines(model: type[BaseModel], values: dict[str, Any]) -> list[str]:

@@ -23,8 +23,10 @@ from fedproto.canary import CANARY_OUTCOMES, CanaryResult
 
 from .routing.health import HealthState, HealthView
 
-# How one launch attempt on a member ended.
-LAUNCH_OUTCOMES = ("ready", "failed", "retried", "repo_error", "cancelled")
+# How one launch attempt on a member ended. `refused`: the member turned this launch away (429:
+# rate limit, quota, full) and it went on elsewhere; `abandoned`: the client left before `ready`
+# and the broker asked the member to stop it.
+LAUNCH_OUTCOMES = ("ready", "failed", "retried", "repo_error", "refused", "abandoned")
 # Launches refused before any member was involved are counted under this member label.
 NO_MEMBER = "none"
 REFUSAL_OUTCOMES = ("rate_limited", "denied", "bad_request", "unroutable")

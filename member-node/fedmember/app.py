@@ -24,6 +24,7 @@ from .handlers import routes
 from .healthcheck import HealthService
 from .launches import KEEPALIVE_INTERVAL, LaunchService
 from .metrics import AgentMetrics
+from .publiclaunch import routes as public_routes
 from .statusad import StatusAdvertiser
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def make_app(
     )
     app[appkeys.STATUS] = StatusAdvertiser(config, backend, health, keys, clock, app[appkeys.BROKER_KEYS])
     app.add_routes(routes)
+    app.add_routes(public_routes)
     app.cleanup_ctx.append(_backend_lifetime)
     app.cleanup_ctx.append(_broker_key_refresh)
     app.on_shutdown.append(_end_streams)

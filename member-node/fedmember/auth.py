@@ -1,7 +1,7 @@
 """Request authentication: only the broker, with a fresh signed token, may call the agent.
 
 Every route except the public ones (``/health``, ``/.well-known/jwks.json``,
-``/metrics``) must carry ``Authorization: Bearer <request token>`` signed by a
+``/metrics``, and ``/build/...``, which checks its own launch ticket) must carry ``Authorization: Bearer <request token>`` signed by a
 pinned broker key, for this member (``aud``), bound to the method, path+query
 and body, and not seen before. The body size is checked first (413), so an
 oversize body is never read or hashed.
@@ -19,6 +19,8 @@ from .brokertrust import ANNOUNCE_HEADER
 from .errors import Handler, error_response
 
 PUBLIC_PATHS = frozenset({"/health", "/.well-known/jwks.json", "/metrics"})
+# Browsers' ticketed launches: the launch ticket in the query is their credential (see publiclaunch).
+PUBLIC_PREFIXES = ("/build/",)
 
 
 def _reject(request: web.Request, status: int, reason: str, message: str) -> web.Response:
@@ -40,7 +42,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Verify the broker's request token on every non-public route."""
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
         return await handler(request)
     app = request.app
     limit = app[appkeys.CONFIG].member.max_body_bytes

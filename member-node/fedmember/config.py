@@ -59,6 +59,11 @@ class MemberSettings(BaseModel):
     cors_allow_origins: list[str] = Field(
         default_factory=list, description="Browser origins launched servers accept ('*' for any)."
     )
+    public_launch: bool = Field(
+        default=True,
+        description="Serve /build to browsers that carry a broker-signed launch ticket, so a broker in redirect mode "
+        "can send users here (agent_url must then be reachable from browsers). false: never a redirect target.",
+    )
     launch_timeout: float = Field(default=900.0, gt=0, description="Seconds a launch may take before it fails with 504.")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body accepted (413 beyond).")
     state_dir: str = Field(default="state", description="Directory for backend state (clones, environments).")

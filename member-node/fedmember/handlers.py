@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -15,6 +16,7 @@ from . import appkeys
 from .auth import verified_body
 from .errors import BadRequest, NotFound
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -67,11 +69,16 @@ async def _stream(request: web.Request, *, build: bool) -> web.StreamResponse:
         await response.write_eof()
         return response
     launch = service.open(launch_request, repo, build=build)
-    await response.prepare(request)
-    async with contextlib.aclosing(launch.frames()) as frames:
-        async for frame in frames:
-            await response.write(frame)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        async with contextlib.aclosing(launch.frames()) as frames:
+            async for frame in frames:
+                await response.write(frame)
+        await response.write_eof()
+    except ConnectionResetError:
+        # The broker dropped the stream (its client left, or it gave up on us); frames() has
+        # stopped the launch. An ordinary event, so no traceback.
+        log.info("launch %s: the broker closed the stream", launch_request.launch_id)
     return response
 
 

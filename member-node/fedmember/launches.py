@@ -162,12 +162,13 @@ class LaunchService:
         self._active: dict[str, ActiveLaunch] = {}
 
     def preflight(self, request: LaunchRequest) -> RepoSpec | LaunchEvent:
-        """The parsed spec, or a ``failed``/400 event for a spec or provider this member cannot take."""
+        """The parsed spec, or a ``failed`` event: 400 for a spec no member could take, 501 (fails
+        over) for a provider this member does not serve, since another member may serve it."""
         if request.provider not in self.backend.providers:
             return failed(
                 f"provider {request.provider!r} is not supported by this member "
                 f"(supported: {', '.join(self.backend.providers)})",
-                Failure.BAD_REQUEST,
+                Failure.NOT_SUPPORTED,
             )
         try:
             return RepoSpec.parse(request.provider, request.spec, allow_file=self.dev)

@@ -24,6 +24,7 @@ AUTH_FAILURE_REASONS = (
     "wrong_path",
     "wrong_body",
     "replayed",
+    "wrong_launch",
     "replay_cache_full",
     "not_enrolled",
     "body_too_large",

@@ -7,7 +7,7 @@ import secrets
 from fedproto import PROTOCOL_VERSION, __version__
 from fedproto.clock import Clock
 from fedproto.keys import KeyDir
-from fedproto.status import ImageSummary, StatusAd
+from fedproto.status import ImageSummary, RedirectTarget, StatusAd
 
 from .backends.base import Backend
 from .brokertrust import BrokerTrust
@@ -57,8 +57,17 @@ class StatusAdvertiser:
             datasets=member.datasets,
             location=member.location,
             images=images,
+            redirect=self.redirect_target(),
             broker_kids=self.trust.kids if self.trust is not None else None,
         )
+
+    def redirect_target(self) -> RedirectTarget | None:
+        """The site's own BinderHub when browsers can use it, else the agent's ticket endpoint when public."""
+        hub = self.backend.browser_launch_url()
+        if hub:
+            return RedirectTarget(kind="binderhub", url=hub)
+        member = self.config.member
+        return RedirectTarget(kind="ticket") if member.public_launch and member.agent_url else None
 
     async def signed(self) -> str:
         """The compact JWS of a fresh ad (``GET /api/v1/status`` answers ``{"signed": ...}``)."""

@@ -30,3 +30,20 @@ class DocumentClaims(WireModel):
     exp: int = Field(description="Expiry; at most one hour after iat.")
     jti: str
     doc: dict[str, Any] = Field(description="The signed payload, e.g. a StatusAd.")
+
+
+class LaunchTicketClaims(WireModel):
+    """Claims of a launch ticket (header typ fed-ticket+jwt): a broker's leave for one redirected launch."""
+
+    iss: str = Field(description="The broker's id.")
+    aud: str = Field(description="The member id the ticket is for; every other member refuses it.")
+    iat: int = Field(description="Issued at, seconds since the epoch.")
+    exp: int = Field(description="Expiry, at most 60 s after iat.")
+    jti: str = Field(min_length=8, max_length=128, description="Unique id; the agent accepts each once.")
+    provider: str = Field(max_length=32, description="Provider the launch is for (bound).")
+    spec: str = Field(max_length=1024, description="Spec with its ref, exactly as in the URL path (bound).")
+    data: list[str] = Field(default_factory=list, max_length=16, description="The ?data= values, in order (bound).")
+    launch_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$", description="The launch id the member uses.")
+    decision: str | None = Field(default=None, max_length=64, description="The broker's routing decision id.")
+    client_ip: str | None = Field(default=None, max_length=64, description="The browser's address as the broker saw it.")
+    origin: str | None = Field(default=None, max_length=512, description="The page origin the launched server must accept.")

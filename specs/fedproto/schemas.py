@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from .canary import CanaryResult, SloWindow
-from .claims import DocumentClaims, RequestTokenClaims
+from .claims import DocumentClaims, LaunchTicketClaims, RequestTokenClaims
 from .datasets import Dataset
 from .enrollment import EnrollmentRequest, EnrollmentResponse
 from .launch import LaunchEvent, LaunchRequest
@@ -30,6 +30,7 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "location": Location,
     "request-token-claims": RequestTokenClaims,
     "document-claims": DocumentClaims,
+    "launch-ticket-claims": LaunchTicketClaims,
     "canary-result": CanaryResult,
     "slo-window": SloWindow,
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -60,6 +60,19 @@ class ImageSummary(WireModel):
         return image_hash(repo_key) in self.hashes
 
 
+class RedirectTarget(WireModel):
+    """How a browser may launch on this member directly, for a broker in redirect mode.
+
+    ``binderhub``: the member's BinderHub answers ``/build`` and ``/v2`` itself at ``url``.
+    ``ticket``: the agent answers ``/build`` at its registered agent URL to a browser carrying a
+    broker-signed launch ticket (``url`` is left out; the broker uses the URL it registered).
+    A member without one is never a redirect target.
+    """
+
+    kind: Literal["binderhub", "ticket"]
+    url: str | None = Field(default=None, max_length=2048, description="The BinderHub's base URL (kind binderhub).")
+
+
 class StatusAd(WireModel):
     """A member's signed self-description, valid until ``expires_at``."""
 
@@ -78,6 +91,7 @@ class StatusAd(WireModel):
     datasets: list[Dataset] = Field(default_factory=list, max_length=10_000)
     location: Location = Field(default_factory=Location)
     images: ImageSummary = Field(default_factory=ImageSummary)
+    redirect: RedirectTarget | None = Field(default=None, description="Where a redirected browser launches; none: never redirected to.")
     broker_kids: list[str] | None = Field(
         default=None, max_length=16,
         description="Broker key ids this member pins now; the broker signs with a new key only once every member lists it.",

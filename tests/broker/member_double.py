@@ -22,7 +22,7 @@ from fedproto.launch import KEEPALIVE, LaunchEvent, LaunchRequest
 from fedproto.location import Location
 from fedproto.member import MemberRecord, MemberState
 from fedproto.replay import ReplayCache
-from fedproto.status import Capacity, ImageSummary, StatusAd
+from fedproto.status import Capacity, ImageSummary, RedirectTarget, StatusAd
 from fedproto.tokens import bearer, verify_request
 
 from fedbroker.registry.snapshot import MemberEntry
@@ -60,6 +60,9 @@ class MemberDouble:
     launches: list[LaunchRequest] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     replay: ReplayCache = field(default_factory=ReplayCache)
+    # Where redirect mode may send browsers: "binderhub" (its own BinderHub at its public URL),
+    # "ticket" (its agent, with a launch ticket) or None (never a redirect target).
+    redirect: str | None = "binderhub"
     # Canary checks: where the double's "servers" answer, whether they accept their token, the
     # launch time a fake clock is advanced by before `ready`, and a `built` event before it.
     public_url: str = ""
@@ -74,7 +77,13 @@ class MemberDouble:
             member_id=self.member_id, instance_id="double", generation=1, issued_at=now, expires_at=now + self.ad_ttl,
             healthy=self.healthy, capacity=self.capacity, backend="double", providers=self.providers,
             datasets=self.datasets, location=self.location, images=ImageSummary.of(self.images),
+            redirect=self._redirect(),
         )
+
+    def _redirect(self) -> RedirectTarget | None:
+        if self.redirect == "binderhub":
+            return RedirectTarget(kind="binderhub", url=f"https://{self.member_id}.example")
+        return RedirectTarget(kind="ticket") if self.redirect == "ticket" else None
 
     def entry(self, state: MemberState = MemberState.active, weight: float = 1.0, url: str | None = None,
               canary: bool = True) -> MemberEntry:

@@ -27,9 +27,16 @@ async def test_stream_ends_after_ready_with_launch_id(agent: Any, signer: Signer
 
 
 async def test_bad_spec_is_a_failed_400_event(agent: Any, signer: Signer) -> None:
-    for provider, spec in [("gh", "org/../x/main"), ("gh", "org/repo/--upload-pack=x"), ("git", "file%3A%2F%2F%2Fetc%2F..%2Fx/main;rm"), ("zenodo", "10.5281/zenodo.1")]:
+    for provider, spec in [("gh", "org/../x/main"), ("gh", "org/repo/--upload-pack=x"), ("git", "file%3A%2F%2F%2Fetc%2F..%2Fx/main;rm")]:
         events = await read_events(await post_launch(agent, signer, launch_body(spec, provider)))
         assert len(events) == 1 and events[0]["phase"] == "failed" and events[0]["status_code"] == 400, (provider, spec)
+
+
+async def test_a_provider_this_member_does_not_serve_fails_over(agent: Any, signer: Signer) -> None:
+    """Another member may serve it: 501 is in the failover half of the failure table, 400 is not."""
+    events = await read_events(await post_launch(agent, signer, launch_body("10.5281/zenodo.1", "zenodo")))
+    assert len(events) == 1 and events[0]["phase"] == "failed" and events[0]["status_code"] == 501
+    assert "not supported by this member" in events[0]["message"]
 
 
 async def test_malformed_request_body_is_400_json(agent: Any, signer: Signer) -> None:

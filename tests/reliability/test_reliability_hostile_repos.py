@@ -198,6 +198,15 @@ for path in DATA_WRITES:
     except OSError as exc:
         writes[path] = type(exc).__name__
 report["writes"] = writes
+import resource
+address_space = resource.getrlimit(resource.RLIMIT_AS)[0]
+report["limits"] = [address_space, resource.getrlimit(resource.RLIMIT_NPROC)[0]]
+if 0 < address_space <= 8 * 1024**3:  # never try this unlimited: it would really take the memory
+    try:
+        hog = bytearray(address_space)
+        report["hog"] = "allocated"
+    except MemoryError:
+        report["hog"] = "MemoryError"
 print(json.dumps(report))
 """
 
@@ -232,6 +241,8 @@ async def test_a_kernel_reaches_no_key_no_other_launch_and_no_dataset_write(
     assert len(report["pids"]) < 10, report["pids"]  # its own sandbox's processes, not the host's
     assert report["runtime_files"] and all(token in f for f in report["runtime_files"])  # its own server's only
     assert set(report["writes"].values()) <= {"OSError", "PermissionError"}, report["writes"]
+    # Per-launch limits (LocalConfig's defaults): address space per process, processes per launch uid.
+    assert report["limits"] == [4 * 1024**3, 256] and report["hog"] == "MemoryError", report
 
     # The contents API (what JupyterLab's editor saves with) cannot write there either.
     async with aiohttp.ClientSession(headers={"Authorization": f"token {token}"}) as http:

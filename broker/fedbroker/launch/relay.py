@@ -7,10 +7,18 @@ in the one failure table, :mod:`fedproto.failures`: capacity, unavailable, timeo
 failure goes into health, the client gets a ``waiting`` event saying so, and the next
 candidate is tried, up to ``routing.max_attempts``. A ``failed`` that blames the repository
 (unbuildable, not found, bad request) is final: every member would fail the same way.
+
+A refusal (``failed`` with 429, or HTTP 429: a member's rate limit, quota or full hub) fails
+over like any member trouble but is not held against the member's health: it says the member
+is busy, not broken, so it never leads to an ejection. A client that goes away before
+``ready`` abandons the launch: the member is asked at once (``DELETE``) to stop what it
+started, since nobody else holds that server's token.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -29,6 +37,9 @@ from ..routing.health import HealthTable
 from ..routing.slo import OVERALL, SloTracker
 from .events import EventRejected, ready_url, relayable
 from .memberclient import MemberCallError, MemberClient
+
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class LaunchTarget:
@@ -59,6 +70,7 @@ class _Attempt:
     done: bool = False
     ready: bool = False
     error: str = "stream ended before ready"
+    refused: bool = False  # the member turned this launch away (429): busy, not broken
 
 
 class LaunchRelay:
@@ -75,6 +87,7 @@ class LaunchRelay:
         self._metrics = metrics
         self._settings = settings
         self._clock = clock
+        self._cancels: set[asyncio.Task[None]] = set()  # DELETEs of abandoned launches in flight
 
     async def relay(
         self, decision: RouteDecision, snapshot: RegistrySnapshot, target: LaunchTarget,
@@ -165,6 +178,7 @@ class LaunchRelay:
                     if event.phase == "failed":
                         if fails_over(event.status_code, event.message):
                             attempt.error = event.message.strip() or f"failed with {event.status_code}"
+                            attempt.refused = event.status_code == 429
                             break
                         self._metrics.launch(entry.id, "repo_error")
                         health.record_repo_error()
@@ -174,14 +188,38 @@ class LaunchRelay:
                     yield event
         except MemberCallError as exc:
             attempt.error = exc.message
+            attempt.refused = exc.status == 429
         except BaseException:
             # The client went away (or we are shutting down): not the member's fault.
             if not attempt.done:
-                self._metrics.launch(entry.id, "cancelled")
+                self._abandon(entry, request.launch_id)
             raise
+        if attempt.refused:
+            self._metrics.launch(entry.id, "refused")
+            return
         health.record_launch_failure()
         self._record_slo(entry.id, False)
         self._metrics.launch(entry.id, "failed")
+
+    def _abandon(self, entry: MemberEntry, launch_id: str) -> None:
+        """Ask the member to stop a launch nobody waits for any more, without holding up the caller."""
+        self._metrics.launch(entry.id, "abandoned")
+        log.info("launch %s on %s: the client left before ready; asking the member to stop it", launch_id, entry.id)
+        task = asyncio.get_running_loop().create_task(self._cancel_at_member(entry, launch_id))
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
+
+    async def _cancel_at_member(self, entry: MemberEntry, launch_id: str) -> None:
+        try:
+            await self._client.delete(entry, launch_id)
+        except MemberCallError as exc:
+            # The member's own launch timeout and idle culling are the backstop.
+            log.info("launch %s on %s: could not cancel it at the member: %s", launch_id, entry.id, exc.message)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Let the cancellations of abandoned launches finish (at shutdown, before the client session closes)."""
+        if self._cancels:
+            await asyncio.wait(list(self._cancels), timeout=timeout)
 
     def _record_slo(self, key: str, ok: bool, seconds: float | None = None) -> None:
         if self._slo is not None:

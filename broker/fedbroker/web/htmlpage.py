@@ -52,7 +52,7 @@ class PageTemplates:
         """
         return self.env.get_template(f"{name}.html").render(title=title, nav=nav, script=script, **values)
 
-    def response(self, name: str, *, status: int = 200, **kwargs: Any) -> web.Response:
-        """:meth:`render` as an HTML response with the pages' security headers."""
+    def response(self, name: str, *, status: int = 200, headers: dict[str, str] | None = None, **kwargs: Any) -> web.Response:
+        """:meth:`render` as an HTML response with the pages' security headers (``headers`` added)."""
         return web.Response(text=self.render(name, **kwargs), status=status, content_type="text/html",
-                            headers=HTML_HEADERS)
+                            headers={**HTML_HEADERS, **(headers or {})})

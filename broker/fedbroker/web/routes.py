@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..config import BrokerConfig
+from .cors import setup_cors
 from .handlers import (
     admintokens,
     brokerkeys,
@@ -15,6 +16,7 @@ from .handlers import (
     launchpage,
     members,
     pages,
+    redirect,
     route,
     system,
 )
@@ -26,6 +28,11 @@ def add_routes(app: web.Application, config: BrokerConfig) -> None:
         app.add_routes(module.routes)
     pages.add_routes(app)  # home, status, badge and static files, in both modes
     if config.mode == "redirect":
-        app.router.add_get("/v2/{provider}/{spec:.+}", frontdoor.v2_redirect)
+        app.router.add_get("/build/{provider}/{spec:.+}", redirect.build_redirect)
+        app.router.add_get("/v2/{provider}/{spec:.+}", redirect.v2_redirect)
     else:
+        app.router.add_get("/build/{provider}/{spec:.+}", frontdoor.build)
         launchpage.add_routes(app)
+    # After the launch routes: every other /v2 URL gets the HTML page saying what a launch link is.
+    app.router.add_get("/v2{tail:.*}", launchpage.bad_v2_url)
+    setup_cors(app)

@@ -43,6 +43,9 @@ May override
     ``images()``  repo keys (``RepoSpec.key``) whose environment is already
         built here; the status ad summarises them so the broker avoids rebuilds.
     ``versions()``  version strings to publish.
+    ``browser_launch_url()``  a base URL where browsers can launch on this
+        site's own BinderHub (``/build`` and ``/v2`` there), for a broker in
+        redirect mode. The default (None) leaves the agent's ticket endpoint.
 
 Agent restarts
     The agent calls ``start()``, then ``adopt()``, when it starts, and
@@ -201,6 +204,10 @@ class Backend(ABC):
 
     def versions(self) -> dict[str, str]:
         return {}
+
+    def browser_launch_url(self) -> str | None:
+        """A BinderHub base URL browsers may launch on directly. Default: none."""
+        return None
 
 
 def failed(message: str, status_code: Failure | int) -> LaunchEvent:

@@ -1,13 +1,17 @@
-"""The BinderHub-compatible front door: ``/build/{provider}/{spec}`` (and ``/v2/...`` in redirect mode).
+"""The BinderHub-compatible front door: ``/build/{provider}/{spec}``.
 
 Relay mode streams the chosen member's events (unnamed ``data:`` events, ``:keepalive``
-comments, closed after ``ready``/``failed``). Redirect mode answers 307 to the member's
-public URL with a sticky cookie, as mybinder.org's federation-redirect does. On this hot
-path handlers return responses rather than raising HTTP exceptions.
+comments, closed after ``ready``/``failed``); redirect mode is in :mod:`.redirect`. Refusals
+are one ``failed`` event on a 200 stream, as BinderHub answers them. A client that goes away
+is noticed within a second even while no event flows, so the relay can cancel the launch at
+the member (see :mod:`fedbroker.launch.relay`). On this hot path handlers return responses
+rather than raising HTTP exceptions. CORS headers come from :mod:`fedbroker.web.cors`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from contextlib import aclosing
 from typing import AsyncIterator
 
@@ -20,29 +24,24 @@ from fedproto.routing import RouteDecision
 from fedproto.sse import KEEPALIVE, SSE_HEADERS, with_keepalives
 
 from ...appkeys import CONFIG, DISPATCHER, RELAY
-from ...errors import json_error
 from ...launch.relay import LaunchTarget
 from ...registry.snapshot import RegistrySnapshot
 from ...routing.dispatcher import nothing_routable_message
+from ..cors import preflight
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 EVENT_STREAM = "text/event-stream"
 DECISION_HEADER = "X-Federation-Decision"
+# How often a quiet stream checks that its client is still there.
+DISCONNECT_CHECK = 1.0
 
 
 def raw_spec(request: web.Request, prefix: str) -> str:
     """The spec exactly as the client escaped it (match_info is unescaped, which breaks gl and git specs)."""
     path = request.raw_path.split("?", 1)[0]
     return path[len(f"/{prefix}/{request.match_info['provider']}/"):]
-
-
-def cors_headers(request: web.Request) -> dict[str, str]:
-    origin = request.headers.get("Origin")
-    allowed = request.app[CONFIG].cors_allow_origins
-    if origin and (origin in allowed or "*" in allowed):
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-    return {}
 
 
 def parse_target(request: web.Request, prefix: str) -> tuple[RepoSpec, list[str]]:
@@ -52,6 +51,10 @@ def parse_target(request: web.Request, prefix: str) -> tuple[RepoSpec, list[str]
     data = request.query.getall("data", [])
     if len(data) > MAX_DATASETS_PER_LAUNCH or any(not d.strip() or len(d) > 512 for d in data):
         raise SpecError(f"at most {MAX_DATASETS_PER_LAUNCH} non-empty ?data= values of up to 512 characters",
+                        reason="bad_data")
+    if not all(d.isprintable() for d in data):
+        # A control character (NUL, newline, escape) names no dataset and must not reach logs or streams.
+        raise SpecError("?data= values must be printable text (a dataset id such as 10.5281/zenodo.3242074)",
                         reason="bad_data")
     return repo, data
 
@@ -70,32 +73,52 @@ async def one_event(request: web.Request, event: LaunchEvent, headers: dict[str,
     return resp
 
 
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 async def stream_events(
     request: web.Request, events: AsyncIterator[LaunchEvent], headers: dict[str, str], keepalive: float
 ) -> web.StreamResponse:
     """Write events as they come, a keepalive comment whenever ``keepalive`` seconds pass without one.
 
-    A client that leaves mid-wait closes the stream, which stops the relay before closing it.
+    A client that leaves closes the stream, which stops the relay (and so cancels the launch at
+    the member) before closing it. Leaving is an ordinary event: logged at INFO, no traceback.
     """
     resp = await _events_response(request, headers)
-    async with aclosing(with_keepalives(events, keepalive)) as stream:
-        async for event in stream:
-            if event is None:
-                await resp.write(KEEPALIVE)
-                continue
-            await resp.write(event.sse())
-            if event.terminal:
-                break
-    await resp.write_eof()
+    try:
+        await _pump(request, resp, events, keepalive)
+        await resp.write_eof()
+    except ConnectionResetError:
+        log.info("%s: the client left before the stream ended", request.path)
     return resp
 
 
-@routes.get("/build/{provider}/{spec:.+}")
+async def _pump(
+    request: web.Request, resp: web.StreamResponse, events: AsyncIterator[LaunchEvent], keepalive: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    last_write = loop.time()
+    # Ticks more often than keepalives are due, to notice a client gone while nothing flows.
+    async with aclosing(with_keepalives(events, min(keepalive, DISCONNECT_CHECK))) as stream:
+        async for event in stream:
+            if event is None:
+                if client_gone(request):
+                    raise ConnectionResetError("client disconnected")
+                if loop.time() - last_write >= keepalive:
+                    await resp.write(KEEPALIVE)
+                    last_write = loop.time()
+                continue
+            await resp.write(event.sse())
+            last_write = loop.time()
+            if event.terminal:
+                break
+
+
 async def build(request: web.Request) -> web.StreamResponse:
-    """BinderHub's launch stream, relayed from the best member with failover."""
-    if request.app[CONFIG].mode == "redirect":
-        return redirect(request, "build")
-    headers = cors_headers(request)
+    """BinderHub's launch stream, relayed from the best member with failover (relay mode; added by web.routes)."""
+    headers: dict[str, str] = {}
     if EVENT_STREAM not in request.headers.get("Accept", ""):
         failed = LaunchEvent(phase="failed", status_code=400, message="Missing Accept header: text/event-stream\n")
         return await one_event(request, failed, headers)
@@ -130,51 +153,4 @@ async def build(request: web.Request) -> web.StreamResponse:
 @routes.options("/build/{provider}/{spec:.+}")
 async def build_preflight(request: web.Request) -> web.Response:
     """CORS preflight for cross-origin EventSource/fetch clients."""
-    headers = cors_headers(request)
-    if headers:
-        headers.update({
-            "Access-Control-Allow-Methods": "GET, OPTIONS",
-            "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "Accept"),
-            "Access-Control-Max-Age": "600",
-        })
-    return web.Response(status=204, headers=headers)
-
-
-def redirect(request: web.Request, prefix: str) -> web.Response:
-    """307 to the chosen member's public URL + the same path and query, with a sticky cookie."""
-    config = request.app[CONFIG]
-    try:
-        repo, data = parse_target(request, prefix)
-    except SpecError as exc:
-        return json_error(404 if exc.reason == "unknown_provider" else 400, exc.reason, exc.message)
-    dispatcher = request.app[DISPATCHER]
-    ip = dispatcher.client_ip(request.headers, request.remote)
-    admission = dispatcher.admit(repo.provider, repo.spec, ip)
-    rate_headers = admission.rate.headers() if admission.rate is not None else {}
-    if admission.refusal is not None:
-        reason = "rate_limited" if admission.status == 429 else "denied"
-        return json_error(admission.status, reason, admission.refusal.strip(), rate_headers)
-    decision = dispatcher.decide(repo, data, region=dispatcher.client_region(request.headers), client_ip=ip,
-                                 count=False)
-    headers = {DECISION_HEADER: decision.decision_id, **rate_headers}
-    sticky = request.cookies.get(config.routing.cookie_name)
-    keep = sticky is not None and decision.chosen is not None and dispatcher.routable(sticky, repo.provider, decision)
-    member_id = sticky if keep else decision.chosen
-    if member_id is not None:
-        dispatcher.launched(member_id, repo)  # provisional load at the member the 307 names
-    if member_id is None:
-        headers["Retry-After"] = "30"
-        return json_error(503, "no_member", nothing_routable_message(decision), headers)
-    entry = dispatcher.snapshot().members.get(member_id)
-    if entry is None:  # removed between the decision and now
-        return json_error(503, "no_member", "the chosen member just left the federation; try again", {"Retry-After": "1"})
-    headers["Location"] = entry.record.public_url.rstrip("/") + request.raw_path
-    resp = web.Response(status=307, headers=headers)
-    resp.set_cookie(config.routing.cookie_name, member_id, max_age=config.routing.cookie_max_age, path="/",
-                    httponly=True, samesite="Lax", secure=config.public_url.startswith("https://"))
-    return resp
-
-
-async def v2_redirect(request: web.Request) -> web.Response:
-    """``/v2/...`` in redirect mode (registered by web.routes only in that mode)."""
-    return redirect(request, "v2")
+    return preflight(request)

@@ -23,7 +23,7 @@ class Location(WireModel):
 
     def distance_km(self, other: Location) -> float | None:
         """Great-circle distance, or None when either side lacks coordinates."""
-        if None in (self.lat, self.lon, other.lat, other.lon):
+        if self.lat is None or self.lon is None or other.lat is None or other.lon is None:
             return None
         lat1, lon1, lat2, lon2 = map(math.radians, (self.lat, self.lon, other.lat, other.lon))
         h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2

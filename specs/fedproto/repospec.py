@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import quote, unquote, urlsplit
 
 from .errors import SpecError
@@ -131,7 +132,7 @@ def _parse_git(spec: str, allow_file: bool) -> RepoSpec:
     return RepoSpec("git", spec, url, _check_ref(unquote(ref)), url)
 
 
-def _parse_doi(provider: str, pattern_hint: str):
+def _parse_doi(provider: str, pattern_hint: str) -> Callable[[str, bool], RepoSpec]:
     def parse(spec: str, allow_file: bool) -> RepoSpec:
         doi = unquote(spec).removeprefix("https://doi.org/").removeprefix("doi:").rstrip("/")
         if not _DOI.match(doi) or ".." in doi:
@@ -159,7 +160,7 @@ def _parse_ckan(spec: str, allow_file: bool) -> RepoSpec:
     return RepoSpec("ckan", spec, url, "HEAD", url, dataset_id=url)
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[str, bool], RepoSpec]] = {
     "gh": _parse_gh,
     "gl": _parse_gl,
     "gist": _parse_gist,

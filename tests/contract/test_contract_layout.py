@@ -140,3 +140,14 @@ def test_broker_tree_is_its_wings() -> None:
                    "jsonbody", "metrics", "serve"]
     wings = sorted(p.name for p in BROKER.iterdir() if p.is_dir() and (p / "__init__.py").exists())
     assert wings == ["cli", "demo", "launch", "registry", "routing", "web"]
+
+
+
+def test_broker_services_raise_domain_errors_not_http() -> None:
+    """The services raise fedproto's error kinds (fedproto.errors); only the web's error
+    middleware (fedbroker.errors) knows how HTTP answers them."""
+    offenders = sorted(
+        module for module, imports in _broker_graph().items()
+        if module.split(".")[1:2] and module.split(".")[1] in SERVICE_WINGS and "fedbroker.errors" in imports
+    )
+    assert offenders == [], "import the error kinds from fedproto.errors"

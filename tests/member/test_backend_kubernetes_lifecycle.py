@@ -4,6 +4,7 @@ with ``kubelet="process"`` the notebook servers are real jupyter-server processe
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,75 @@ async def test_kubernetes_fake_api_culls_pods_older_than_max_age(kube: Kube, tmp
     assert await backend.cull_once() == [name]
     assert kube.fake.objects["pods"] == {}
     await backend.stop()
+
+
+async def test_kubernetes_fake_api_sigkilled_agent_leaves_nothing_counted_forever(aiohttp_server: Any, tmp_path: Path, broker_ring: Any, signer: Signer) -> None:
+    """A real `fedmember serve` is SIGKILLed mid-launch: the next one adopts the ready server and deletes the half-started pod."""
+    import asyncio
+    import json
+    import signal
+    import subprocess
+
+    import tomli_w
+
+    kube = await start_fake(aiohttp_server, tmp_path, ready_delay=0.05)
+    backend = settings(kube.kubeconfig, start_timeout=60)
+    config = member_config(tmp_path, backend=backend)
+    (tmp_path / "broker.jwks.json").write_text(json.dumps(broker_ring.public_set().to_jwks()))
+    document = {"member": config.member.model_dump(mode="json", exclude_none=True),
+                "broker": config.broker.model_dump(mode="json"), "backend": backend}
+    (tmp_path / "member.toml").write_text(tomli_w.dumps(document))
+
+    async def serve() -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("fedmember")), "serve", "--config", str(tmp_path / "member.toml"),
+                                 "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                await _get(f"{url}/.well-known/jwks.json")
+                return proc, url
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        proc.kill()
+        raise AssertionError("fedmember serve did not start")
+
+    first, url = await serve()
+    try:
+        async with aiohttp.ClientSession() as session:
+            body = launch_body(launch_id="launch-0001")
+            resp = await session.post(f"{url}/api/v1/launches", data=body, headers=signer.headers("POST", "/api/v1/launches", body))
+            ready = (await read_events(resp))[-1]
+            assert ready["phase"] == "ready", ready
+            kube.fake.hold.add(object_name("launch-0002"))
+            body = launch_body(launch_id="launch-0002")
+            resp = await session.post(f"{url}/api/v1/launches", data=body, headers=signer.headers("POST", "/api/v1/launches", body))
+            async for line in resp.content:
+                if b"Pending" in line:
+                    break
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+    finally:
+        first.kill()
+        first.wait(10)
+    assert len(kube.fake.pods(NS)) == 2  # what the killed agent left
+
+    second, url = await serve()
+    try:
+        capacity = await _capacity_at(url, signer)
+        assert (capacity.used, capacity.building) == (1, 0)
+        assert [p["metadata"]["name"] for p in kube.fake.pods(NS)] == [object_name("launch-0001")]
+        assert sorted(n for _, n in kube.fake.objects["secrets"]) == [object_name("launch-0001")]
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert [p["metadata"]["name"] for p in kube.fake.pods(NS)] == [object_name("launch-0001")], "a clean stop keeps the session"
+
+
+async def _capacity_at(url: str, signer: Signer) -> Any:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/api/v1/status", headers=signer.headers("GET", "/api/v1/status")) as resp:
+            signed = (await resp.json())["signed"]
+        async with session.get(f"{url}/.well-known/jwks.json") as resp:
+            keys = PublicKeySet.from_jwks(await resp.json())
+    return verify_status_ad(signed, keys=keys, member_id=MEMBER_ID, clock=FakeClock(time.time())).capacity

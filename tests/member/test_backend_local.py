@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,12 +15,20 @@ from agentkit import Signer, git_spec_of, launch_body, member_config, post_launc
 from fedmember.app import make_app
 from fedmember.backends.base import BackendContext
 from fedmember.backends.local import LocalBackend, LocalConfig
+from fedmember.backends.sandbox import SandboxError
+from fedmember.config import ConfigError
 from fedproto.clock import FakeClock, SystemClock
 from fedproto.failures import Failure, fails_over
 from fedproto.launch import LaunchRequest
 from fedproto.repospec import RepoSpec
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def bubblewrap(require_component: Callable[[bool, str], None]) -> None:
+    """Every launch here runs in the bubblewrap sandbox (the backend's default)."""
+    require_component(shutil.which("bwrap") is not None, "bubblewrap is not installed (apt-get install bubblewrap)")
 
 
 async def _api_status(url: str, token: str) -> int | None:
@@ -167,7 +176,8 @@ async def test_agent_shutdown_stops_servers(aiohttp_server: Any, tmp_path: Path,
 
 
 async def test_datasets_are_linked_and_origins_allowed(tmp_path: Path, make_repo: Callable[..., Path]) -> None:
-    repo = make_repo()
+    notebook = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    repo = make_repo({"requirements.txt": "", "README.md": "# x\n", "n.ipynb": notebook})
     data = tmp_path / "zenodo-1"
     data.mkdir()
     (data / "table.csv").write_text("a,b\n")
@@ -193,9 +203,24 @@ async def test_datasets_are_linked_and_origins_allowed(tmp_path: Path, make_repo
                 put = ready.url + f"api/contents/data/10.5281_zenodo.1/{name}"
                 async with session.put(put, headers=headers, json={"type": "file", "format": "text", "content": "x"}) as resp:
                     assert resp.status >= 400, await resp.text()
+            # JupyterLab and the classic UI's paths answer; a urlpath naming neither says what exists.
+            for path in ("lab", "lab/tree/n.ipynb", "tree", "tree/data", "notebooks/n.ipynb", "edit/README.md"):
+                async with session.get(ready.url + path, headers=headers) as resp:
+                    assert resp.status == 200, (path, resp.status)
+            async with session.get(ready.url + "rstudio", headers=headers) as resp:
+                page = await resp.text()
+                assert resp.status == 404 and "urlpath" in page and 'href="/lab"' in page and 'href="/tree"' in page
         assert sorted(p.name for p in data.iterdir()) == ["table.csv"] and (data / "table.csv").read_text() == "a,b\n"
     finally:
         await backend.stop()
+
+
+async def test_no_bwrap_stops_the_agent_with_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    backend = _backend(tmp_path)
+    with pytest.raises(SandboxError, match="install Debian's `bubblewrap` package, or set `isolation = \"none\"`"):
+        await backend.start()
+    assert isinstance(SandboxError("x"), ConfigError)  # so `fedmember serve` prints it and exits 2
 
 
 async def test_unknown_ref_and_missing_repo_fail_cleanly(tmp_path: Path, make_repo: Callable[..., Path]) -> None:

@@ -24,11 +24,11 @@ from typing import Iterable, Literal, Mapping, Protocol
 from urllib.parse import urlencode
 
 from fedproto.clock import Clock
+from fedproto.errors import InvalidRequest
 from fedproto.keys import PrivateKey
 from fedproto.status import StatusAd
 from fedproto.tickets import sign_ticket
 
-from ..errors import BadRequest
 from ..registry.snapshot import MemberEntry, RegistrySnapshot
 from ..registry.urlpolicy import check_member_url
 
@@ -55,7 +55,7 @@ def redirect_target(entry: MemberEntry, ad: StatusAd | None, *, dev: bool) -> Re
         return RedirectTarget(entry, "ticket", entry.record.agent_url.rstrip("/"))
     try:
         return RedirectTarget(entry, "binderhub", check_member_url(offer.url or "", field="redirect.url", dev=dev))
-    except BadRequest:
+    except InvalidRequest:
         return None  # a member claiming a URL the broker would not register is not sent users
 
 

@@ -115,10 +115,10 @@ class LaunchRelay:
                 attempt = _Attempt()
                 counted = entry.id == decision.chosen and decision.chosen not in tried - {entry.id}
                 async for event in self._attempt(entry, self._request(decision, target), attempt, counted):
+                    if attempt.ready:  # counted before `ready` goes out: the client may stop reading there
+                        self._record_slo(OVERALL, True, self._clock.now() - started)
                     yield event
                 if attempt.done:
-                    if attempt.ready:
-                        self._record_slo(OVERALL, True, self._clock.now() - started)
                     return
                 failures.append(f"{entry.id}: {attempt.error}")
                 failed, entry = entry, _next_candidate(decision, snapshot, tried)

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from fedproto.clock import Clock
 from fedproto.datasets import normalise_dataset_id
-from fedproto.errors import KeyMaterialError
+from fedproto.errors import Forbidden, InvalidRequest, KeyMaterialError, NotFound, Unauthenticated
 from fedproto.keys import PublicKeySet
 from fedproto.member import MEMBER_ID_PATTERN
 from fedproto.replay import ReplayCache
@@ -28,7 +28,6 @@ from fedproto.tokens import verify_request
 from fedproto.wire import WireModel
 
 from ..config import BrokerConfig
-from ..errors import BadRequest, Forbidden, NotFound, Unauthorized
 from .datasetpolicy import DatasetRule, normalised_rule
 from .service import Registry
 from .store import DatasetOwnerRow
@@ -84,11 +83,11 @@ class DatasetAdmin:
         try:
             issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
         except jwt.PyJWTError:
-            raise Unauthorized("not an admin token or a signed owner request", reason="malformed_token") from None
+            raise Unauthenticated("not an admin token or a signed owner request", reason="malformed_token") from None
         async with self.registry.store.read() as tx:
             owner = await tx.dataset_owner(str(issuer)) if isinstance(issuer, str) else None
         if owner is None:
-            raise Unauthorized("unknown dataset owner", reason="unknown_owner")
+            raise Unauthenticated("unknown dataset owner", reason="unknown_owner")
         verify_request(token, keys=PublicKeySet.from_jwks(owner.jwks), issuer=owner.id,
                        audience=self.config.broker_id, method=method, path_qs=path_qs, body=body,
                        clock=self.clock, replay=self.replay)
@@ -104,7 +103,7 @@ class DatasetAdmin:
             known = {m.id for m in await tx.members()}
             unknown = sorted((rule.holders | (rule.servers or frozenset())) - known)
             if unknown:
-                raise BadRequest(f"no members with ids: {', '.join(unknown)}", reason="unknown_member")
+                raise InvalidRequest(f"no members with ids: {', '.join(unknown)}", reason="unknown_member")
             created = await tx.put_dataset_rule(rule)
             await tx.audit(actor, "dataset.declare" if created else "dataset.redeclare", rule.id[:200], {
                 "prefix": rule.prefix, "holders": sorted(rule.holders),
@@ -130,10 +129,10 @@ class DatasetAdmin:
         try:
             keys = PublicKeySet.from_jwks(body.jwks)
         except KeyMaterialError as exc:
-            raise BadRequest(f"jwks: {exc.message}", reason="bad_key") from None
+            raise InvalidRequest(f"jwks: {exc.message}", reason="bad_key") from None
         prefixes = tuple(normalise_dataset_id(p) for p in body.prefixes)
         if any(len(p) < 3 for p in prefixes):
-            raise BadRequest("each prefix must be at least 3 characters (an owner speaks for its own datasets)",
+            raise InvalidRequest("each prefix must be at least 3 characters (an owner speaks for its own datasets)",
                              reason="prefix_too_short")
         owner = DatasetOwnerRow(id=body.id, display_name=body.display_name, jwks=keys.to_jwks(), prefixes=prefixes)
         async with self.registry.change() as tx:

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import asyncio
 
+from fedproto.errors import InvalidRequest
 from fedproto.urlpolicy import AddressPolicy, UrlPolicyError, check_service_url, check_url_destination, is_loopback
 
 from ..config import BrokerConfig
-from ..errors import BadRequest
 
 __all__ = ["agent_destinations", "check_agent_url", "check_member_url", "is_loopback"]
 
 
 def check_member_url(url: str, *, field: str, dev: bool) -> str:
-    """``url`` without a trailing slash, or :class:`BadRequest` saying what is wrong with it."""
+    """``url`` without a trailing slash, or :class:`InvalidRequest` saying what is wrong with it."""
     try:
         return check_service_url(url, field=field, dev=dev)
     except UrlPolicyError as exc:
-        raise BadRequest(exc.message, reason=exc.reason) from None
+        raise InvalidRequest(exc.message, reason=exc.reason) from None
 
 
 def agent_destinations(config: BrokerConfig) -> AddressPolicy:
@@ -43,5 +43,5 @@ async def check_agent_url(url: str, config: BrokerConfig, field: str = "agent_ur
                                     what=field)
     except UrlPolicyError as exc:
         if exc.reason != "unresolvable_host":
-            raise BadRequest(exc.message, reason=exc.reason) from None
+            raise InvalidRequest(exc.message, reason=exc.reason) from None
     return checked

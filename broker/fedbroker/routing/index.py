@@ -320,8 +320,8 @@ class RoutingIndex:
             for m in sorted(limit.allowed):
                 self._consider(scan, m, provider)
             scan.exhausted = True
-            ordered = self._final(scan, set(), detail) or []
-            return self._decision(request, scan, decision_id, ordered[:detail], limit)
+            allowed = self._final(scan, set(), detail) or []
+            return self._decision(request, scan, decision_id, allowed[:detail], limit)
         storing = self.storers(wanted) if wanted else set()
         holders = self._images.get(ctx.image, set())
         few = len(holders) <= _HOLDER_LIMIT

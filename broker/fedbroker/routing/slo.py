@@ -38,7 +38,7 @@ def window_stats(samples: Iterable[tuple[float, bool, float | None]], now: float
     ready = sum(1 for ok, _ in recent if ok)
     p50, p95 = percentile(times, 50), percentile(times, 95)
     return SloWindow(
-        window=name,  # type: ignore[arg-type]
+        window=name,
         launches=len(recent),
         ready=ready,
         ready_share=round(ready / len(recent), 4) if recent else None,

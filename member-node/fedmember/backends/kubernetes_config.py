@@ -44,7 +44,7 @@ class KubernetesConfig(BackendConfig):
     tolerations: list[dict[str, Any]] = Field(default_factory=list, description="Tolerations of the pods (e.g. for a dedicated user node pool).")
     priority_class_name: str | None = Field(default=None, description="priorityClassName of the pods.")
     extra_labels: dict[str, str] = Field(default_factory=dict, description="More labels on pods and Secrets.")
-    run_as_user: int = Field(default=1000, ge=1, description="Non-root uid (and gid) the server runs as.")
+    run_as_user: int = Field(default=1000, ge=1, description="Non-root uid the server runs as (also the pod's fsGroup).")
     idle_timeout: float | None = Field(default=600.0, gt=0, description="Seconds without activity after which a server is stopped: jupyter-server shuts itself down, and the agent culls by its /api/status (unset: never).")
     max_age: float | None = Field(default=21600.0, gt=0, description="Seconds after which a server is stopped however busy (unset: never). The pod's activeDeadlineSeconds is this plus cull_interval, so Kubernetes ends it even without the agent.")
     cull_interval: float = Field(default=60.0, gt=0, description="Seconds between cull passes.")

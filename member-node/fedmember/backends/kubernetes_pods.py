@@ -203,8 +203,9 @@ def pod_manifest(*, name: str, labels: dict[str, str], launch_id: str, image: st
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": spec.run_as_user, "runAsGroup": spec.run_as_user,
-                            "fsGroup": spec.run_as_user, "seccompProfile": {"type": "RuntimeDefault"}},
+        # No runAsGroup: notebook images (jovyan, uid 1000) rely on their own primary group (users, 100).
+        "securityContext": {"runAsNonRoot": True, "runAsUser": spec.run_as_user, "fsGroup": spec.run_as_user,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
     }
     optional = {"nodeSelector": spec.node_selector, "tolerations": spec.tolerations, "priorityClassName": spec.priority_class_name,
                 "activeDeadlineSeconds": spec.active_deadline,

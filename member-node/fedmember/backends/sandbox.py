@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Literal, Sequence
 
+from ..config import ConfigError
 from . import procs
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 Isolation = Literal["bubblewrap", "none"]
 
 
-class SandboxError(Exception):
-    """The sandbox cannot run here; the message says what to install or set."""
+class SandboxError(ConfigError):
+    """The sandbox cannot run here; the message says what to install or set (``fedmember serve`` prints it)."""
 
 
 @dataclass(frozen=True)

@@ -164,16 +164,17 @@ class LaunchService:
     def preflight(self, request: LaunchRequest) -> RepoSpec | LaunchEvent:
         """The parsed spec, or a ``failed`` event: 400 for a spec no member could take, 501 (fails
         over) for a provider this member does not serve, since another member may serve it."""
-        if request.provider not in self.backend.providers:
+        try:
+            repo = RepoSpec.parse(request.provider, request.spec, allow_file=self.dev)
+        except SpecError as exc:  # an unknown provider too: no member could take it
+            return failed(exc.message, Failure.BAD_REQUEST)
+        if repo.provider not in self.backend.providers:
             return failed(
                 f"provider {request.provider!r} is not supported by this member "
                 f"(supported: {', '.join(self.backend.providers)})",
                 Failure.NOT_SUPPORTED,
             )
-        try:
-            return RepoSpec.parse(request.provider, request.spec, allow_file=self.dev)
-        except SpecError as exc:
-            return failed(exc.message, Failure.BAD_REQUEST)
+        return repo
 
     def open(self, request: LaunchRequest, repo: RepoSpec, *, build: bool = False) -> ActiveLaunch:
         """Register a launch of ``repo`` (from :meth:`preflight`); a ``launch_id`` already in progress is a 409."""

@@ -49,9 +49,11 @@ from .errors import announce_protocol, error_middleware
 from .launch.canary import CanaryRunner, canary_repo
 from .launch.memberclient import MemberClient, guarded_resolver, new_session
 from .launch.poller import Poller
+from .launch.pollshare import PollSharing
 from .launch.redirect import TicketIssuer
 from .launch.relay import LaunchRelay
 from .metrics import BrokerMetrics
+from .registry.pollstore import PollStore
 from .registry.service import Registry
 from .registry.snapshot import SnapshotHolder
 from .registry.store import RegistryStore
@@ -155,10 +157,21 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Poll members for the app's lifetime; cancel and await the loop on shutdown."""
-    poller = Poller(app[SNAPSHOT], app[HEALTH], app[MEMBER_CLIENT], app[CONFIG].health, app[CLOCK])
-    app[POLLER] = poller
-    async with _background(poller.run(), "fedbroker-poller"):
+    """Poll members for the app's lifetime; cancel and await the loop on shutdown. Replicas on one
+    database split the members and share the results (``launch/pollshare.py``)."""
+    config = app[CONFIG]
+    mode = config.health.share_polls
+    share = REGISTRY in app and (mode == "on" or (mode == "auto" and config.resolved_db_url.startswith("postgresql")))
+    if not share:
+        poller = app[POLLER] = Poller(app[SNAPSHOT], app[HEALTH], app[MEMBER_CLIENT], config.health, app[CLOCK])
+        async with _background(poller.run(), "fedbroker-poller"):
+            yield
+        return
+    sharing = PollSharing(PollStore(app[REGISTRY].store.engine), app[HEALTH], config.health, app[CLOCK])
+    poller = app[POLLER] = Poller(app[SNAPSHOT], app[HEALTH], app[MEMBER_CLIENT], config.health, app[CLOCK],
+                                  owns=sharing.owns, on_result=sharing.published)
+    await sharing.exchange()  # join before polling: the live replicas decide who polls what
+    async with _background(sharing.run(), "fedbroker-poll-sharing"), _background(poller.run(), "fedbroker-poller"):
         yield
 
 

@@ -39,6 +39,18 @@ class HealthSettings(Section):
         default=0.2, gt=0, le=1, description="Weight of the newest launch in the smoothed success rate and time-to-ready."
     )
     concurrency: int = Field(default=16, ge=1, description="Status polls running at the same time, at most.")
+    share_polls: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Replicas on one database split the polling (each member polled by one replica) and share "
+        "the results through it. auto: on with PostgreSQL, off with SQLite (one replica).",
+    )
+    poll_lease: float = Field(
+        default=5.0, gt=0, description="Seconds a replica's share of the polling outlives its last heartbeat "
+        "(keep it under interval: a dead replica's members pass to the others this soon)."
+    )
+    poll_sync: float = Field(
+        default=0.5, gt=0, description="Seconds between exchanges of poll results with the other replicas."
+    )
     max_member_capacity: int = Field(
         default=10_000, ge=0,
         description="The most capacity (servers) believed from any member's status ad, unless an admin set that "

@@ -65,6 +65,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"wrote {path} and {path.parent / 'keys'}/")
     print(f"next: edit it, then `fedmember enroll BROKER_URL --token T --config {path}`")
+    if args.backend == "jupyterhub":
+        # JupyterHub 5+ servers refuse ?token= in URLs; a launch lands the browser with one.
+        print("in the hub's jupyterhub_config.py (JupyterHub 5 and later), so browsers land in JupyterLab:")
+        print('  c.Spawner.environment = {"JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"}')
     return 0
 
 

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+from pathlib import Path
 
 from fedproto import PROTOCOL_VERSION, __version__
 from fedproto.clock import Clock
+from fedproto.datasets import Dataset
 from fedproto.keys import KeyDir
 from fedproto.status import ImageSummary, RedirectTarget, StatusAd
 
 from .backends.base import Backend
 from .brokertrust import BrokerTrust
-from .config import MemberConfig
+from .config import ConfigError, MemberConfig, load_config
 from .healthcheck import HealthService
+
+log = logging.getLogger(__name__)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 class StatusAdvertiser:
@@ -30,6 +42,26 @@ class StatusAdvertiser:
         self.trust = trust
         self.instance_id = secrets.token_hex(8)
         self.generation = 0
+        self._datasets = list(config.member.datasets)
+        self._config_mtime = _mtime(config.config_file)
+
+    def datasets(self) -> list[Dataset]:
+        """``[member] datasets`` as member.toml says now: an edit (a new dataset, a moved ``mount_path``)
+        reaches the next ad and the backend's mounts without a restart or a new enrollment. A file
+        that does not load keeps the last good list (and says so in the log)."""
+        mtime = _mtime(self.config.config_file)
+        if mtime is not None and mtime != self._config_mtime:
+            self._config_mtime = mtime
+            try:
+                fresh = load_config(self.config.config_file).member.datasets
+            except ConfigError as exc:
+                log.warning("member.toml changed but does not load; keeping its datasets as they were: %s", exc)
+            else:
+                if fresh != self._datasets:
+                    log.info("datasets changed in member.toml: %s", ", ".join(d.id for d in fresh) or "none")
+                    self._datasets = list(fresh)
+                    self.backend.context.datasets[:] = fresh  # the local backend mounts from these
+        return self._datasets
 
     def versions(self) -> dict[str, str]:
         return {"fedmember": __version__, "protocol": PROTOCOL_VERSION, **self.backend.versions()}
@@ -54,7 +86,7 @@ class StatusAdvertiser:
             providers=list(self.backend.providers),
             backend=self.backend.kind,
             public_url=member.public_url or None,
-            datasets=member.datasets,
+            datasets=self.datasets(),
             location=member.location,
             images=images,
             redirect=self.redirect_target(),

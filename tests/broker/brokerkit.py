@@ -3,6 +3,8 @@ without the registry (its snapshot is set directly), so these tests stand on the
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable
 
@@ -52,3 +54,11 @@ def parse_stream(text: str) -> list[dict]:
     import json
 
     return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+def fedbroker_command() -> list[str]:
+    """How to run the ``fedbroker`` console script of this environment."""
+    script = Path(sys.executable).parent / "fedbroker"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from fedbroker.cli.main import main; sys.exit(main())"]

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -21,6 +20,8 @@ from fedbroker.registry.store import ADMIN_SCOPES
 from fedproto.clock import FakeClock
 from fedproto.keys import KeyRing, PrivateKey, PublicKeySet
 from fedproto.tokens import sign_request
+
+from brokerkit import fedbroker_command
 
 START = 1_800_000_000.0
 
@@ -178,14 +179,6 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 
 # -- real broker processes --------------------------------------------------------------
-
-def fedbroker_command() -> list[str]:
-    """How to run the ``fedbroker`` console script of this environment."""
-    script = Path(sys.executable).parent / "fedbroker"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from fedbroker.cli.main import main; sys.exit(main())"]
-
 
 CliRunner = Callable[..., Awaitable[tuple[int, str, str]]]
 

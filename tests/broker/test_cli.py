@@ -33,7 +33,7 @@ async def _quiet_on_closed_pipe(*args: str, env: dict[str, str]) -> bool:
     import asyncio
     import os
 
-    from conftest import fedbroker_command
+    from brokerkit import fedbroker_command
 
     read_end, write_end = os.pipe()
     os.close(read_end)

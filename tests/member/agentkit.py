@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,8 @@ def member_config(tmp_path: Path, *, backend: dict[str, Any] | None = None, **me
     data = {
         "member": {"id": MEMBER_ID, "agent_url": "http://127.0.0.1:1", "public_url": "http://127.0.0.1", "dev": True, **member},
         "broker": {"url": "http://127.0.0.1:2", "id": BROKER_ID},
-        "backend": backend or {"kind": "local", "pip_args": ["--no-index"]},
+        # Sandboxed where bwrap exists (always in CI); the sandbox's own tests require it.
+        "backend": backend or {"kind": "local", "pip_args": ["--no-index"], **({} if shutil.which("bwrap") else {"isolation": "none"})},
         "config_dir": tmp_path,
     }
     return MemberConfig.model_validate(data)

@@ -184,8 +184,8 @@ async def test_jupyterhub_serves_only_what_it_is_configured_for_and_checks_the_r
     }
     await hub.stop()
     codes = {k: (v[-1].phase, v[-1].status_code) for k, v in outcomes.items()}
-    # Not served: 501 and the broker fails over; a provider it does not advertise is never routed here.
-    assert codes["unmatched"] == ("failed", 501) and codes["provider"] == ("failed", 400)
+    # Not served here (no rule, or a provider it does not advertise): 501, and the broker fails over.
+    assert codes["unmatched"] == ("failed", 501) and codes["provider"] == ("failed", 501)
     assert codes["missing repo"] == ("failed", 404) and codes["missing ref"] == ("failed", 404)
     assert "Double check your URL" in outcomes["missing ref"][-1].message
     # The served repo passed every check and reached the hub, which is not there: 503, not 404.

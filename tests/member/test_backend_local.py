@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +23,12 @@ from fedproto.launch import LaunchRequest
 from fedproto.repospec import RepoSpec
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def bubblewrap(require_component: Callable[[bool, str], None]) -> None:
+    """Every launch here runs in the bubblewrap sandbox (the backend's default)."""
+    require_component(shutil.which("bwrap") is not None, "bubblewrap is not installed (apt-get install bubblewrap)")
 
 
 async def _api_status(url: str, token: str) -> int | None:

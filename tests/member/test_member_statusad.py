@@ -82,3 +82,34 @@ async def test_metrics_have_zeroed_series(agent: Any) -> None:
 async def test_jwks_is_public_keys_only(agent: Any) -> None:
     jwks = await (await agent.get("/.well-known/jwks.json")).json()
     assert len(jwks["keys"]) == 1 and "d" not in jwks["keys"][0]
+
+
+async def test_dataset_edits_in_member_toml_reach_the_next_ad_without_a_restart(
+    aiohttp_client: Any, tmp_path: Any, broker_ring: Any, signer: Signer
+) -> None:
+    import os
+
+    import tomli_w
+
+    from fedmember.config import load_config
+
+    member_config(tmp_path)  # the keys
+    document = {"member": {"id": MEMBER_ID, "agent_url": "http://127.0.0.1:1", "dev": True,
+                           "datasets": [{"id": "10.5281/zenodo.1", "mount_path": "/srv/old"}]},
+                "backend": {"kind": "local"}}
+    path = tmp_path / "member.toml"
+    path.write_text(tomli_w.dumps(document))
+    backend = FakeBackend()
+    client = await aiohttp_client(make_app(load_config(path), backend=backend, broker_keys=broker_ring.public_set()))
+    assert [d.mount_path for d in (await _ad(client, signer)).datasets] == ["/srv/old"]
+
+    document["member"]["datasets"] = [{"id": "10.5281/zenodo.1", "mount_path": "/srv/new"}, {"id": "10.5281/zenodo.2"}]
+    path.write_text(tomli_w.dumps(document))
+    os.utime(path, ns=(1, 2_000_000_000))  # a distinct mtime even on a coarse clock
+    ad = await _ad(client, signer)
+    assert [(d.id, d.mount_path) for d in ad.datasets] == [("10.5281/zenodo.1", "/srv/new"), ("10.5281/zenodo.2", None)]
+    assert [d.mount_path for d in backend.context.datasets] == ["/srv/new", None]  # what the backend mounts
+
+    path.write_text("this is [not toml")
+    os.utime(path, ns=(1, 3_000_000_000))
+    assert [d.mount_path for d in (await _ad(client, signer)).datasets] == ["/srv/new", None]  # kept

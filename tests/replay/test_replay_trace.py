@@ -45,7 +45,7 @@ def test_optional_columns_may_be_absent() -> None:
         pytest.param(HEADER + GOOD + "2026-01-05T07:59:59Z,gh,org/repo,HEAD,,1\n", "t.csv:3: rows must be sorted", id="unsorted"),
         pytest.param(HEADER + "2026-01-05T08:00:00Z,svn,org/repo,HEAD,,1\n", "t.csv:2: unknown provider 'svn'", id="provider"),
         pytest.param(HEADER + "2026-01-05T08:00:00Z,gh,org,HEAD,,1\n", "t.csv:2: bad repo", id="bad-spec"),
-        pytest.param(HEADER + "2026-01-05T08:00:00Z,gh,org/repo,..,,1\n", "t.csv:2: bad repo: invalid ref", id="bad-ref"),
+        pytest.param(HEADER + "2026-01-05T08:00:00Z,gh,org/repo,..,,1\n", "t.csv:2: bad repo: spec must not contain '.' or '..' path segments", id="bad-ref"),
         pytest.param(HEADER + "2026-01-05T08:00:00Z,gh,org/repo,HEAD,,0\n", "t.csv:2: count '0'", id="zero-count"),
         pytest.param(HEADER + "2026-01-05T08:00:00Z,gh,org/repo,HEAD,,x\n", "t.csv:2: count 'x'", id="text-count"),
         pytest.param(HEADER + GOOD + "2026-01-05T08:00:00Z,gh,org/repo\n", "t.csv:3: expected 6 fields, got 3", id="short-row"),

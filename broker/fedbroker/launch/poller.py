@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
+from typing import Callable
 
 from fedproto.clock import Clock
 from fedproto.member import MemberState
+from fedproto.status import StatusAd
 
 from ..config import HealthSettings
 from ..registry.snapshot import MemberEntry, RegistrySnapshot, SnapshotHolder
@@ -38,7 +40,15 @@ class Poller:
         client: MemberClient,
         settings: HealthSettings,
         clock: Clock,
+        *,
+        owns: Callable[[str], bool] | None = None,
+        on_result: Callable[[str, StatusAd | None, str | None], None] | None = None,
     ) -> None:
+        """``owns`` (replicas sharing the polling, ``launch/pollshare.py``): whether this replica polls
+        the member; the others' results arrive through the shared store. ``on_result`` sees every
+        poll result this replica records (to publish it)."""
+        self._owns = owns
+        self._on_result = on_result
         self._snapshots = snapshots
         self._health = health
         self._client = client
@@ -64,6 +74,8 @@ class Poller:
         for member_id in self._health.due():
             if member_id in self._inflight or member_id not in snapshot.members:
                 continue
+            if self._owns is not None and not self._owns(member_id):
+                continue
             task = asyncio.create_task(self.poll(snapshot.members[member_id]), name=f"poll-{member_id}")
             self._inflight[member_id] = task
             task.add_done_callback(lambda _t, m=member_id: self._inflight.pop(m, None))
@@ -78,7 +90,7 @@ class Poller:
 
     def _next_due_at(self) -> float | None:
         times = [h.next_poll_at for m in self._health.ids() if m not in self._inflight
-                 if (h := self._health.get(m)) is not None]
+                 if (self._owns is None or self._owns(m)) and (h := self._health.get(m)) is not None]
         return min(times, default=None)
 
     async def poll(self, entry: MemberEntry) -> None:
@@ -100,6 +112,8 @@ class Poller:
             return
         before = state.state
         state.record_poll(ad, error)
+        if self._on_result is not None:
+            self._on_result(entry.id, ad, error)
         if state.state is not before:
             log.info("member %s health %s -> %s%s", entry.id, before.value, state.state.value,
                      f" ({error})" if error else "")

@@ -83,11 +83,20 @@ async def _v4_dataset_policy(conn: AsyncConnection) -> None:
     await _add_column(conn, "members", "max_capacity", "INTEGER")
 
 
+async def _v5_shared_polls(conn: AsyncConnection) -> None:
+    # Replicas on one database poll each member once between them and share the results.
+    await conn.run_sync(lambda sync: tables.metadata.create_all(
+        sync, tables=[tables.broker_replicas, tables.member_polls, tables.poll_state]))
+    if await conn.scalar(sa.select(sa.func.count()).select_from(tables.poll_state)) == 0:
+        await conn.execute(sa.insert(tables.poll_state).values(id=1, seq=0))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "members, tokens, audit log, registry revision", _v1_initial),
     Migration(2, "members.canary: whether canary launches run on the member", _v2_member_canary),
     Migration(3, "revocable admin and enrollment tokens; who created an admin token", _v3_token_revocation),
     Migration(4, "dataset owners and declarations; members' admin-set capacity cap", _v4_dataset_policy),
+    Migration(5, "replicas sharing health polls: leases and the latest poll result per member", _v5_shared_polls),
 )
 
 

@@ -115,3 +115,34 @@ audit_log = sa.Table(
     sa.Column("details", sa.JSON, nullable=False),
 )
 sa.Index("ix_audit_log_target", audit_log.c.target)
+
+# v5: broker replicas sharing the health polling (launch/pollshare.py). Each replica renews its
+# row; the live ones split the members between them by rendezvous hash of the member id.
+broker_replicas = sa.Table(
+    "broker_replicas",
+    metadata,
+    sa.Column("replica_id", sa.String(64), primary_key=True),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+
+# v5: the latest poll result of each member, written by the replica that polled it, read by the
+# others. ``seq`` comes from ``poll_state`` in the writing transaction, whose row lock orders
+# commits, so a reader that has seen seq N has seen every result up to N.
+member_polls = sa.Table(
+    "member_polls",
+    metadata,
+    sa.Column("member_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("replica_id", sa.String(64), nullable=False),
+    sa.Column("polled_at", sa.Float, nullable=False),
+    sa.Column("ad", sa.Text, nullable=True),  # the verified status ad as JSON; NULL when the poll failed
+    sa.Column("error", sa.String(500), nullable=True),
+)
+sa.Index("ix_member_polls_seq", member_polls.c.seq)
+
+poll_state = sa.Table(  # one row (id = 1)
+    "poll_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+)

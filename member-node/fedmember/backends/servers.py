@@ -125,6 +125,8 @@ def server_env(python: Path, token: str, *, home: str, private: Path | None) -> 
     env.update(
         PATH=f"{python.parent}{os.pathsep}/usr/local/bin{os.pathsep}/usr/bin{os.pathsep}/bin",
         HOME=home,
+        USER="jovyan",  # the sandbox's uid has no passwd entry; getpass and shells read these
+        LOGNAME="jovyan",
         SHELL="/bin/bash",
         LANG=env.get("LANG", "C.UTF-8"),
         JUPYTER_TOKEN=token,

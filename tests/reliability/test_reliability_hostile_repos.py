@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from evilindex import PACKAGE, EvilIndex
 from kernelkit import run_code
 
 from fedbroker.demo.childproc import sweep_processes_under
@@ -36,13 +37,24 @@ _GIT_ENV = {"GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@example.org", "GIT_CO
 
 
 @pytest.fixture(scope="module")
+def evil_index() -> Iterator[EvilIndex]:
+    with EvilIndex() as index:
+        yield index
+
+
+@pytest.fixture(scope="module")
 def hostile_federation(
-    tmp_path_factory: pytest.TempPathFactory, require_component: Callable[[bool, str], None]
+    tmp_path_factory: pytest.TempPathFactory, require_component: Callable[[bool, str], None], evil_index: EvilIndex
 ) -> Iterator[DemoFederation]:
-    """A broker and the demo member that stores the dataset, its launches sandboxed by bubblewrap."""
+    """A broker and the demo member that stores the dataset, its launches sandboxed by bubblewrap.
+
+    The member's operator index (``pip_args``) is the attacker's index: what a package on PyPI can do.
+    """
     require_component(shutil.which("bwrap") is not None, "bubblewrap is not installed (apt-get install bubblewrap)")
     # Room for every attack at once: the broker counts each launch as load until the next status ad.
-    site = dataclasses.replace(next(s for s in SITES if s.stores_dataset), capacity=16)
+    site = next(s for s in SITES if s.stores_dataset)
+    pip_args = ["--index-url", f"{evil_index.url}/simple"]
+    site = dataclasses.replace(site, capacity=16, extra={**site.extra, "pip_args": pip_args})
     fed = DemoFederation(Path(tmp_path_factory.mktemp("hostile-repos")) / "fed", port=0, sites=[site])
     try:
         fed.start(timeout=120)
@@ -263,3 +275,27 @@ async def test_a_repository_cannot_replace_the_server(hostile_federation: DemoFe
     async with aiohttp.ClientSession(headers={"Authorization": f"token {events[-1]['token']}"}) as http:
         async with http.get(events[-1]["url"] + "api/contents/hijacked") as resp:
             assert resp.status == 404
+
+
+async def test_a_package_build_reaches_no_key_and_no_launch(
+    hostile_federation: DemoFederation, evil_index: EvilIndex, tmp_path: Path
+) -> None:
+    """pip runs the attacker's build backend (code from an sdist): in the sandbox, as an unprivileged uid."""
+    fed = hostile_federation
+    member = _member(fed)
+    keys = _private_keys(fed)
+    evil_index.targets = [*map(str, keys), str(member.config_path), str(member.directory / "broker.jwks.json")]
+    running = await _launch(fed, _make_repo(tmp_path, "running", {}))  # a launch whose token is worth stealing
+    assert running[-1]["phase"] == "ready", running[-1]
+    before = {p.name for p in _servers_dir(fed).iterdir()}
+    events = await _launch(fed, _make_repo(tmp_path, "builds-evil", {"requirements.txt": f"{PACKAGE}\n"}))
+    assert events[-1]["phase"] == "failed" and "Building the environment failed" in events[-1]["message"], events[-1]
+    assert len(evil_index.reports) == 1, evil_index.reports  # the attacker's code did run, and phoned home
+    report = evil_index.reports[0]
+    assert report["uid"] != 0 and report["tokens"] == [] and report["cwd"] != str(member.directory)
+    assert set(report["read"].values()) <= {"FileNotFoundError", "PermissionError"}, report["read"]
+    streamed = "".join(e.get("message", "") for e in events)
+    for secret in keys.values():
+        body = "".join(line for line in secret.splitlines() if "-----" not in line)
+        assert body[:40] not in json.dumps(report) and body[:40] not in streamed
+    _assert_nothing_left_of(fed, before)

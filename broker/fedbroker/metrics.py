@@ -42,7 +42,8 @@ def health_label(view: HealthView) -> str:
     """The one state a dashboard shows for a member."""
     if view.ad is not None and view.ad_expired:
         return "expired"
-    if view.ejected:
+    # Ejected by launch failures or by canaries: out of routing though its polls may pass.
+    if view.ejected or view.canary.ejected:
         return "ejected"
     return view.state.value
 

@@ -169,6 +169,7 @@ class MemberDouble:
     def _terminal(self, launch: LaunchRequest) -> LaunchEvent | None:
         fails = {
             "failed429": (429, "Too many users on this member.\n"),
+            "failed501": (501, f"this member serves no image for {launch.provider}:{launch.spec} (no rule matches it)\n"),
             "failed503": (503, "Site trouble.\n"),
             "failed404": (404, f"Could not resolve ref for {launch.provider}:{launch.spec}.\n"),
             "failed422": (422, "Building the environment failed: pip could not install requirements.txt\n"),

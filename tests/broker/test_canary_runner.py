@@ -114,6 +114,8 @@ async def test_failing_canaries_eject_the_member_and_a_passing_one_re_admits_it(
     a = next(c for c in decision["candidates"] if c["member_id"] == "a")
     assert not a["routable"] and a["reason"].startswith("canary failed 2 times in a row: Site trouble.")
     assert decision["candidates"][0]["member_id"] == "b"
+    metrics = await (await f.client.get("/metrics")).text()
+    assert 'fedbroker_member_health{member="a",state="ejected"} 1.0' in metrics
     f.doubles["a"].behaviour = "ok"
     await f.round(11)
     assert next(c for c in (await f.route())["candidates"] if c["member_id"] == "a")["routable"]

@@ -85,6 +85,16 @@ async def test_failover_through_every_kind_of_member_failure(fed: Fed) -> None:
     assert 'fedbroker_launches_total{member="good",outcome="ready"} 1.0' in metrics
 
 
+async def test_a_member_that_does_not_serve_the_repository_is_passed_over_but_not_held_against(fed: Fed) -> None:
+    client, _ = await fed(("picky", "failed501"), ("good", "ok"))
+    for _ in range(4):  # more than eject_after_failures: a refusal must never eject it
+        events, _ = await launch(client)
+        assert events[-1]["phase"] == "ready" and events[-1]["member"] == "good"
+        assert any(e["phase"] == "waiting" and e["member"] == "picky" for e in events)
+    view = client.app[HEALTH].views()["picky"]
+    assert view.success_rate == 1.0 and not view.ejected
+
+
 @pytest.mark.parametrize("behaviour", ["failed503", "quota", "hang"], ids=["5xx-event", "quota-message", "timeout"])
 async def test_other_retryable_failures(fed: Fed, behaviour: str) -> None:
     client, _ = await fed(("bad", behaviour), ("good", "ok"))

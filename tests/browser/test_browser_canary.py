@@ -58,7 +58,8 @@ def test_status_page_shows_the_canary_strip(page: Any, federation: DemoFederatio
     page.wait_for_selector("#member-montreal .verdict:has-text('times in a row')", timeout=30_000)
     assert "Not taking launches: canary failed " in page.locator("#member-montreal .verdict").inner_text()
     montreal = page.locator("#member-montreal")
-    assert montreal.get_attribute("data-health") == "healthy"  # its agent answers; its servers do not start
+    assert montreal.get_attribute("data-health") == "ejected"
+    assert "answered" in montreal.locator(".last-poll").inner_text()  # its agent answers; its servers do not start
     assert "last failed: jupyter-server exited with status 3" in montreal.locator(".canary-words").inner_text()
     save_screenshot(page, "status-canaries", for_docs=True)
     fault.write_text("")

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fedbroker.metrics import BrokerMetrics
+from fedbroker.routing.canary import CanaryView
 from fedbroker.routing.health import HealthState
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "charts/federation-broker/dashboards/broker.json"
@@ -23,7 +24,8 @@ GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 
 def exported() -> dict[str, dict[str, set[str]]]:
     """Sample name -> label name -> values, from a registry that has seen one member (every series is created up front)."""
-    view = SimpleNamespace(ad=None, ad_expired=False, ejected=False, state=next(iter(HealthState)), load=0.5)
+    view = SimpleNamespace(ad=None, ad_expired=False, ejected=False, state=next(iter(HealthState)), load=0.5,
+                           canary=CanaryView())
     metrics = BrokerMetrics(lambda: {"uni-x": view})
     metrics.member_seen("uni-x")
     for name in ("canary_member_seen",):

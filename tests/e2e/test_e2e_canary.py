@@ -191,7 +191,7 @@ async def test_a_member_that_cannot_start_servers_is_ejected_before_users_get_th
     reason = candidate(decision, target)["reason"]
     assert reason.startswith("canary failed 2 times in a row: ") and "jupyter-server exited with status 3" in reason
     shown = await member(fed, target)
-    assert shown["health"] == "healthy" and shown["last_poll_ok"] is True  # its agent and ad are fine
+    assert shown["health"] == "ejected" and shown["last_poll_ok"] is True  # ejected, though its agent and ad are fine
     assert [r["ok"] for r in shown["canary_history"][-2:]] == [False, False]
 
     events = await launch(fed.broker_url, repo.spec())

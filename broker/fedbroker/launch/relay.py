@@ -70,7 +70,7 @@ class _Attempt:
     done: bool = False
     ready: bool = False
     error: str = "stream ended before ready"
-    refused: bool = False  # the member turned this launch away (429): busy, not broken
+    refused: bool = False  # the member turned this launch away (429 full, 501 not served here): not broken
 
 
 class LaunchRelay:
@@ -178,7 +178,9 @@ class LaunchRelay:
                     if event.phase == "failed":
                         if fails_over(event.status_code, event.message):
                             attempt.error = event.message.strip() or f"failed with {event.status_code}"
-                            attempt.refused = event.status_code == 429
+                            # 429 (full) and 501 (a repository this member does not serve, such as a
+                            # JupyterHub member's unmatched repo): turned away, not broken.
+                            attempt.refused = event.status_code in (Failure.CAPACITY, Failure.NOT_SUPPORTED)
                             break
                         self._metrics.launch(entry.id, "repo_error")
                         health.record_repo_error()

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -118,9 +119,36 @@ def access_log_options(settings: LoggingSettings) -> dict[str, Any]:
     return {"access_log_format": settings.access_log_format}
 
 
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
+
+
+def with_public_url(config: BrokerConfig, scheme: str = "http") -> BrokerConfig:
+    """``public_url`` left at its default follows the listening address, so ``binder_launch_host``
+    and every link name the port the broker is really on (``--port 9000`` used to say 8585)."""
+    if "public_url" in config.model_fields_set or config.port == 0:
+        return config
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    shown = f"[{host}]" if ":" in host else host
+    return config.model_copy(update={"public_url": f"{scheme}://{shown}:{config.port}"})
+
+
+def public_url_warning(public_url: str, host: str, port: int) -> str | None:
+    """Why ``public_url`` looks wrong for a broker listening on ``host:port``, if it does: it names
+    this machine but another port (behind a proxy, public_url names the proxy and no warning is due)."""
+    parts = urlsplit(public_url)
+    if parts.hostname not in _LOCAL_HOSTS | {host}:
+        return None
+    named = parts.port or (443 if parts.scheme == "https" else 80)
+    if named == port:
+        return None
+    return (f"public_url {public_url} names port {named}, but the broker listens on {host}:{port}; links and "
+            f"binder_launch_host will point there. Set public_url to the URL users reach this broker at.")
+
+
 async def serve(config: BrokerConfig, announce: Callable[[str], None] = print) -> None:
     """Start the app on ``config.host:config.port``; return after a signal asked it to stop."""
     ssl_context = config.server_ssl()  # before anything starts: a bad certificate is a config error
+    config = with_public_url(config, "https" if ssl_context else "http")
     app = make_app(config)
     runner = GuardedRunner(app, config.connections, handle_signals=False, **access_log_options(config.logging))
     await runner.setup()  # runs the cleanup_ctx startups: registry open + migrations, etc.
@@ -133,6 +161,10 @@ async def serve(config: BrokerConfig, announce: Callable[[str], None] = print) -
             loop.add_signal_handler(sig, stop.set)
         scheme = "https" if ssl_context else "http"
         announce(f"fedbroker listening on {_listening_url(runner, config.host, scheme)}")
+        warning = public_url_warning(config.public_url, config.host, runner.addresses[0][1])
+        if warning is not None:
+            log.warning("%s", warning)
+            announce(f"warning: {warning}")
         await stop.wait()
         log.info("stopping: finishing open requests")
     finally:

@@ -22,7 +22,7 @@ from typing import AsyncIterator
 from fedproto.errors import SpecError
 from fedproto.failures import Failure, outcome_label
 from fedproto.launch import BUILD_TERMINAL_PHASES, TERMINAL_PHASES, LaunchEvent, LaunchRequest
-from fedproto.repospec import RepoSpec
+from fedproto.repospec import PROVIDERS, RepoSpec
 from fedproto.sse import KEEPALIVE, with_keepalives
 
 from .backends.base import Backend, failed
@@ -164,7 +164,7 @@ class LaunchService:
     def preflight(self, request: LaunchRequest) -> RepoSpec | LaunchEvent:
         """The parsed spec, or a ``failed`` event: 400 for a spec no member could take, 501 (fails
         over) for a provider this member does not serve, since another member may serve it."""
-        if request.provider not in self.backend.providers:
+        if request.provider in PROVIDERS and request.provider not in self.backend.providers:
             return failed(
                 f"provider {request.provider!r} is not supported by this member "
                 f"(supported: {', '.join(self.backend.providers)})",

@@ -287,7 +287,7 @@ async def test_binderhub_api_token_is_sent_from_the_named_env_var(binderhub_repl
         ("Too many users running https://github.com/org/repo! Try again soon.\n", None, 429),
         (QUOTA_MESSAGE, None, 429),
         ("Could not resolve ref for gh:org/repo/HEAD. Double check your URL\n", None, 404),
-        ("No provider found for prefix nosuch\n", None, 404),
+        ("No provider found for prefix nosuch\n", None, 501),  # another member may serve it: fails over
         ("Failed to launch image local-binder/x:y\n", None, 503),
         ("Unsupported git url /srv/repo, protocol  not in http, file, ssh, https, git\n", None, 422),
         ("Build failed: requirements.txt does not install\n", None, 422),

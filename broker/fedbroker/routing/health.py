@@ -137,7 +137,7 @@ class MemberHealth:
                 self.recent_launches = 0
         passed = ad is not None and ad.healthy
         self.last_poll_ok = passed
-        self.last_error = None if passed else (error or "member reports itself unhealthy")
+        self.last_error = None if passed else (error or unhealthy_reason(ad))
         if passed:
             self._ok_streak, self._fail_streak = self._ok_streak + 1, 0
         else:
@@ -341,3 +341,16 @@ _NEVER = float("inf")
 def _expiry(view: HealthView) -> float:
     """When this view goes stale by time alone: its ad's expiry, unless already expired or absent."""
     return view.ad.expires_at if view.ad is not None and not view.ad_expired else _NEVER
+
+
+def unhealthy_reason(ad: StatusAd | None) -> str:
+    """Why a member says it is unhealthy, in its failing checks' words (e.g. "BinderHub at ... did not
+    answer within 3 s"), so the status page names the part that is down rather than the agent."""
+    failing = [c for c in (ad.checks if ad is not None else []) if not c.ok]
+    if not failing:
+        return "member reports itself unhealthy"
+    parts = []
+    for check in failing[:3]:
+        detail = check.detail.get("error") or check.detail.get("message")
+        parts.append(str(detail)[:200] if detail else f"{check.service} check failing")
+    return "; ".join(parts)

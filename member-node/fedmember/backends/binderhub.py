@@ -65,7 +65,16 @@ class BinderHubConfig(BackendConfig):
         default_factory=TokenSource,
         description="Token sent as `Authorization: token ...` when BinderHub requires one (API-only mode behind hub auth).",
     )
-    request_timeout: float = Field(default=10.0, gt=0, description="Seconds for /health, /versions, hub calls and connecting to /build.")
+    request_timeout: float = Field(
+        default=3.0, gt=0,
+        description="Seconds for /health, /versions, hub calls and connecting to /build. Keep it below the broker's "
+        "health.timeout (5 s by default), so a hung BinderHub shows as an unhealthy BinderHub, not a silent agent.",
+    )
+    providers: list[str] | None = Field(
+        default=None,
+        description="Provider prefixes this BinderHub serves (its repo_providers), e.g. ['gh', 'git']. Unset: read "
+        "from BinderHub's /_config at start, else every provider. A launch for another provider fails over.",
+    )
     launch_timeout: float = Field(default=900.0, gt=0, description="Seconds from request to `ready`/`failed` before the launch fails with 504.")
     health_cache_seconds: float = Field(default=5.0, ge=0, description="Reuse a /health answer this long (health and capacity share it).")
     max_servers: int = Field(default=100, ge=0, description="Capacity reported when BinderHub's /health has no Pod quota check.")
@@ -97,6 +106,9 @@ class BinderHubBackend(Backend):
 
     def __init__(self, config: BackendConfig, context: BackendContext) -> None:
         super().__init__(config, context)
+        configured = self.config.providers
+        # Per instance: what this BinderHub serves is what the status ad advertises.
+        self.providers = tuple(p for p in PROVIDERS if p in configured) if configured is not None else PROVIDERS  # type: ignore[misc]
         self._base = str(self.config.url).rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._launched: dict[str, _Launched] = {}
@@ -116,6 +128,14 @@ class BinderHubBackend(Backend):
 
     async def start(self) -> None:
         await self._fetch_versions()
+        if self.config.providers is None:
+            await self._discover_providers()
+
+    async def detach(self) -> None:
+        """An agent restart leaves users' servers alone: BinderHub and its hub own them, not this process."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def stop(self) -> None:
         if self.config.hub_api_url is not None and self.config.hub_token.configured:
@@ -132,8 +152,14 @@ class BinderHubBackend(Backend):
         spec = quote(repo.spec, safe="/%")
         return URL(f"{self._base}/build/{repo.provider}/{spec}", encoded=True)
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, request: LaunchRequest) -> dict[str, str]:
         headers = {"Accept": "text/event-stream"}
+        if request.client_ip:
+            # BinderHub's per-IP rate limit and its logs read these (a BinderHub behind the agent
+            # trusts them when its ``trusted_proxies`` / ingress lists the agent): without them every
+            # federation launch came from the agent's address and shared one user's limit.
+            headers["X-Forwarded-For"] = request.client_ip
+            headers["X-Real-IP"] = request.client_ip
         if self.config.api_token.configured:
             headers["Authorization"] = f"token {self.config.api_token.read('BinderHub API')}"
         return headers
@@ -153,7 +179,7 @@ class BinderHubBackend(Backend):
     ) -> AsyncIterator[LaunchEvent]:
         try:
             url = self._build_url(repo).update_query(params) if params else self._build_url(repo)
-            headers = self._headers()
+            headers = self._headers(request)
         except SecretConfigError as exc:
             yield failed(f"member misconfigured: {exc}", Failure.UNAVAILABLE)
             return
@@ -242,7 +268,9 @@ class BinderHubBackend(Backend):
             status, body = await self._get_json("health")
             health = parse_health(status, body)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            check = HealthCheck(service="BinderHub", ok=False, detail={"error": f"unreachable: {describe_failure(exc)}"})
+            why = f"did not answer within {self.config.request_timeout:g} s" if isinstance(exc, asyncio.TimeoutError) \
+                else f"is unreachable ({describe_failure(exc)})"
+            check = HealthCheck(service="BinderHub", ok=False, detail={"error": f"BinderHub at {self._base} {why}"})
             health = BinderHubHealth(ok=False, checks=[check], pod_quota=None)
         self._health = (now, health)
         return health
@@ -276,6 +304,22 @@ class BinderHubBackend(Backend):
 
     def versions(self) -> dict[str, str]:
         return dict(self._versions)
+
+    async def _discover_providers(self) -> None:
+        """The providers BinderHub's ``/_config`` lists (its repo_providers), when it answers one."""
+        try:
+            status, body = await self._get_json("_config")
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            log.info("BinderHub /_config unavailable (%s); advertising every provider", exc.__class__.__name__)
+            return
+        served = tuple(p for p in PROVIDERS if isinstance(body, dict) and p in body)
+        if status == 200 and served:
+            self.providers = served  # type: ignore[misc]
+            log.info("BinderHub serves providers %s", ", ".join(served))
+
+    def browser_launch_url(self) -> str | None:
+        """BinderHub's own URL, for a broker in redirect mode; not when BinderHub needs an API token."""
+        return None if self.config.api_token.configured else self._base
 
 
 def _http_failure(response: aiohttp.ClientResponse) -> LaunchEvent | None:

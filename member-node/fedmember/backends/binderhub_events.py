@@ -10,7 +10,8 @@ BinderHub says                                          code
 =====================================================  ======
 ``failed`` with a ``status_code`` (e.g. rate limit)    kept as sent
 ``failed`` whose message says "Too many users"/quota    429
-``failed`` "Could not resolve ref", "No provider"       404
+``failed`` "No provider found for prefix"              501
+``failed`` "Could not resolve ref"                      404
 ``failed`` "Failed to launch", "timed out", "Error"     503
 any other bare ``failed`` (a repo that does not build)  422
 =====================================================  ======
@@ -39,7 +40,9 @@ BROKER_FIELDS = ("member", "decision", "launch_id")
 POD_QUOTA_SERVICE = "Pod quota"
 
 _QUOTA = re.compile(r"too many users|quota", re.IGNORECASE)
-_NOT_FOUND = re.compile(r"could not resolve ref|no provider found|not found", re.IGNORECASE)
+_NOT_FOUND = re.compile(r"could not resolve ref|not found", re.IGNORECASE)
+# This BinderHub does not serve the provider; another member may (so it fails over).
+_NO_PROVIDER = re.compile(r"no provider found", re.IGNORECASE)
 _SITE_TROUBLE = re.compile(r"failed to launch|timed out|timeout|internal|^error", re.IGNORECASE)
 _USER_PATH = re.compile(r"/user/([^/]+)/")
 
@@ -50,6 +53,8 @@ def failure_status(message: str, status_code: int | None) -> int:
         return status_code
     if _QUOTA.search(message):
         return int(Failure.CAPACITY)
+    if _NO_PROVIDER.search(message):
+        return int(Failure.NOT_SUPPORTED)
     if _NOT_FOUND.search(message):
         return int(Failure.NOT_FOUND)
     if _SITE_TROUBLE.search(message.strip()):

@@ -140,3 +140,29 @@ async def test_data_values_must_be_printable(fed: Fed, value: str) -> None:
     page = await client.get("/v2/gh/org/repo/HEAD", params={"data": value})
     assert page.status == 400 and "printable" in await page.text()
     assert doubles["good"].launches == []
+
+
+# -- the status page's words ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("health", "expected"), [
+    ("healthy", "3 of 4 slots busy (75%)"),
+    ("unhealthy", "unknown (the member is not answering)"),
+    ("expired", "unknown (the member is not answering)"),
+])
+def test_a_dead_member_shows_unknown_load_not_its_last_busy_slots(health: str, expected: str) -> None:
+    from fedbroker.web.statuscards import load_text
+
+    member = {"health": health, "load": 0.75, "capacity": {"total": 4, "used": 3, "building": 0}}
+    assert load_text(member)[1] == expected
+
+
+def test_an_unhealthy_member_is_explained_by_its_failing_check() -> None:
+    from fedbroker.routing.health import unhealthy_reason
+    from fedproto.status import Capacity, HealthCheck, StatusAd
+
+    ad = StatusAd(member_id="m", instance_id="i", generation=1, issued_at=0, expires_at=60, healthy=False,
+                  capacity=Capacity(total=1, used=0), backend="binderhub",
+                  checks=[HealthCheck(service="BinderHub", ok=False, detail={"error": "BinderHub at https://b did not answer within 3 s"}),
+                          HealthCheck(service="Pod quota", ok=True)])
+    assert unhealthy_reason(ad) == "BinderHub at https://b did not answer within 3 s"
+    assert unhealthy_reason(None) == "member reports itself unhealthy"

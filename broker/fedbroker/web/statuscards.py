@@ -62,6 +62,9 @@ def load_text(member: dict[str, Any]) -> tuple[int, str]:
     load, cap = member.get("load"), member.get("capacity")
     if load is None or not cap:
         return 0, "unknown (no status yet)"
+    if member.get("health") in ("unhealthy", "expired"):
+        # Its last ad's slots say nothing now: a dead member must not read as busy (or as free).
+        return 0, "unknown (the member is not answering)"
     busy = cap["used"] + cap["building"]
     # The percentage is users' load: a canaried member keeps one slot (and its canary) out of it.
     canary = "; 1 kept for canaries" if member.get("canaries") == "on" else ""

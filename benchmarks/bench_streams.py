@@ -4,7 +4,9 @@ Run: .venv/bin/python benchmarks/bench_streams.py [--streams 1000] [--seconds 20
 The member farm streams one ``building`` event per second per launch (it never finishes).
 Baseline in the same run: the same number of streams opened straight at the farm. Reports
 the broker's memory per open stream, events/s the clients received through the broker and
-directly, and their ratio (1.00: relaying loses no rate). One machine-readable summary line.
+directly, and their ratio (1.00: relaying loses no rate), and the broker's CPU per relayed launch
+(opening: admission, decision, the signed launch request to the member) and per relayed event,
+next to the farm's for the same streams opened straight at it. One machine-readable summary line.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import aiohttp
 import benchbroker
 import fleet
 
-SETTINGS = {"health": {"interval": 10.0}, "routing": {"keepalive": 10.0}}
+# One client opens every stream here: lift the per-client cap on open streams (rate_limit.streams_per_client).
+SETTINGS = {"health": {"interval": 10.0}, "routing": {"keepalive": 10.0}, "rate_limit": {"streams_per_client": 0}}
 OPEN_TIMEOUT = 60.0
 
 
@@ -41,14 +44,14 @@ async def hold_streams(opener: Opener, streams: int, seconds: float, pid: int) -
     counter, stop = [0], asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as http:
-        started = time.monotonic()
+        started, cpu0 = time.monotonic(), benchbroker.cpu_seconds(pid)
         responses = await asyncio.wait_for(asyncio.gather(*(opener(http, i) for i in range(streams))), OPEN_TIMEOUT)
-        opened = time.monotonic() - started
+        opened, cpu_open = time.monotonic() - started, benchbroker.cpu_seconds(pid) - cpu0
         readers = [asyncio.create_task(_count_events(r, counter, stop)) for r in responses]
         await asyncio.sleep(2)  # the first events and keepalives pass; then measure
-        before, t0 = counter[0], time.monotonic()
+        before, t0, cpu1 = counter[0], time.monotonic(), benchbroker.cpu_seconds(pid)
         await asyncio.sleep(seconds)
-        events, wall = counter[0] - before, time.monotonic() - t0
+        events, wall, cpu_hold = counter[0] - before, time.monotonic() - t0, benchbroker.cpu_seconds(pid) - cpu1
         rss_open = benchbroker.rss_bytes(pid)
         stop.set()
         for task in readers:
@@ -58,7 +61,8 @@ async def hold_streams(opener: Opener, streams: int, seconds: float, pid: int) -
             r.close()
     ok = sum(1 for r in responses if r.status == 200)
     return {"ok": ok, "open_s": opened, "events_per_s": events / wall, "rss_per_stream": (rss_open - rss_before) / streams,
-            "rss_open": rss_open}
+            "rss_open": rss_open, "cpu_ms_per_open": cpu_open * 1000 / streams,
+            "cpu_us_per_event": cpu_hold * 1e6 / max(1, events)}
 
 
 def main() -> None:
@@ -89,7 +93,10 @@ def main() -> None:
               f"ratio={relay['events_per_s'] / max(1.0, base['events_per_s']):.2f} "
               f"broker_kb_per_stream={relay['rss_per_stream'] / 1024:.1f} "
               f"farm_kb_per_stream={base['rss_per_stream'] / 1024:.1f} "
-              f"broker_rss_mb={relay['rss_open'] / 2**20:.0f} {benchbroker.machine()}")
+              f"broker_rss_mb={relay['rss_open'] / 2**20:.0f} "
+              f"broker_cpu_ms_per_launch={relay['cpu_ms_per_open']:.2f} farm_cpu_ms_per_launch={base['cpu_ms_per_open']:.2f} "
+              f"broker_cpu_us_per_event={relay['cpu_us_per_event']:.0f} farm_cpu_us_per_event={base['cpu_us_per_event']:.0f} "
+              f"{benchbroker.machine()}")
 
 
 if __name__ == "__main__":

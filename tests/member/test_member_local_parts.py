@@ -12,7 +12,7 @@ from agentkit import git_spec_of
 from fedmember.backends.datamount import link_name, mount_datasets
 from fedmember.backends.gitfetch import FetchError, GitFetcher
 from fedmember.backends.repocheck import RepoRefused, check_requirements, check_symlinks, leaving_symlinks
-from fedmember.backends.sandbox import HOME, Jail, Limits, Mount, bwrap_argv
+from fedmember.backends.sandbox import HOME, Jail, Limits, Mount, SandboxError, bwrap_argv
 from fedmember.backends.servers import origin_args
 from fedmember.config import ConfigError, require_secure_url, set_broker
 from fedproto.datasets import Dataset
@@ -170,6 +170,9 @@ def test_the_sandbox_command_line_mounts_only_what_a_launch_needs(tmp_path: Path
     assert tail[4:6] == ["setpriv", "--reuid=61003"] and tail[-3:] == ["python", "-m", "x"]
     rootless = bwrap_argv(["true"], Jail(home=home), runtime=[], limits=Limits(), as_root=False)
     assert "--unshare-user" in rootless and "setpriv" not in rootless and "--cap-add" not in rootless
+    for uid in (None, 0):  # root's sandbox never runs repository code as root
+        with pytest.raises(SandboxError, match="unprivileged uid"):
+            bwrap_argv(["true"], Jail(home=home, uid=uid), runtime=[], limits=Limits(), as_root=True)
 
 
 def test_origins_become_an_anchored_pattern() -> None:

@@ -83,7 +83,8 @@ class PollSharing:
             state = self._health.get(row.member_id)
             if state is None:
                 continue
-            ad = StatusAd.model_validate_json(row.ad_json) if row.ad_json is not None else None
+            # received_json: a replica of a newer minor version may store fields this one does not know.
+            ad = StatusAd.received_json(row.ad_json) if row.ad_json is not None else None
             state.record_poll(ad, row.error)
             recorded += 1
         return recorded

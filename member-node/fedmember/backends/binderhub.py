@@ -46,7 +46,7 @@ from fedproto.failures import Failure
 from fedproto.launch import BUILD_TERMINAL_PHASES, TERMINAL_PHASES, LaunchEvent, LaunchRequest
 from fedproto.repospec import PROVIDERS, RepoSpec
 from fedproto.status import Capacity, HealthCheck
-from fedproto.tls import client_context
+from fedproto.tls import client_context, describe_failure
 
 from .base import Backend, BackendConfig, BackendContext, failed
 from .binderhub_events import BinderHubHealth, parse_health, quota_capacity, server_user, to_launch_event, versions_of
@@ -200,7 +200,7 @@ class BinderHubBackend(Backend):
         try:
             response = await asyncio.wait_for(self._http().get(url, headers=headers), self.config.request_timeout)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            yield failed(f"BinderHub at {self._base} is unreachable: {exc.__class__.__name__}", Failure.UNAVAILABLE)
+            yield failed(f"BinderHub at {self._base} is unreachable: {describe_failure(exc)}", Failure.UNAVAILABLE)
             return
         # Closing (not releasing) drops the connection BinderHub would otherwise hold open.
         try:
@@ -269,7 +269,7 @@ class BinderHubBackend(Backend):
             health = parse_health(status, body)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             why = f"did not answer within {self.config.request_timeout:g} s" if isinstance(exc, asyncio.TimeoutError) \
-                else f"is unreachable ({exc.__class__.__name__})"
+                else f"is unreachable ({describe_failure(exc)})"
             check = HealthCheck(service="BinderHub", ok=False, detail={"error": f"BinderHub at {self._base} {why}"})
             health = BinderHubHealth(ok=False, checks=[check], pod_quota=None)
         self._health = (now, health)

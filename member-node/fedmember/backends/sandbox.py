@@ -134,6 +134,9 @@ def bwrap_argv(
     argv: Sequence[str], jail: Jail, *, runtime: Sequence[Path], limits: Limits, as_root: bool, bwrap: str = "bwrap"
 ) -> list[str]:
     """The whole command line that runs ``argv`` in ``jail`` (pure: no I/O)."""
+    if as_root and not jail.uid:
+        # bwrap keeps CAP_SETUID for setpriv: without the drop to a uid, repo code would keep it.
+        raise SandboxError("a sandbox set up by root must run as an unprivileged uid")
     mounts = [Mount(p, str(p)) for p in runtime]
     mounts.append(Mount(jail.home, HOME, jail.home_writable))
     mounts += sorted(jail.mounts, key=lambda m: len(PurePosixPath(m.dest).parts))
@@ -154,7 +157,7 @@ def bwrap_argv(
     )
     if rlimits:
         cmd += ["prlimit", *rlimits, "--"]
-    if as_root and jail.uid is not None:
+    if as_root:
         cmd += [
             "setpriv", f"--reuid={jail.uid}", f"--regid={jail.uid}", "--clear-groups",
             "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",

@@ -14,6 +14,7 @@ authorises the launch. The page's real origin travels in the ticket, for the lau
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from urllib.parse import urljoin
@@ -21,16 +22,19 @@ from urllib.parse import urljoin
 from aiohttp import web
 
 from fedproto.errors import TokenError
+from fedproto.failures import Failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.tickets import verify_ticket
 
 from . import appkeys
 from .backends.base import failed
+from .launches import ActiveLaunch
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 CORS = {"Access-Control-Allow-Origin": "*"}
+DISCONNECT_CHECK = 1.0  # seconds between checks that the browser is still there
 STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no", **CORS}
 
 
@@ -103,6 +107,7 @@ async def public_build(request: web.Request) -> web.StreamResponse:
         return await _answer(request, repo.model_copy(update={"launch_id": launch_request.launch_id}))
     launch = service.open(launch_request, repo)
     response = web.StreamResponse(headers=STREAM_HEADERS)
+    watcher = asyncio.create_task(_abort_when_gone(request, launch))
     try:
         await response.prepare(request)
         async with contextlib.aclosing(launch.frames()) as frames:
@@ -114,7 +119,21 @@ async def public_build(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         # The browser went away; frames() has stopped the launch. Not an error of ours.
         log.info("launch %s: the browser closed the stream", launch_request.launch_id)
+    finally:
+        watcher.cancel()
     return response
+
+
+async def _abort_when_gone(request: web.Request, launch: ActiveLaunch) -> None:
+    """Stop the launch within a second of the browser leaving, rather than at the next keepalive:
+    no broker stands between the browser and this agent to send the DELETE."""
+    while not launch.finished.is_set():
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            log.info("launch %s: the browser left before ready; stopping it", launch.launch_id)
+            launch.abort("the browser left before the launch was ready", int(Failure.CANCELLED))
+            return
+        await asyncio.sleep(DISCONNECT_CHECK)
 
 
 @routes.options("/build/{provider}/{spec:.+}")

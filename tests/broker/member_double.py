@@ -28,7 +28,7 @@ from fedproto.tokens import bearer, verify_request
 from fedbroker.registry.snapshot import MemberEntry
 
 # What a launch does: ok | http500 | failed429 | failed503 | failed404 | failed422 | quota | die | hang | slow
-BEHAVIOURS = ("ok", "http500", "failed429", "failed503", "failed404", "failed422", "quota", "die", "hang", "slow")
+BEHAVIOURS = ("ok", "http500", "failed429", "failed501", "failed503", "failed404", "failed422", "quota", "die", "hang", "slow")
 
 
 def free_port() -> int:
@@ -169,6 +169,7 @@ class MemberDouble:
     def _terminal(self, launch: LaunchRequest) -> LaunchEvent | None:
         fails = {
             "failed429": (429, "Too many users on this member.\n"),
+            "failed501": (501, f"provider {launch.provider!r} is not supported by this member\n"),
             "failed501": (501, f"this member serves no image for {launch.provider}:{launch.spec} (no rule matches it)\n"),
             "failed503": (503, "Site trouble.\n"),
             "failed404": (404, f"Could not resolve ref for {launch.provider}:{launch.spec}.\n"),

@@ -99,6 +99,16 @@ async def test_a_member_rate_limiting_fails_over_and_is_never_ejected(fed: Fed) 
     assert 'fedbroker_launches_total{member="busy",outcome="refused"} 5.0' in client.app[METRICS].render().decode()
 
 
+async def test_a_provider_a_member_does_not_serve_fails_over_without_blame(fed: Fed) -> None:
+    """A BinderHub member without zenodo answers 501: the launch goes on elsewhere, the member stays in."""
+    client, doubles = await fed(("picky", "failed501"), ("good", "ok"))
+    for _ in range(3):
+        events = parse_stream(await (await client.get("/build/gh/org/repo/HEAD", headers=SSE)).text())
+        assert events[-1]["phase"] == "ready" and events[-1]["member"] == "good"
+    view = client.app[HEALTH].views()["picky"]
+    assert not view.ejected and view.success_rate == 1.0 and len(doubles["picky"].launches) == 3
+
+
 async def test_a_client_gone_before_ready_gets_its_launch_cancelled_at_the_member(
     fed: Fed, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from typing import Iterator
@@ -80,21 +81,35 @@ def test_route_command_explains_every_candidate(fed: DemoFederation) -> None:
         assert "mostly data (+300.0 s)" in rows[member] or "no capacity" in rows[member], rows[member]
 
 
-async def test_redirect_mode_answers_307_to_the_members_public_url(fed: DemoFederation) -> None:
+async def test_redirect_mode_sends_the_browser_to_the_member_with_a_ticket_that_launches_once(fed: DemoFederation) -> None:
     url = fed.serve_extra_broker("--mode", "redirect")
     repo = repo_named(fed, "dataset")
-    berlin = fed.members["berlin"].agent_url  # the demo's public URL is the agent's
+    berlin = fed.members["berlin"].agent_url  # agent-backed (local): its agent takes ticketed launches
     async with aiohttp.ClientSession() as http:
         for _ in range(100):  # its own poller has to see berlin first
             async with http.get(f"{url}/health") as resp:
                 if "berlin" in (await resp.json())["checks"][0]["members"]:
                     break
             await asyncio.sleep(0.1)
-        for prefix in ("v2", "build"):
-            path = f"/{prefix}/git/{repo.spec()}?data={DEMO_DATASET}"
-            # encoded=True: send the spec escaped exactly as BinderHub's clients do.
-            async with http.get(URL(url + path, encoded=True), allow_redirects=False) as resp:
-                assert resp.status == 307, await resp.text()
-                assert resp.headers["Location"] == berlin + path
-                assert resp.headers["X-Federation-Decision"]
-                assert resp.cookies["federation_member"].value == "berlin"
+        path = f"/build/git/{repo.spec()}?data={DEMO_DATASET}"
+        # encoded=True: send the spec escaped exactly as BinderHub's clients do.
+        async with http.get(URL(url + path, encoded=True), allow_redirects=False,
+                            headers={"Origin": "http://localhost:9"}) as resp:
+            assert resp.status == 307, await resp.text()
+            location = resp.headers["Location"]
+            assert location.startswith(f"{berlin}/build/git/{repo.spec()}?data=10.5281%2Fzenodo.3242074&ticket=")
+            assert resp.headers["X-Federation-Decision"] and resp.headers["Access-Control-Allow-Origin"] == "*"
+            assert resp.cookies["federation_member"].value == "berlin"
+        # The browser follows it: the agent itself streams the launch to ready.
+        async with http.get(URL(location, encoded=True), headers={"Accept": "text/event-stream"}) as resp:
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            events = [json.loads(line[5:]) async for line in resp.content if line.startswith(b"data:")]
+        assert events[-1]["phase"] == "ready" and events[-1]["member"] == "berlin", events[-3:]
+        assert events[-1]["binder_launch_host"].rstrip("/") == fed.broker_url
+        # The same ticket twice (a replay, a shared link) opens nothing.
+        async with http.get(URL(location, encoded=True), headers={"Accept": "text/event-stream"}) as resp:
+            replayed = [json.loads(line[5:]) async for line in resp.content if line.startswith(b"data:")]
+        assert replayed[-1]["phase"] == "failed" and replayed[-1]["status_code"] == 403 and "replayed" in replayed[-1]["message"]
+        # /v2: the broker's launch page, streaming from the agent.
+        async with http.get(URL(url + f"/v2/git/{repo.spec()}?data={DEMO_DATASET}", encoded=True), allow_redirects=False) as resp:
+            assert resp.status == 200 and berlin in resp.headers["Content-Security-Policy"]

@@ -150,7 +150,9 @@ async def test_a_browser_that_leaves_stops_its_launch_without_a_traceback(
     aiohttp_client: Any, tmp_path: Path, broker_ring: KeyRing, caplog: pytest.LogCaptureFixture
 ) -> None:
     backend = RecordingBackend([LaunchEvent(phase="building", message="b\n"), "hang"])
-    client = await _agent(aiohttp_client, tmp_path, broker_ring, backend)
+    # Keepalives far apart: the agent must notice the browser leaving without writing to it.
+    app = make_app(member_config(tmp_path), backend=backend, broker_keys=broker_ring.public_set(), keepalive_interval=60)
+    client = await aiohttp_client(app)
     resp = await client.get(PATH, params={"ticket": ticket(broker_ring)})
     await resp.content.readline()
     resp.close()

@@ -150,3 +150,34 @@ def test_a_thousand_uncached_repos_spread_with_provisional_load() -> None:
         table.member(decision.chosen).record_launch_started()
         landed.append(decision.chosen)
     assert len(set(landed)) >= 500, len(set(landed))
+
+
+def test_launches_of_a_new_repo_follow_its_pending_build() -> None:
+    """The first launch of an uncached repo starts a build at one member; until that member's ad lists
+    the image, the repo's next launches go there too (its image part is 0), not to idler members."""
+    from fedbroker.registry.snapshot import SnapshotHolder
+    from fedbroker.routing.live import LiveRouter
+
+    clock = FakeClock(1000.0)
+    members = [M(f"m{i}", used=0, total=50) for i in range(6)]
+    snapshot, _ = build(members, clock)
+    table = HealthTable(HealthSettings(), clock, random.Random(1))
+    table.sync(snapshot.members)  # type: ignore[attr-defined]
+    for i, m in enumerate(members):
+        ad = StatusAd(member_id=m.id, instance_id="t", generation=1, issued_at=clock.now(),
+                      expires_at=clock.now() + 600, healthy=True, capacity=Capacity(total=50, used=3 * i, building=0),
+                      backend="t", providers=[], images=ImageSummary(hashes=[], total=0))
+        table.member(m.id).record_poll(ad)
+    live = LiveRouter(RoutingSettings(), SnapshotHolder(snapshot), table, clock)  # type: ignore[arg-type]
+    req = RouteRequest(repo=RepoSpec.parse("gh", "org/brand-new/HEAD"))
+    first = live.decide(req, "d", 10).chosen
+    assert first == "m0"  # the idlest
+    live.launched(first, req)
+    for _ in range(5):  # m0 is now busier than m1..m5, yet the build there wins
+        decision = live.decide(req, "d", 10)
+        assert decision.chosen == "m0", decision.candidates[:3]
+        live.launched("m0", req)
+    clock.advance(RoutingSettings().pending_image_seconds + 1)
+    assert live.decide(req, "d", 10).chosen != "m0"  # the pending build is forgotten
+    other = live.decide(RouteRequest(repo=RepoSpec.parse("gh", "org/another/HEAD")), "d", 10)
+    assert other.chosen != "m0"

@@ -6,22 +6,27 @@ that is milliseconds, and each poll result made the next decision rebuild the wh
 index instead keeps, incrementally (a poll result, a launch outcome, provisional load or a
 registry change touches only that member's entries):
 
-* the routable members that are neither hot nor suspect, sorted by their *base* cost (the
-  request-independent parts: load, reliability, ready time, weight);
+* the routable members that are not suspect, sorted by their *base* cost (the request-independent
+  parts: load, reliability, ready time, weight), one list per (region, has a ready history);
 * which members list each image hash, and which store each dataset (exact ids and prefixes);
-* the members running above their weight's share of sessions (hot), found from a sorted
-  threshold rather than by pricing everyone;
-* where each repo was just sent (*pending* images, see :class:`PendingImages`).
+* the federation's sessions and weight, so whether a member is hot is one comparison;
+* where each repo was just sent (*pending* images, see :class:`PendingImages`, kept by the caller).
 
-A real launch then prices only: the members storing its data, those holding its image (when
-few do), the hot and suspect ones, and members in base order until no unseen member can enter
-the best ``detail`` (every unseen member costs at least its base plus what it lacks). That is a
-few dozen members whatever the federation's size, and the decision is the one
-:func:`~fedbroker.routing.rank.rank` would make (``tests/broker/test_routing_index.py`` holds them
-equal, candidate by candidate, over replayed traces). Explanations (every member's cost parts,
-for dry runs and ``--explain``) go through ``rank`` on the index's facts.
+A real launch then prices only: the members storing its data, those holding its image (all of
+them when few do, else as a stream by base), the pending and suspect ones, and the others in
+order of a lower bound on their total (base, plus the region mismatch of their list, plus the
+build when the holders are priced apart) until no unseen member can enter the best ``detail``.
+That is a few dozen members whatever the federation's size, and the decision is the one
+:func:`~fedbroker.routing.rank.rank` would make (``tests/broker/test_routing_index.py`` and
+``tests/replay/test_replay_index.py`` hold them equal, candidate by candidate). Explanations (every
+member's cost parts, for dry runs and ``--explain``) go through ``rank`` on the index's facts.
 
-Pure, like routing: no I/O and no clock (callers pass ``now``).
+**Adding a per-member fact** (time-to-ready from canaries, a new health signal): put it on the
+member's :class:`~fedbroker.routing.health.HealthView` (the health table then reports the member
+as changed), derive it in :meth:`MemberFacts.of <fedbroker.routing.facts.MemberFacts.of>`, and, if
+it is a request-independent cost, add it to :func:`_base` and to ``rank._total`` in the same order.
+
+Pure, like routing: no I/O and no clock (callers pass ``pending`` computed at their ``now``).
 """
 
 from __future__ import annotations

@@ -209,3 +209,15 @@ async def test_pages_load_nothing_from_elsewhere(client: TestClient, path: str) 
     external = [u for u in page.urls if u.startswith(("http:", "https:", "//")) and not u.startswith(PUBLIC_URL)]
     # The launch page links (never loads) the repository's own page.
     assert external in ([], ["https://github.com/org/repo"])
+
+
+async def test_the_provider_table_is_one_table_for_api_form_and_parser(client: TestClient) -> None:
+    from fedproto.providers import provider_table
+    from fedproto.repospec import PROVIDERS
+
+    api = (await (await client.get("/api/v1/providers")).json())["providers"]
+    home = await (await client.get("/")).text()
+    embedded = json.loads(re.search(r'<script type="application/json" id="providers">(.*?)</script>', home, re.S).group(1))  # type: ignore[union-attr]
+    assert api == embedded == provider_table()
+    assert [p["prefix"] for p in api] == re.findall(r'<option value="([a-z]+)"', home)[:len(api)]
+    assert {p["prefix"] for p in api} == set(PROVIDERS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import http.server
 import json
@@ -18,6 +19,8 @@ import os
 import shutil
 import subprocess
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -57,6 +60,33 @@ def npm_clients(require_component: Callable[[bool, str], None]) -> Path:
 def brokers(federation: DemoFederation) -> dict[str, str]:
     """The demo's broker (relay mode) and a second broker on the same registry in redirect mode."""
     return {"relay": federation.broker_url, "redirect": federation.serve_extra_broker("--mode", "redirect")}
+
+
+def _server_dirs(fed: DemoFederation) -> dict[str, set[str]]:
+    """Each member's launch ids with a server directory (the local backend's ``servers/<launch id>``)."""
+    return {m: {p.name for p in (fed.directory / "members" / m).glob("**/local/servers/*")} for m in fed.members}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def leave_the_members_as_found(federation: DemoFederation) -> Iterator[None]:
+    """Stop every server this module's launches started, as the broker would (a signed DELETE), so
+    the browser tests after it find the members' slots free."""
+    from fedproto.clock import SystemClock
+    from fedproto.keys import KeyRing
+    from fedproto.tokens import sign_request
+
+    before = _server_dirs(federation)
+    yield
+    key = KeyRing.load(federation.broker_config.parent / "keys").signing_key
+    for member_id, launch_ids in _server_dirs(federation).items():
+        for launch_id in sorted(launch_ids - before[member_id]):
+            path = f"/api/v1/launches/{launch_id}"
+            token = sign_request(key, issuer="demo", audience=member_id, method="DELETE", path_qs=path, body=b"",
+                                 clock=SystemClock())
+            request = urllib.request.Request(federation.members[member_id].agent_url + path, method="DELETE",
+                                             headers={"Authorization": f"Bearer {token}"})
+            with contextlib.suppress(urllib.error.HTTPError):  # 404: already stopped (the abandoned launch)
+                urllib.request.urlopen(request, timeout=30).close()
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +205,6 @@ async def _abandon(broker: str, repo_spec: str) -> str:
 def test_an_abandoned_launch_is_stopped_at_the_member_within_seconds(brokers: dict[str, str], federation: DemoFederation) -> None:
     """A real agent and jupyter-server: the broker cancels the launch the client left, the member stops it."""
     import time
-    import urllib.request
 
     def counts(agent: str) -> tuple[float, float]:
         metrics = urllib.request.urlopen(f"{agent}/metrics", timeout=5).read().decode()

@@ -84,6 +84,7 @@ class StatusAdvertiser:
             capacity=capacity,
             versions=self.versions(),
             providers=list(self.backend.providers),
+            serves=list(self.backend.serves) if self.backend.serves is not None else None,
             backend=self.backend.kind,
             public_url=member.public_url or None,
             datasets=self.datasets(),

@@ -13,6 +13,7 @@ from .errors import TokenError
 from .keys import PrivateKey, PublicKeySet
 from .location import Location
 from .member import MEMBER_ID_PATTERN
+from .repoglob import MAX_SERVES, RepoGlob
 from .tokens import sign_document, verify_document
 from .wire import WireModel
 
@@ -95,6 +96,10 @@ class StatusAd(WireModel):
     broker_kids: list[str] | None = Field(
         default=None, max_length=16,
         description="Broker key ids this member pins now; the broker signs with a new key only once every member lists it.",
+    )
+    serves: list[RepoGlob] | None = Field(
+        default=None, max_length=MAX_SERVES,
+        description="Repo-key globs (`gh:org/*`; `*` the only wildcard) of the repositories this member serves; none: every repository its providers allow.",
     )
 
     @model_validator(mode="after")

@@ -47,6 +47,7 @@ class M:
     launch_failures: int = 0
     ready_seconds: float | None = None  # user launches' time-to-ready (not priced)
     canary_seconds: float | None = None  # the launch part canaries measured (the ready_time part)
+    serves: list[str] | None = None  # the ad's repo-key globs
 
 
 def build(members: list[M], clock: FakeClock | None = None) -> tuple[object, dict[str, HealthView]]:
@@ -62,7 +63,7 @@ def build(members: list[M], clock: FakeClock | None = None) -> tuple[object, dic
         ad = StatusAd(member_id=m.id, instance_id="i", generation=1, issued_at=now - 1,
                       expires_at=now + (-0.5 if m.poll == "expired" else 60), healthy=True,
                       capacity=Capacity(total=m.total, used=m.used), backend="t", providers=m.providers,
-                      datasets=m.datasets, location=Location(region=m.region), images=ImageSummary.of(m.images))
+                      datasets=m.datasets, location=Location(region=m.region), images=ImageSummary.of(m.images), serves=m.serves)
         if m.poll != "never":
             h.record_poll(ad)
         if m.poll == "err-once":

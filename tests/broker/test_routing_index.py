@@ -73,6 +73,7 @@ def _ad(member_id: str, now: float, rng: random.Random) -> StatusAd:
         location=Location(region=rng.choice(("eu", "us", None)), lat=rng.choice((None, 40.0)), lon=2.0),
         images=ImageSummary(hashes=images, total=len(images)),
         datasets=[Dataset(id=f"10.1/d{rng.randrange(30)}", size_bytes=rng.randrange(1, 10**10))],
+        serves=rng.choice((None,) * 6 + (["gh:org/r1*"], ["gl:*", "GH:org/r2"])),
     )
 
 
@@ -124,6 +125,34 @@ def test_index_matches_rank_through_churn(seed: int, settings: RoutingSettings) 
             snapshot = RegistrySnapshot(revision=snapshot.revision + 1, members=MappingProxyType(entries))  # type: ignore[attr-defined]
         else:
             clock.advance(rng.choice((1.0, 7.0)))  # ads expire with time alone
+
+
+def test_members_that_do_not_serve_a_repo_are_skipped_by_rank_and_the_index_alike() -> None:
+    """A member whose ad lists what it serves (a JupyterHub member's globs) is never tried for
+    another repository: both deciders skip it, and a dry run says why."""
+    clock = FakeClock(1000.0)
+    members = [M("hub", serves=["gh:lab/*"]), M("hub2", serves=["gl:*"], used=0), M("other", used=8)]
+    snapshot, views = build(members, clock)
+    index = RoutingIndex(RoutingSettings())
+    index.update(snapshot, views, set(views))  # type: ignore[arg-type]
+    for spec, routable in (("lab/paper/HEAD", ["hub", "other"]), ("org/x/HEAD", ["other"])):
+        req = RouteRequest(repo=RepoSpec.parse("gh", spec))
+        _same(index, snapshot, views, req, RoutingSettings())
+        dry = rank(snapshot, views, req, RoutingSettings(), decision_id="d")  # type: ignore[arg-type]
+        assert [c.member_id for c in dry.candidates if c.routable] == routable
+        assert [c.member_id for c in index.explain(req, "d").candidates if c.routable] == routable
+        reasons = {c.member_id: c.reason for c in dry.candidates if not c.routable}
+        assert reasons["hub2"] == f"does not serve {req.repo.key}: it serves gl:*"
+    # Nothing serves it: the real decision lists every member with the same why as rank.
+    only_hubs = [M("hub", serves=["gh:lab/*"]), M("hub2", serves=[])]
+    snapshot, views = build(only_hubs, clock)
+    index = RoutingIndex(RoutingSettings())
+    index.update(snapshot, views, set(views))  # type: ignore[arg-type]
+    req = RouteRequest(repo=RepoSpec.parse("gh", "org/x/HEAD"))
+    assert _same(index, snapshot, views, req, RoutingSettings()) is None
+    got = index.decide(req, "d", DETAIL)
+    assert [(c.member_id, c.reason) for c in got.candidates] == [
+        ("hub", "does not serve gh:org/x: it serves gh:lab/*"), ("hub2", "does not serve gh:org/x: it serves no repository")]
 
 
 def test_a_thousand_uncached_repos_spread_with_provisional_load() -> None:

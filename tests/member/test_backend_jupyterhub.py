@@ -13,6 +13,12 @@ from fedproto.repospec import RepoSpec
 from fedmember.backends import backend_class
 from fedmember.backends.jupyterhub import JupyterHubBackend, JupyterHubConfig
 
+from fedproto.clock import SystemClock
+from fedproto.keys import KeyDir
+from fedmember.healthcheck import HealthService
+from fedmember.statusad import StatusAdvertiser
+
+from agentkit import member_config
 from backend_fixtures import collect, free_port, jupyterhub_server, launch_on, make_context, preflight  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -162,12 +168,17 @@ async def test_jupyterhub_serves_only_what_it_is_configured_for_and_checks_the_r
     token_file = tmp_path / "token"
     token_file.write_text("x")
     repo = _git_repo(tmp_path / "served")
-    config = JupyterHubConfig(
-        hub_api_url=f"http://127.0.0.1:{free_port()}/hub/api", token={"token_file": token_file}, providers=["git"],
+    settings = dict(
+        hub_api_url=f"http://127.0.0.1:{free_port()}/hub/api", token={"token_file": str(token_file)}, providers=["git"],
         rules=[{"match": r"^git:file://" + str(tmp_path) + "/", "user_options": {"image": "site/env:latest"}}],
+        serves=["git:file://*"],  # wider than the rules on purpose: the 501 below stays the backstop
     )
-    hub = JupyterHubBackend(config, make_context(tmp_path))
-    assert hub.providers == ("git",)  # what the status ad advertises
+    hub = JupyterHubBackend(JupyterHubConfig.model_validate(settings), make_context(tmp_path))
+    # What the status ad advertises: the providers and the globs, so the broker skips it for other repos.
+    member = member_config(tmp_path, backend={"kind": "jupyterhub", **settings})
+    ad = await StatusAdvertiser(member, hub, HealthService(hub, SystemClock()), KeyDir(None, member.load_keys()),
+                                SystemClock()).current()
+    assert ad.providers == ["git"] and ad.serves == ["git:file://*"]
 
     async def launch(provider: str, spec: str) -> list[LaunchEvent]:
         request = LaunchRequest(provider=provider, spec=spec, launch_id=f"launch-hub-{free_port()}")
@@ -200,6 +211,12 @@ def test_jupyterhub_settings_are_toml_expressible() -> None:
     config = JupyterHubConfig.model_validate(tomllib.loads(text))
     assert config.unmatched == "refuse" and config.rules[0].user_options == {"profile": "py"}
     assert JupyterHubConfig.model_validate(tomllib.loads(text.replace('"refuse"', '"default"'))).unmatched == "default"
+    assert config.serves is None  # unset: the ad claims every repo of its providers, as before
+    narrowed = text.replace('providers = ["gh"]', 'providers = ["gh"]\nserves = ["gh:org/*"]')
+    assert JupyterHubConfig.model_validate(tomllib.loads(narrowed)).serves == ["gh:org/*"]
+    for bad in (narrowed.replace('"refuse"', '"default"'), narrowed.replace('"gh:org/*"', '"gh:(a+)+[x]"')):
+        with pytest.raises(ValueError):  # a claim the rules would not keep; a regex where a glob goes
+            JupyterHubConfig.model_validate(tomllib.loads(bad))
 
 
 async def test_jupyterhub_real_hub_agent_restart_keeps_ready_servers_and_reaps_orphans(jupyterhub_server: dict[str, Any], tmp_path: Path) -> None:

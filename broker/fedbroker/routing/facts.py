@@ -14,6 +14,7 @@ from typing import Hashable, Mapping
 from fedproto.datasets import Dataset, normalise_dataset_id
 from fedproto.location import Location
 from fedproto.member import MemberState
+from fedproto.repoglob import serves_repo
 from fedproto.routing import RouteDecision
 
 from ..config import RoutingSettings
@@ -68,6 +69,15 @@ def unroutable_reason(entry: MemberEntry, view: HealthView | None, provider: str
     return None
 
 
+def not_served_reason(serves: tuple[str, ...] | None, repo_key: str) -> str | None:
+    """Why a member advertising ``serves`` cannot take ``repo_key`` (None: it can). The ad's globs
+    only narrow: a member that still refuses (501) fails over as before."""
+    if serves_repo(serves, repo_key):
+        return None
+    shown = ", ".join(serves[:3]) + (", ..." if len(serves or ()) > 3 else "")  # type: ignore[index]
+    return f"does not serve {repo_key}: it serves {shown or 'no repository'}"
+
+
 def _datasets(entry: MemberEntry, view: HealthView | None) -> tuple[dict[str, int | None], tuple[str, ...]]:
     exact: dict[str, int | None] = {}
     prefixes = []
@@ -90,6 +100,7 @@ class MemberFacts:
     view: HealthView | None
     reason: str | None  # unroutable for any provider, or None
     providers: frozenset[str]
+    serves: tuple[str, ...] | None  # the ad's repo-key globs; None: every repo of its providers
     images: frozenset[str]
     exact: dict[str, int | None]  # normalised exact dataset id -> largest listed size
     prefixes: tuple[str, ...]  # normalised prefix dataset ids
@@ -139,7 +150,7 @@ class MemberFacts:
         ready_seconds = view.canary.ready_seconds if view is not None else None
         return cls(
             id=entry.record.id, entry=entry, view=view, reason=unroutable_reason(entry, view, None),
-            providers=providers,
+            providers=providers, serves=tuple(ad.serves) if ad is not None and ad.serves is not None else None,
             images=images if images is not None else frozenset(ad.images.hashes) if ad is not None else frozenset(),
             exact=exact, prefixes=prefixes, location=loc, region=loc.region.lower() if loc.region else None,
             load_share=share, load=round(share * s.load_seconds, 3),
@@ -156,12 +167,15 @@ class MemberFacts:
         # str.startswith with a tuple runs in C; a generator over the prefixes cost ~1 µs a member.
         return wanted in self.exact or (bool(self.prefixes) and wanted.startswith(self.prefixes))
 
-    def why_not(self, provider: str) -> str | None:
-        """:func:`unroutable_reason` for ``provider``, from the facts."""
+    def why_not(self, provider: str, repo_key: str | None = None) -> str | None:
+        """:func:`unroutable_reason` for ``provider``, from the facts; with ``repo_key``, also
+        whether the member's ad says it serves that repository."""
         if self.reason is not None:
             return self.reason
         if self.providers and provider not in self.providers:
             return f"provider not supported: {provider}"
+        if repo_key is not None and self.serves is not None:
+            return not_served_reason(self.serves, repo_key)
         return None
 
 
@@ -193,6 +207,7 @@ class MemberPool:
     by_id: dict[str, MemberFacts]  # the routable ones
     priced: list[tuple[MemberFacts, tuple[float, float, float, float]]]
     hot: dict[str, float]  # members above load_spill_factor x their weight's share of sessions -> that ratio
+    narrowed: tuple[MemberFacts, ...] = ()  # routable members whose ad lists the repos they serve
 
     @classmethod
     def of(cls, facts: list[MemberFacts], provider: str, s: RoutingSettings) -> MemberPool:
@@ -206,17 +221,27 @@ class MemberPool:
         known = [f.ready_seconds for f in routable if f.ready_seconds is not None]
         neutral = round((sum(known) / len(known) if known else 0.0) * s.ready_time_weight, 3)
         return cls(facts, routable, sorted(blocked), neutral, {f.id: f for f in routable},
-                   [(f, preset_totals(f, neutral, s)) for f in routable], hot_members(facts, s))
+                   [(f, preset_totals(f, neutral, s)) for f in routable], hot_members(facts, s),
+                   tuple(f for f in routable if f.serves is not None))
 
     def restricted(self, allowed: frozenset[str], why: str) -> MemberPool:
         """This pool with only ``allowed`` members routable; the others blocked for ``why`` (a
         dataset's serving policy). Costs, the neutral ready time and hot members stay as they are."""
-        if all(f.id in allowed for f in self.routable):
+        return self._without({f.id: why for f in self.routable if f.id not in allowed})
+
+    def for_repo(self, repo_key: str) -> MemberPool:
+        """This pool without the members whose ad says they do not serve ``repo_key``
+        (:func:`not_served_reason`, which :meth:`MemberFacts.why_not` and so the routing index apply too)."""
+        return self._without({f.id: why for f in self.narrowed if (why := not_served_reason(f.serves, repo_key))})
+
+    def _without(self, out: dict[str, str]) -> MemberPool:
+        if not out:
             return self
-        keep = [f for f in self.routable if f.id in allowed]
-        blocked = sorted(self.blocked + [(f.id, why) for f in self.routable if f.id not in allowed])
+        keep = [f for f in self.routable if f.id not in out]
+        blocked = sorted(self.blocked + list(out.items()))
         return MemberPool(self.facts, keep, blocked, self.neutral_ready, {f.id: f for f in keep},
-                          [(f, p) for f, p in self.priced if f.id in allowed], self.hot)
+                          [(f, p) for f, p in self.priced if f.id not in out], self.hot,
+                          tuple(f for f in self.narrowed if f.id not in out))
 
 
 def counts_in_share(f: MemberFacts) -> bool:

@@ -304,7 +304,7 @@ class RoutingIndex:
     def explain(self, request: RouteRequest, decision_id: str, pending: frozenset[str] = frozenset(),
                 limit: ServingLimit | None = None) -> RouteDecision:
         """Every member ranked and explained (dry runs, ``--explain``): ``rank`` over the index's facts."""
-        pool = MemberPool.of(self.facts(), request.repo.provider, self.settings)
+        pool = MemberPool.of(self.facts(), request.repo.provider, self.settings).for_repo(request.repo.key)
         if limit is not None:
             pool = pool.restricted(limit.allowed, limit.reason)
         return _rank(pool, request, self.settings, decision_id, None, pending)
@@ -375,7 +375,7 @@ class RoutingIndex:
         if m in scan.totals:
             return False
         f = self._facts.get(m)
-        if f is None or f.why_not(provider) is not None:
+        if f is None or f.why_not(provider, scan.ctx.request.repo.key) is not None:
             return False
         ctx = scan.ctx
         data = _data_cost(f, ctx) if ctx.wanted else 0.0
@@ -459,7 +459,7 @@ class RoutingIndex:
                                                         parts={}, reason=reason))
         if not shown:
             blocked = sorted((f.id, why) for f in self._facts.values()
-                             if (why := f.why_not(request.repo.provider)
+                             if (why := f.why_not(request.repo.provider, request.repo.key)
                                  or (limit.reason if limit is not None and f.id not in limit.allowed else None)))
             for member_id, why in blocked:
                 candidates.append(Candidate.model_construct(member_id=member_id, rank=len(candidates) + 1,

@@ -200,6 +200,7 @@ def rank(
     """
     memo = memo or RoutingMemo()
     pool = memo.pool(snapshot, health, settings, request.repo.provider)
+    pool = pool.for_repo(request.repo.key)  # members whose ad lists what they serve, and not this repo
     # The data providers' policies: a launch needing a dataset with one goes only where it allows.
     limit = snapshot.datasets.serving(request.needed_datasets()) if request.data or request.repo.dataset_id else None
     if limit is not None:

@@ -156,6 +156,8 @@ class Backend(ABC):
     kind: ClassVar[str]
     providers: ClassVar[tuple[str, ...]]
     Config: ClassVar[type[BackendConfig]]
+    # Repo-key globs the status ad lists (``fedproto.repoglob``); None: every repo of ``providers``.
+    serves: tuple[str, ...] | None = None
 
     def __init__(self, config: BackendConfig, context: BackendContext) -> None:
         self.config = config

@@ -12,7 +12,8 @@ repo picks an image/profile through ``rules`` (``match`` is a regular expression
 repo key, ``gh:org/repo``). A repo that no rule matches is refused with 501 (the broker
 fails over to another member) unless ``unmatched = "default"`` sends it to
 ``default_user_options``. The member advertises only ``providers`` (git-based ones, whose
-repositories it can check), and before starting anything it checks with ``git ls-remote``
+repositories it can check) and, with ``unmatched = "refuse"``, the ``serves`` globs (``gh:org/*``)
+naming the repos its rules take, so the broker does not try it for others; and before starting anything it checks with ``git ls-remote``
 that the repository and ref exist (404 otherwise; 503 when git cannot reach the server), so
 a nonexistent repository never ends in a ready, empty server.
 
@@ -48,9 +49,10 @@ from typing import Any, AsyncIterator, ClassVar, Literal
 from urllib.parse import quote
 
 import aiohttp
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, model_validator
 
 from fedproto.launch import LaunchEvent, LaunchRequest
+from fedproto.repoglob import MAX_SERVES, RepoGlob
 from fedproto.repospec import PROVIDERS, RepoSpec
 from fedproto.status import Capacity, HealthCheck
 from fedproto.tls import client_context
@@ -109,6 +111,18 @@ class JupyterHubConfig(BackendConfig):
         default=True, description="Check with git ls-remote that the repository and ref exist before starting a server."
     )
     git_timeout: float = Field(default=30.0, gt=0, description="Seconds for that check.")
+    serves: list[RepoGlob] | None = Field(
+        default=None, max_length=MAX_SERVES,
+        description='Repo-key globs (`gh:org/*`; `*` the only wildcard) of what the rules serve, advertised so the broker '
+                    'sends only those repos here; only with unmatched = "refuse". None: advertise every repo of providers.',
+    )
+
+    @model_validator(mode="after")
+    def _serves_only_when_refusing(self) -> JupyterHubConfig:
+        # With unmatched = "default" every repo launches, so a narrower claim would turn launches away.
+        if self.serves is not None and self.unmatched != "refuse":
+            raise ValueError('serves narrows what the member claims: it needs unmatched = "refuse"')
+        return self
 
 
 class JupyterHubBackend(Backend):
@@ -129,6 +143,11 @@ class JupyterHubBackend(Backend):
         self._public = public.rstrip("/").removesuffix("/hub/api")
         # Advertise only what this member serves (the status ad reads ``providers``).
         self.providers = tuple(self.config.providers)  # type: ignore[misc]
+        # ...and, when unmatched repos are refused, which repos: the broker cannot run the rules'
+        # regexes (a member's pattern is not trusted there), so the operator states them as globs.
+        # The 501 refusal stays the backstop for a repo the globs admit and no rule matches.
+        if self.config.unmatched == "refuse" and self.config.serves is not None:
+            self.serves = tuple(self.config.serves)
         self._git = GitFetcher(timeout=self.config.git_timeout, allow_file=context.dev, ca_bundle=context.ca_bundle,
                                destinations=AddressPolicy.of(dev=context.dev, allow=context.fetch_allow))
 

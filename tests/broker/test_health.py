@@ -187,6 +187,22 @@ def test_load_counts_launches_until_the_next_ad() -> None:
     assert h.view().load == pytest.approx(0.6) and h.view().recent_launches == 0
 
 
+
+def test_a_launch_that_ends_without_a_server_stops_counting_before_the_next_ad() -> None:
+    # A failed, refused or abandoned launch is no load: without this, a burst of failovers
+    # left both members "full" until their next ads and refused the next user outright.
+    clock = FakeClock()
+    h = make(clock)
+    h.record_poll(ad(clock, used=4))
+    h.record_launch_started()
+    h.record_launch_started()
+    h.release_launch()
+    assert h.view().recent_launches == 1 and h.view().free == 5
+    h.release_launch()
+    h.release_launch()  # after an ad already counted it: never below zero
+    assert h.view().recent_launches == 0 and h.view().free == 6
+
+
 def test_table_follows_member_set() -> None:
     clock = FakeClock()
     table = HealthTable(SETTINGS, clock, random.Random(0))

@@ -184,6 +184,7 @@ class LaunchRelay:
                             break
                         self._metrics.launch(entry.id, "repo_error")
                         health.record_repo_error()
+                        health.release_launch()
                         attempt.done = True
                         yield event
                         return
@@ -194,8 +195,11 @@ class LaunchRelay:
         except BaseException:
             # The client went away (or we are shutting down): not the member's fault.
             if not attempt.done:
+                health.release_launch()
                 self._abandon(entry, request.launch_id)
             raise
+        # No server came of this attempt: it is not load on the member any more.
+        health.release_launch()
         if attempt.refused:
             self._metrics.launch(entry.id, "refused")
             return

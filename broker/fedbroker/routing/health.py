@@ -178,6 +178,12 @@ class MemberHealth:
         self._changed.add(self.member_id)
         self.recent_launches += 1
 
+    def release_launch(self) -> None:
+        """A launch counted as provisional load ended without a server (failed, refused, turned
+        away, abandoned): it loads the member no more, even before the member's next ad."""
+        self._changed.add(self.member_id)
+        self.recent_launches = max(0, self.recent_launches - 1)
+
     def record_launch_success(self, seconds_to_ready: float) -> None:
         self._changed.add(self.member_id)
         a = self._s.ewma_alpha

@@ -54,6 +54,7 @@ class MemberDouble:
     images: list[str] = field(default_factory=list)
     location: Location = field(default_factory=Location)
     providers: list[str] = field(default_factory=list)
+    serves: list[str] | None = None  # the ad's repo-key globs
     ad_ttl: float = 60.0
     url: str = ""
     keyring: KeyRing = field(default_factory=lambda: KeyRing([PrivateKey.generate()]))
@@ -77,7 +78,7 @@ class MemberDouble:
             member_id=self.member_id, instance_id="double", generation=1, issued_at=now, expires_at=now + self.ad_ttl,
             healthy=self.healthy, capacity=self.capacity, backend="double", providers=self.providers,
             datasets=self.datasets, location=self.location, images=ImageSummary.of(self.images),
-            redirect=self._redirect(),
+            redirect=self._redirect(), serves=self.serves,
         )
 
     def _redirect(self) -> RedirectTarget | None:

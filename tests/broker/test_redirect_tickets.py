@@ -79,6 +79,24 @@ async def test_a_member_browsers_cannot_reach_is_never_a_redirect_target(aiohttp
     assert resp.headers["Location"].startswith(m1.url + "/build/")
 
 
+async def test_a_sticky_cookie_never_sends_a_repo_to_a_member_that_does_not_serve_it(aiohttp_server: Any, aiohttp_client: Any) -> None:
+    clock, keyring = FakeClock(), new_keyring()
+    doubles = []
+    for name, serves in (("hub", ["gh:lab/*"]), ("any", None)):
+        d = MemberDouble(name, keyring.public_set(), clock, redirect="ticket", serves=serves)
+        d.url = str((await aiohttp_server(d.app())).make_url("/")).rstrip("/")
+        doubles.append(d)
+    app = broker_app(BrokerConfig(dev=True, mode="redirect"), clock, keyring, snapshot_of(d.entry() for d in doubles))
+    feed_health(app, doubles)
+    client = await aiohttp_client(app)
+    hub, anywhere = doubles
+    resp = await client.get("/build/gh/org/repo/HEAD", allow_redirects=False, cookies={"federation_member": "hub"})
+    assert resp.status == 307 and resp.headers["Location"].startswith(anywhere.url + "/build/")
+    # For a repo it serves, the cookie keeps the browser there.
+    resp = await client.get("/build/gh/lab/paper/HEAD", allow_redirects=False, cookies={"federation_member": "hub"})
+    assert resp.status == 307 and resp.headers["Location"].startswith(hub.url + "/build/")
+
+
 async def test_when_no_member_takes_browsers_the_client_is_told_at_once(aiohttp_server: Any, aiohttp_client: Any) -> None:
     client, _ = await make(aiohttp_server, aiohttp_client, None)
     resp = await client.get("/build/gh/org/repo/HEAD", headers=SSE, allow_redirects=False)

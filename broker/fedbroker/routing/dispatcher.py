@@ -149,13 +149,13 @@ class Dispatcher:
     def routable(self, member_id: str, provider: str, decision: RouteDecision | None = None) -> bool:
         """Whether the member could take a ``provider`` launch at the last decision (for sticky cookies,
         which may name a member outside the decision's detailed candidates). With ``decision``, also
-        whether its datasets' serving policy allows the member: a client's cookie must not choose one
-        the data provider excluded."""
+        whether its datasets' serving policy allows the member and its ad says it serves the repo: a
+        client's cookie must not choose one the data provider excluded or one that would refuse."""
         if decision is not None and decision.data:
             limit = self._snapshots.current.datasets.serving(decision.data)
             if limit is not None and member_id not in limit.allowed:
                 return False
-        return self._router.why_not(member_id, provider) is None
+        return self._router.why_not(member_id, provider, decision.repo_key if decision is not None else None) is None
 
     def spec_refusal(self, provider: str, spec: str) -> str | None:
         """The spec filter alone (for dry runs, which must not count against the rate limit)."""

@@ -257,10 +257,10 @@ class RoutingIndex:
         f = self._facts.get(member_id)
         return f is not None and image in f.images
 
-    def why_not(self, member_id: str, provider: str) -> str | None:
-        """Why the member could not take a ``provider`` launch now (None: it could)."""
+    def why_not(self, member_id: str, provider: str, repo_key: str | None = None) -> str | None:
+        """Why the member could not take a ``provider`` launch (of ``repo_key``) now (None: it could)."""
         f = self._facts.get(member_id)
-        return "not a member" if f is None else f.why_not(provider)
+        return "not a member" if f is None else f.why_not(provider, repo_key)
 
     def hot_ratio(self, member_id: str) -> float | None:
         """The member's sessions over its weight's share when it is hot (``facts.hot_members``), else None."""

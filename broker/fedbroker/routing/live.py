@@ -72,7 +72,7 @@ class LiveRouter:
         if ttl > 0 and not self._index.holds(member_id, image):
             self._pending.add(image, member_id, self._clock.now() + ttl)
 
-    def why_not(self, member_id: str, provider: str) -> str | None:
-        """Why the member could not take a ``provider`` launch now (None: it could)."""
+    def why_not(self, member_id: str, provider: str, repo_key: str | None = None) -> str | None:
+        """Why the member could not take a ``provider`` launch (of ``repo_key``) now (None: it could)."""
         self._sync()
-        return self._index.why_not(member_id, provider)
+        return self._index.why_not(member_id, provider, repo_key)

@@ -43,7 +43,9 @@ class ProtocolVersion:
         return cls(int(match.group(1)), int(match.group(2)))
 
 
-PROTOCOL = ProtocolVersion(1, 0)
+# 1.1 added, all optional: status-ad broker_kids, serves and redirect; launch tickets;
+# the signed broker key set. FEDERATION.md section 9 keeps the list.
+PROTOCOL = ProtocolVersion(1, 1)
 BEFORE_VERSIONING = ProtocolVersion(1, 0)  # what a peer that sends no header speaks
 
 

@@ -167,7 +167,7 @@ async def test_this_member_launches_for_a_newer_broker(agent: Any) -> None:
     assert agent[2].repos[0].key == "gh:org/repo"
 
 
-@pytest.mark.parametrize("protocol", [None, "1.0"], ids=["before-versioning", "same"])
+@pytest.mark.parametrize("protocol", [None, "1.0", str(PROTOCOL)], ids=["before-versioning", "previous-minor", "same"])
 async def test_this_member_launches_with_only_the_required_fields(agent: Any, protocol: str | None) -> None:
     resp = await _post(agent, {"provider": "gh", "spec": "org/repo/main", "launch_id": "launch-0002"}, protocol)
     assert (await read_events(resp))[-1]["phase"] == "ready"

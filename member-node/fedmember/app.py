@@ -13,7 +13,7 @@ from fedproto.clock import Clock, SystemClock
 from fedproto.keys import KeyDir, KeyRing, PublicKeySet
 from fedproto.replay import ReplayCache
 
-from . import appkeys
+from . import appkeys, serverproxy
 from .auth import auth_middleware
 from .backends import backend_class
 from .backends.base import Backend, BackendContext
@@ -84,6 +84,7 @@ def make_app(
     app[appkeys.STATUS] = StatusAdvertiser(config, backend, health, keys, clock, app[appkeys.BROKER_KEYS])
     app.add_routes(routes)
     app.add_routes(public_routes)
+    serverproxy.mount(app)
     app.cleanup_ctx.append(_backend_lifetime)
     app.cleanup_ctx.append(_broker_key_refresh)
     app.on_shutdown.append(_end_streams)

@@ -20,7 +20,8 @@ from .errors import Handler, error_response
 
 PUBLIC_PATHS = frozenset({"/health", "/.well-known/jwks.json", "/metrics"})
 # Browsers' ticketed launches: the launch ticket in the query is their credential (see publiclaunch).
-PUBLIC_PREFIXES = ("/build/",)
+# Fronted notebook servers (serverproxy): jupyter-server checks its own token.
+PUBLIC_PREFIXES = ("/build/", "/servers/")
 
 
 def _reject(request: web.Request, status: int, reason: str, message: str) -> web.Response:

@@ -192,6 +192,11 @@ class Backend(ABC):
     async def stop_server(self, launch_id: str) -> bool:
         """Stop the server of ``launch_id``; False when unknown."""
 
+    def server_address(self, launch_id: str) -> tuple[str, int] | None:
+        """The loopback (host, port) the agent fronts at ``/servers/<launch_id>/`` (see serverproxy),
+        only for a live launch of this backend. Default: None (nothing fronted)."""
+        return None
+
     @abstractmethod
     async def health(self) -> list[HealthCheck]:
         """Checks of the compute this backend drives."""

@@ -69,6 +69,12 @@ class LocalConfig(BackendConfig):
     process_limit: int = Field(
         default=256, ge=0, description="Processes each launch's uid may run at once (0: unlimited)."
     )
+    front_servers: bool | None = Field(
+        default=None,
+        description="Serve each server through the agent's own origin at /servers/<launch_id>/ (the agent "
+        "reverse-proxies it; ready URLs use public_url) instead of http://server_host:<port>/. "
+        "Default (null): on when public_url is https, where browsers cannot be sent to plain-http ports.",
+    )
     server_wrapper: list[str] = Field(
         default_factory=list,
         description="A command put before each server's command line, which it must exec (e.g. "
@@ -125,6 +131,8 @@ class LocalBackend(Backend):
             sandbox=self.sandbox,
             wrapper=cfg.server_wrapper,
         )
+        front = cfg.front_servers
+        self.fronted = context.public_url.startswith("https://") if front is None else front
         self._slots: dict[str, int] = {}  # launch id -> slot (its sandbox uid is uid_base + slot)
         self._pending: dict[str, Path] = {}  # launch id -> work dir, while preparing
         self._culler: asyncio.Task[None] | None = None
@@ -208,8 +216,11 @@ class LocalBackend(Backend):
             workdir=prep.workdir,
             env_id=prep.env_id,
             origins=[*self.context.cors_allow_origins, *([request.origin] if request.origin else [])],
+            base_url=f"/servers/{request.launch_id}/" if self.fronted else "/",
         )
-        yield self._ready(request, prep, server.url, server.token)
+        # Fronted: browsers reach it on the agent's own origin, through serverproxy.
+        url = self.context.public_url.rstrip("/") + server.base_url if self.fronted else server.url
+        yield self._ready(request, prep, url, server.token)
 
     def _ready(self, request: LaunchRequest, prep: _Prepared, url: str, token: str) -> LaunchEvent:
         spec = prep.spec
@@ -278,6 +289,12 @@ class LocalBackend(Backend):
             shutil.rmtree(workdir, ignore_errors=True)
             return True
         return stopped
+
+    def server_address(self, launch_id: str) -> tuple[str, int] | None:
+        server = self.pool.servers.get(launch_id)
+        if not self.fronted or server is None or server.proc.returncode is not None:
+            return None
+        return self.pool.bind_host, server.port
 
     # -- reporting -------------------------------------------------------------
     async def health(self) -> list[HealthCheck]:

@@ -64,6 +64,7 @@ class LocalServer:
     env_id: str
     url: str
     started_at: float
+    base_url: str = "/"
 
 
 def free_port(host: str) -> int:
@@ -92,6 +93,7 @@ def server_argv(
     origins: Sequence[str],
     templates: str = "",
     allow_root: bool = False,
+    base_url: str = "/",
 ) -> list[str]:
     """The one jupyter-server command line every local launch uses (add server options here)."""
     argv = [
@@ -103,6 +105,10 @@ def server_argv(
         # jupyter-lsp would look for language servers at every start (it runs npm): none are here.
         "--LanguageServerManager.autodetect=False",
     ]  # fmt: skip
+    if base_url != "/":
+        # Fronted by the agent (serverproxy): requests arrive with the browser's Host (the agent's
+        # public name), which a loopback-only server would otherwise refuse.
+        argv += [f"--ServerApp.base_url={base_url}", "--ServerApp.allow_remote_access=True"]
     if templates:
         argv.append(f"--ServerApp.extra_template_paths={templates}")
     if allow_root:
@@ -184,7 +190,8 @@ class ServerPool:
             await self._session.close()
 
     async def start(
-        self, launch_id: str, *, python: Path, jail: Jail, workdir: Path, env_id: str, origins: Sequence[str]
+        self, launch_id: str, *, python: Path, jail: Jail, workdir: Path, env_id: str, origins: Sequence[str],
+        base_url: str = "/",
     ) -> LocalServer:
         """Start a server in ``jail`` and wait until ``/api/status`` answers with its token."""
         token = secrets.token_urlsafe(24)
@@ -194,7 +201,7 @@ class ServerPool:
         confined = self.sandbox.confined
         argv = server_argv(
             python, ip=self.bind_host, port=port, root_dir=self.sandbox.home(jail), origins=origins,
-            templates=TEMPLATES_IN_SANDBOX if confined else str(templates), allow_root=not confined,
+            templates=TEMPLATES_IN_SANDBOX if confined else str(templates), allow_root=not confined, base_url=base_url,
         )  # fmt: skip
         env = server_env(python, token, home=self.sandbox.home(jail), private=None if confined else workdir)
         with open(workdir / "server.log", "ab") as logfile:
@@ -203,7 +210,8 @@ class ServerPool:
             command = [*self.wrapper, *self.sandbox.wrap(argv, jail)]
             proc = await procs.spawn(command, cwd=jail.home, env=env, output=logfile.fileno())
         server = LocalServer(
-            launch_id, proc, port, token, workdir, env_id, f"http://{self.server_host}:{port}/", self.clock.now()
+            launch_id, proc, port, token, workdir, env_id, f"http://{self.server_host}:{port}{base_url}", self.clock.now(),
+            base_url,
         )
         self.servers[launch_id] = server
         try:
@@ -234,7 +242,7 @@ class ServerPool:
 
     async def status(self, server: LocalServer) -> dict[str, object] | None:
         """The server's ``/api/status`` (asked with its token), or None when it does not answer."""
-        url = f"http://{self.bind_host}:{server.port}/api/status"
+        url = f"http://{self.bind_host}:{server.port}{server.base_url}api/status"
         try:
             async with self._http().get(url, headers={"Authorization": f"token {server.token}"}) as resp:
                 if resp.status != 200:

@@ -11,13 +11,15 @@ repositories are served over https. Every client trusts the CA through ``ca_bund
 4. a JupyterHub member refuses a repository it has no image for, and the launch fails over;
    a repository that does not exist never ends ready;
 5. broker key rotation with launches before, during and after, then retirement;
-6. member key rotation, live, with launches before and after, then retirement.
+6. member key rotation, live, with launches before and after, then retirement;
+7. a ``local`` member whose agent serves https fronts its sandboxed servers on its own origin.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
 import time
 from contextlib import ExitStack
@@ -259,3 +261,45 @@ async def test_member_key_rotation_live_without_a_restart(prod: SimpleNamespace)
     await asyncio.sleep(1.5)  # a poll or two, signed only by the new key now
     ready = await _ready(prod, await _launch(prod, prod.repos["served"], data=(DATASET,)))
     assert ready["member"] == "site-data" and member.agent.proc.pid == pid and member.agent.proc.poll() is None
+
+
+def _local_member(fed: SimpleNamespace, tmp: Path, member_id: str, dataset: str) -> SimpleNamespace:
+    """A ``local`` member (sandboxed servers beside a dataset) whose agent serves https itself and,
+    its public URL being its own https origin, fronts its servers at ``/servers/<launch_id>/``."""
+    directory, port = tmp / member_id, free_port()
+    agent_url = f"https://127.0.0.1:{port}"
+    must("fedmember", "init", str(directory), "--backend", "local", "--id", member_id,
+         "--agent-url", agent_url, "--public-url", agent_url)
+    cert, key = fed.ca.issue(f"agent-{member_id}")
+    edit_toml(directory / "member.toml", {
+        "member": {"port": port, "tls_cert_file": str(cert), "tls_key_file": str(key), "ca_bundle": str(fed.ca.bundle),
+                   "fetch_allow": ["127.0.0.1/32"], "datasets": [{"id": dataset, "size_bytes": 5 * 1024**3}]},
+        "backend": {"kind": "local", "pip_args": ["--no-index"]},
+    })
+    token = must("fedbroker", "enroll-token", "create", "--name", member_id, env=fed.admin_env).strip().splitlines()[-1]
+    must("fedmember", "enroll", fed.broker.url, "--token", token, "--config", str(directory / "member.toml"))
+    must("fedbroker", "members", "approve", member_id, env=fed.admin_env)
+    agent = serve([str(Path(sys.executable).parent / "fedmember"), "serve", "--config", str(directory / "member.toml")],
+                  tmp / f"{member_id}.log", "fedmember listening on")
+    return SimpleNamespace(id=member_id, dir=directory, agent=agent, url=agent_url)
+
+
+async def test_local_member_serves_users_through_its_agents_https_origin(
+    prod: SimpleNamespace, tmp_path: Path, require_component: Any
+) -> None:
+    require_component(shutil.which("bwrap") is not None, "bubblewrap is not installed (apt-get install bubblewrap)")
+    dataset = "10.5281/zenodo.515151"
+    member = _local_member(prod, tmp_path, "site-local", dataset)
+    try:
+        _wait("the local member routable", lambda: _show(prod, "site-local")["health"]["routable"])
+        ready = (await _launch(prod, prod.repos["other"], data=(dataset,)))[-1]
+        assert ready["phase"] == "ready" and ready["member"] == "site-local", ready
+        # The broker relayed it: https, on the member's own origin, the server's own port nowhere in it.
+        assert ready["url"].startswith(f"{member.url}/servers/") and ready["url"].endswith("/")
+        connector = aiohttp.TCPConnector(ssl=prod.ca.client_context())
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
+            for token, status in ((ready["token"], 200), ("wrong-token", 403)):
+                async with http.get(f"{ready['url']}api/status", headers={"Authorization": f"token {token}"}) as resp:
+                    assert resp.status == status, await resp.text()
+    finally:
+        member.agent.stop()

@@ -79,6 +79,9 @@ def _member(broker: BrokerProcess, member_id: str) -> dict[str, Any]:
 
 
 async def _launch(broker: BrokerProcess, target: str = REPO, data: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    # Each attack starts from a quiet federation: the previous attack's launches count as
+    # provisional load until the members' next ads, and a full member would change the choice.
+    wait_until(lambda: all(m["load"] == 0 for m in _federation(broker)["members"]), what="no load left over")
     url = f"{broker.url}/build/{target}" + (f"?data={data}" if data else "")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
         async with http.get(url, headers={"Accept": "text/event-stream"}) as resp:

@@ -25,7 +25,7 @@ from kernelkit import run_code
 
 from fedbroker.demo.childproc import sweep_processes_under
 from fedbroker.demo.repos import DEMO_DATASET, notebook
-from fedbroker.demo.run import DemoFederation
+from fedbroker.demo.run import DEMO_BROKER_SETTINGS, DemoFederation
 from fedbroker.demo.sites import SITES
 from fedproto.repospec import git_spec
 
@@ -55,7 +55,10 @@ def hostile_federation(
     site = next(s for s in SITES if s.stores_dataset)
     pip_args = ["--index-url", f"{evil_index.url}/simple"]
     site = dataclasses.replace(site, capacity=16, extra={**site.extra, "pip_args": pip_args})
-    fed = DemoFederation(Path(tmp_path_factory.mktemp("hostile-repos")) / "fed", port=0, sites=[site])
+    # No canaries: their work directories would come and go under the "nothing left" checks.
+    settings = {k: v for k, v in DEMO_BROKER_SETTINGS.items() if k != "canary"}
+    fed = DemoFederation(Path(tmp_path_factory.mktemp("hostile-repos")) / "fed", port=0, sites=[site],
+                         broker_settings=settings)
     try:
         fed.start(timeout=120)
         yield fed

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import secrets
-from contextlib import aclosing, suppress
+from contextlib import aclosing
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -32,6 +32,7 @@ from ..metrics import BrokerMetrics
 from ..registry.snapshot import MemberEntry, SnapshotHolder
 from ..routing.canary import CanarySchedule, canary_applies
 from ..routing.health import HealthTable, MemberHealth
+from .inflight import MemberTasks
 from .memberclient import MemberCallError, MemberClient
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class CanaryRunner:
         self._schedule = CanarySchedule(settings.interval, settings.retry_interval, settings.jitter, clock,
                                         rng or random.Random())
         self._limit = asyncio.Semaphore(settings.concurrency)
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._inflight = MemberTasks()
 
     def sync(self) -> list[str]:
         """Reserve the canary slot on every member canaries apply to (and free it elsewhere); return them."""
@@ -124,10 +125,7 @@ class CanaryRunner:
             if entry is None or view is None or view.ad_expired or view.state.value != "healthy":
                 continue  # polls already say it is down; a canary would only repeat that
             self._schedule.start(member_id)
-            task = asyncio.create_task(self._run(entry), name=f"canary-{member_id}")
-            self._inflight[member_id] = task
-            task.add_done_callback(lambda _t, m=member_id: self._inflight.pop(m, None))
-            started.append(task)
+            started.append(self._inflight.start(member_id, self._run(entry), f"canary-{member_id}"))
         return started
 
     async def run_due(self) -> int:
@@ -261,8 +259,4 @@ class CanaryRunner:
 
     async def stop(self) -> None:
         """Cancel canaries in flight and wait for them (each stops its server on the way out)."""
-        tasks = list(self._inflight.values())
-        for task in tasks:
-            task.cancel()
-        with suppress(Exception):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._inflight.cancel_all()

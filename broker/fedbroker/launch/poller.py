@@ -21,6 +21,7 @@ from ..config import HealthSettings
 from ..registry.snapshot import MemberEntry, RegistrySnapshot, SnapshotHolder
 from ..routing.claims import capped_ad
 from ..routing.health import HealthTable
+from .inflight import MemberTasks
 from .memberclient import MemberCallError, MemberClient
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class Poller:
         self._clock = clock
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._wake = asyncio.Event()
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._inflight = MemberTasks()
         snapshots.subscribe(self._on_snapshot)
         self._sync(snapshots.current)
 
@@ -80,10 +81,7 @@ class Poller:
                 continue
             if self._owns is not None and not self._owns(member_id):
                 continue
-            task = asyncio.create_task(self.poll(snapshot.members[member_id]), name=f"poll-{member_id}")
-            self._inflight[member_id] = task
-            task.add_done_callback(lambda _t, m=member_id: self._inflight.pop(m, None))
-            started.append(task)
+            started.append(self._inflight.start(member_id, self.poll(snapshot.members[member_id]), f"poll-{member_id}"))
         return started
 
     async def poll_due(self) -> int:
@@ -137,7 +135,4 @@ class Poller:
 
     async def stop(self) -> None:
         """Cancel polls in flight and wait for them."""
-        tasks = list(self._inflight.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._inflight.cancel_all()

@@ -293,10 +293,24 @@ def _admin_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print stable JSON instead of text")
 
 
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help=f"config file (default: $FEDBROKER_CONFIG or ./{CONFIG_NAME})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedbroker", description="The binder-federation broker.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_broker_commands(sub)
+    _add_token_commands(sub)
+    _add_member_and_key_commands(sub)
+    routecmd.add_parser(sub)
+    datasetscmd.add_parsers(sub, _admin_options, admin_client)
+    democmd.add_parser(sub)
+    return parser
 
+
+def _add_broker_commands(sub: Any) -> None:
+    """init, serve, migrate: commands on this machine's broker directory."""
     init = sub.add_parser("init", help="create a broker directory: config, keys, registry, admin token")
     init.add_argument("dir")
     init.add_argument("--broker-id", help="this broker's id")
@@ -305,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_init)
 
     serve = sub.add_parser("serve", help="run the broker")
-    serve.add_argument("--config", help=f"config file (default: $FEDBROKER_CONFIG or ./{CONFIG_NAME})")
+    _config_option(serve)
     serve.add_argument("--dev", action="store_true", help="allow plain http to members on loopback")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
@@ -315,10 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="migrate the registry's schema to this broker's version (back it up first)")
-    migrate.add_argument("--config", help=f"config file (default: $FEDBROKER_CONFIG or ./{CONFIG_NAME})")
+    _config_option(migrate)
     migrate.add_argument("--check", action="store_true", help="change nothing; exit 1 if the schema is behind")
     migrate.set_defaults(func=cmd_migrate)
 
+
+def _add_token_commands(sub: Any) -> None:
+    """enroll-token and admin-token, through the running broker."""
     tokens = sub.add_parser("enroll-token", help="one-time member enrollment tokens")
     tokens_sub = tokens.add_subparsers(dest="token_command", required=True)
     create = tokens_sub.add_parser("create", help="create a token; it is printed alone on the last line")
@@ -340,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     make.set_defaults(func=cmd_admin_token_create)
     _token_admin(admin_sub, "admin-tokens")
 
+
+def _add_member_and_key_commands(sub: Any) -> None:
+    """members (through the running broker) and the broker's keys."""
     members = sub.add_parser("members", help="list and manage members through the running broker")
     members.add_argument("action", choices=["list", "show", *MEMBER_ACTIONS, "remove"])
     members.add_argument("id", nargs="?")
@@ -349,22 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="rotate the broker's signing key without an outage")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     rotate = keys_sub.add_parser("rotate", help="add a key; the broker signs with it once every member pins it")
-    rotate.add_argument("--config", help=f"config file (default: $FEDBROKER_CONFIG or ./{CONFIG_NAME})")
+    _config_option(rotate)
     rotate.set_defaults(func=cmd_keys)
     status = keys_sub.add_parser("status", help="which key signs, and which members the next one waits for")
     _admin_options(status)
     status.set_defaults(func=cmd_keys)
     retire = keys_sub.add_parser("retire", help="remove old keys once the broker no longer signs with them")
     retire.add_argument("kid", nargs="?", help="the key to retire (default: every key older than the signing one)")
-    retire.add_argument("--config", help=f"config file (default: $FEDBROKER_CONFIG or ./{CONFIG_NAME})")
+    _config_option(retire)
     retire.add_argument("--force", action="store_true", help="retire KID without asking the running broker")
     _admin_options(retire)
     retire.set_defaults(func=cmd_keys)
-
-    routecmd.add_parser(sub)
-    datasetscmd.add_parsers(sub, _admin_options, admin_client)
-    democmd.add_parser(sub)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

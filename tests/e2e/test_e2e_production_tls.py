@@ -136,7 +136,12 @@ def _wait(what: str, check: Any, timeout: float = 60.0) -> Any:
 
 
 async def _launch(fed: SimpleNamespace, repo_url: str, data: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Every event of one ``/build`` launch through the broker, over https trusting the private CA."""
+    """Every event of one ``/build`` launch through the broker, over https trusting the private CA.
+
+    Read to the stream's end, as the broker ends it after the terminal event like BinderHub does:
+    leaving a TLS stream half-read closes it gracefully, and a test whose loop closes before the
+    broker's close_notify arrives leaks the socket (a ResourceWarning in a later test).
+    """
     query = f"?{urlencode([('data', d) for d in data])}" if data else ""
     url = f"{fed.broker.url}/build/git/{quote(repo_url, safe='')}/main{query}"
     events: list[dict[str, Any]] = []
@@ -148,9 +153,8 @@ async def _launch(fed: SimpleNamespace, repo_url: str, data: tuple[str, ...] = (
                 line = raw.decode().strip()
                 if line.startswith("data: "):
                     events.append(json.loads(line[6:]))
-                    if events[-1]["phase"] in ("ready", "failed"):
-                        break
-    assert events and events[-1]["phase"] in ("ready", "failed"), events
+    terminal = [i for i, e in enumerate(events) if e["phase"] in ("ready", "failed")]
+    assert terminal == [len(events) - 1], events  # one terminal event, and the stream ended with it
     return events
 
 
@@ -162,7 +166,8 @@ async def _ready(fed: SimpleNamespace, events: list[dict[str, Any]]) -> dict[str
     connector = aiohttp.TCPConnector(ssl=fed.ca.client_context())
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
         async with http.get(f"{ready['url']}api/status", headers={"Authorization": f"token {ready['token']}"}) as resp:
-            assert resp.status == 200, await resp.text()
+            body = await resp.text()  # read whole, so the connection goes back to the pool (see _launch)
+            assert resp.status == 200, body
     return ready
 
 
@@ -300,6 +305,7 @@ async def test_local_member_serves_users_through_its_agents_https_origin(
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
             for token, status in ((ready["token"], 200), ("wrong-token", 403)):
                 async with http.get(f"{ready['url']}api/status", headers={"Authorization": f"token {token}"}) as resp:
-                    assert resp.status == status, await resp.text()
+                    body = await resp.text()  # read whole: see _launch
+                    assert resp.status == status, body
     finally:
         member.agent.stop()

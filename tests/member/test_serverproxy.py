@@ -37,6 +37,7 @@ def _free_port() -> int:
 
 async def _status(http: aiohttp.ClientSession, url: str, token: str) -> int:
     async with http.get(url + "api/status", headers={"Authorization": f"token {token}"}) as resp:
+        await resp.read()  # a half-read TLS reply closes gracefully, and can outlive the test's loop unclosed
         return resp.status
 
 
@@ -96,11 +97,13 @@ async def _launch_and_exercise(public: str, signer: Signer, repo: Path, ssl: Any
         assert await _execute(http, url, token, "6*7") == "42"
         # No open proxy: a prefix that names no live launch of this agent is 404, whatever the Host says.
         async with http.get(f"{public}/servers/launch-unknown/api/status", headers={"Host": "127.0.0.1:1"}) as resp:
+            await resp.read()
             assert resp.status == 404
         stop = "/api/v1/launches/launch-front-1"
         async with http.delete(f"{public}{stop}", headers=signer.headers("DELETE", stop)) as resp:
             assert resp.status == 204
         async with http.get(url + "api/status", headers={"Authorization": f"token {token}"}) as resp:
+            await resp.read()
             assert resp.status == 404  # the stopped launch's route is gone
     return ready
 

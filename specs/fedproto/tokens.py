@@ -16,7 +16,7 @@ import json
 import secrets
 from typing import Any
 
-import jwt
+from cryptography.exceptions import InvalidSignature
 
 from .clock import Clock
 from .errors import TokenError
@@ -40,7 +40,12 @@ def body_hash(body: bytes) -> str:
 
 
 def _encode(key: PrivateKey, claims: dict[str, Any], typ: str) -> str:
-    return jwt.encode(claims, key.key, algorithm="EdDSA", headers={"kid": key.kid, "typ": typ})
+    """A compact JWS (RFC 7515) signed with Ed25519: what PyJWT made, at a third of the cost (the
+    broker signs a request per member poll)."""
+    header = b64url(json.dumps({"alg": "EdDSA", "kid": key.kid, "typ": typ}, separators=(",", ":")).encode())
+    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{header}.{payload}"
+    return f"{signing_input}.{b64url(key.key.sign(signing_input.encode('ascii')))}"
 
 
 def sign_request(
@@ -84,63 +89,77 @@ def sign_document(
     return _encode(key, claims, DOCUMENT_TYP)
 
 
-def _unverified_header(token: str) -> dict[str, Any]:
-    """The JOSE header alone, to pick the key. PyJWT's ``get_unverified_header`` checks every
-    byte of the whole token in Python first, and status ads are tens of KB: that doubled the
-    broker's cost of a poll. The header is covered by the signature checked right after."""
-    segment = token.split(".", 1)[0]
+# The base64url alphabet, mapped onto standard base64's so the C decoder can check every byte
+# (``validate=True``); a token holding ``+``, ``/`` or ``=`` is refused before the mapping.
+_FROM_URLSAFE = str.maketrans("-_", "+/")
+
+
+def _b64url_segment(segment: str) -> bytes:
+    if "+" in segment or "/" in segment or "=" in segment:
+        raise binascii.Error("not base64url")
+    return base64.b64decode(segment.translate(_FROM_URLSAFE) + "=" * (-len(segment) % 4), validate=True)
+
+
+def _json_object(segment: str) -> dict[str, Any]:
     try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error) as exc:
+        value = json.loads(_b64url_segment(segment))
+    except (ValueError, binascii.Error) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise TokenError("token is not a well-formed JWT", reason="malformed_token") from exc
-    if not isinstance(header, dict):
+    if not isinstance(value, dict):
         raise TokenError("token is not a well-formed JWT", reason="malformed_token")
-    return header
+    return value
+
+
+def _segments(token: str) -> list[str]:
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0] or not parts[1]:  # an empty signature is refused by its check
+        raise TokenError("token is not a well-formed JWT", reason="malformed_token")
+    return parts
 
 
 def signer_kid(token: str) -> str | None:
     """The ``kid`` a token names; only meaningful once its signature has been verified."""
-    kid = _unverified_header(token).get("kid")
+    kid = _json_object(_segments(token)[0]).get("kid")
     return kid if isinstance(kid, str) else None
 
 
 def _decode_verified(token: str, keys: PublicKeySet, typ: str, max_bytes: int = MAX_TOKEN_BYTES) -> dict[str, Any]:
-    """Check size, header and signature; return the claims unchecked otherwise."""
+    """Check size, header and signature; return the claims unchecked otherwise.
+
+    A compact JWS verified with Ed25519 directly rather than through PyJWT: PyJWT checks every
+    character of the token against the base64url alphabet in Python, and a status ad is tens of
+    KB, which made it 85 % of the broker's cost of a poll. Every check it made is made here: three
+    non-empty segments, strict base64url, JSON objects, ``alg`` EdDSA, no ``crit`` extension (we
+    understand none, RFC 7515 4.1.11), the signature over ``header.payload`` as sent.
+    """
     if not isinstance(token, str) or not token:
         raise TokenError("missing token", reason="missing_token")
     if len(token) > max_bytes:
         raise TokenError(f"token is larger than {max_bytes} bytes", reason="oversize_token")
-    header = _unverified_header(token)
+    if not token.isascii():
+        raise TokenError("token is not a well-formed JWT", reason="malformed_token")
+    header_b64, payload_b64, signature_b64 = _segments(token)
+    header = _json_object(header_b64)
     if header.get("alg") != "EdDSA":
         raise TokenError(f"algorithm {header.get('alg')!r} is not allowed; only EdDSA", reason="bad_alg")
     if header.get("typ") != typ:
         raise TokenError(f"token type {header.get('typ')!r} is not {typ!r}", reason="wrong_type")
+    if "crit" in header:
+        raise TokenError("token names critical header extensions this party does not understand",
+                         reason="malformed_token")
     kid = header.get("kid")
     public = keys.get(kid) if isinstance(kid, str) else None
     if public is None:
         raise TokenError("token is signed by an unknown key", reason="unknown_key")
     try:
-        claims = jwt.decode(
-            token,
-            public.key,
-            algorithms=["EdDSA"],
-            # Times, audience and issuer are checked below against the injected clock,
-            # with reasons of our own.
-            options={
-                "verify_exp": False,
-                "verify_iat": False,
-                "verify_nbf": False,
-                "verify_aud": False,
-                "verify_iss": False,
-            },
-        )
-    except jwt.InvalidSignatureError as exc:
-        raise TokenError("token signature does not verify", reason="bad_signature") from exc
-    except jwt.PyJWTError as exc:
+        signature = _b64url_segment(signature_b64)
+    except binascii.Error as exc:
         raise TokenError("token is not a well-formed JWT", reason="malformed_token") from exc
-    if not isinstance(claims, dict):
-        raise TokenError("token claims are not an object", reason="malformed_token")
-    return claims
+    try:
+        public.key.verify(signature, f"{header_b64}.{payload_b64}".encode("ascii"))
+    except InvalidSignature as exc:
+        raise TokenError("token signature does not verify", reason="bad_signature") from exc
+    return _json_object(payload_b64)
 
 
 def _check_times(claims: dict[str, Any], now: float, leeway: float, max_lifetime: float) -> None:

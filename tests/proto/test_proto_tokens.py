@@ -95,6 +95,29 @@ def _hs256_with_public_key(ring: KeyRing, clock: FakeClock) -> str:
     return signing_input + "." + b64url(sig)
 
 
+def _resegment(token: str, index: int, change: Callable[[str], str]) -> str:
+    parts = token.split(".")
+    parts[index] = change(parts[index])
+    return ".".join(parts)
+
+
+def _signed_segments(ring: KeyRing, clock: FakeClock, payload: str) -> str:
+    """A token whose signature verifies over ``payload`` exactly as given, well-formed or not."""
+    header = _sign(ring, clock).split(".")[0]
+    signature = ring.signing_key.key.sign(f"{header}.{payload}".encode())
+    return f"{header}.{payload}.{b64url(signature)}"
+
+
+def _standard_base64_signature(ring: KeyRing, clock: FakeClock) -> str:
+    # The same signature bytes in standard base64 ('+', '/', '='): the signed input is unchanged,
+    # so only a strict base64url decoder refuses it.
+    token = _sign(ring, clock)
+    while not any(ch in token.split(".")[2] for ch in "-_"):
+        clock.advance(1)
+        token = _sign(ring, clock)
+    return _resegment(token, 2, lambda seg: seg.replace("-", "+").replace("_", "/") + "==")
+
+
 ATTACKS: list[tuple[str, Callable[[KeyRing, FakeClock], str], dict[str, Any], str]] = [
     ("forged-signature", _forged_signature, {}, "bad_signature"),
     ("unknown-key", _unknown_key, {}, "unknown_key"),
@@ -114,6 +137,18 @@ ATTACKS: list[tuple[str, Callable[[KeyRing, FakeClock], str], dict[str, Any], st
     ("missing-iat", lambda r, c: _encode(r, _raw_claims(r, c, iat=None)), {}, "missing_claim"),
     ("document-as-request", lambda r, c: sign_document(r.signing_key, issuer=BROKER, payload={}, clock=c, ttl=30), {}, "wrong_type"),
     ("garbage", lambda r, c: "not.a.jwt", {}, "malformed_token"),
+    ("four-segments", lambda r, c: _sign(r, c) + ".e30", {}, "malformed_token"),
+    ("two-segments", lambda r, c: _sign(r, c).rsplit(".", 1)[0], {}, "malformed_token"),
+    ("empty-signature", lambda r, c: _sign(r, c).rsplit(".", 1)[0] + ".", {}, "bad_signature"),
+    ("standard-base64-signature", _standard_base64_signature, {}, "malformed_token"),
+    ("spaces-in-signed-payload", lambda r, c: _signed_segments(r, c, "    " + _sign(r, c).split(".")[1]), {}, "malformed_token"),
+    ("padded-signed-payload", lambda r, c: _signed_segments(r, c, _sign(r, c).split(".")[1] + "=="), {}, "malformed_token"),
+    ("signed-payload-not-json", lambda r, c: _signed_segments(r, c, b64url(b"{not json")), {}, "malformed_token"),
+    ("signed-payload-not-utf8", lambda r, c: _signed_segments(r, c, b64url(b'{"iss": "\xff"}')), {}, "malformed_token"),
+    ("signed-payload-an-array", lambda r, c: _signed_segments(r, c, b64url(b"[]")), {}, "malformed_token"),
+    ("non-ascii", lambda r, c: _sign(r, c) + "\u00e9", {}, "malformed_token"),
+    ("header-not-an-object", lambda r, c: _resegment(_sign(r, c), 0, lambda seg: b64url(b'["EdDSA"]')), {}, "malformed_token"),
+    ("crit-extension", lambda r, c: _encode(r, _raw_claims(r, c), crit=["exp"]), {}, "malformed_token"),
     ("empty", lambda r, c: "", {}, "missing_token"),
 ]
 
@@ -195,3 +230,17 @@ def test_real_clock_tokens_verify() -> None:
     ring = KeyRing([PrivateKey.generate()])
     token = _sign(ring, SystemClock())
     assert _verify(token, ring, SystemClock())["iat"] <= time.time() + 1
+
+
+def test_tokens_are_standard_jws_both_ways(ring, clock) -> None:
+    """Our tokens are signed and checked without PyJWT (for speed); another JOSE implementation
+    must still read ours and we theirs, so a member written in another language can join."""
+    ours = _sign(ring, clock)
+    claims = jwt.decode(ours, ring.signing_key.key.public_key(), algorithms=["EdDSA"],
+                        options={"verify_aud": False, "verify_exp": False, "verify_iat": False})
+    assert claims["htu"] == PATH and jwt.get_unverified_header(ours)["typ"] == REQUEST_TYP
+    document = sign_document(ring.signing_key, issuer=BROKER, payload={"k": ["v"]}, clock=clock, ttl=30)
+    assert jwt.decode(document, ring.signing_key.key.public_key(), algorithms=["EdDSA"],
+                      options={"verify_exp": False, "verify_iat": False})["doc"] == {"k": ["v"]}
+    theirs = _encode(ring, _raw_claims(ring, clock))  # PyJWT's
+    assert _verify(theirs, ring, clock)["htu"] == PATH

@@ -23,15 +23,16 @@ from ..routing.claims import capped_ad
 from ..routing.health import HealthTable
 from .inflight import MemberTasks
 from .memberclient import MemberCallError, MemberClient
+from .schedule import PollSchedule
 
 log = logging.getLogger(__name__)
 
 POLLED_STATES = (MemberState.active, MemberState.draining)
 # Upper bound on one idle wait, so a clock that jumps (or a fake one in a test) is noticed.
 _MAX_IDLE = 1.0
-# Shortest wait between rounds: each round scans every member for due ones, so with 1,000 members
-# due at spread-out instants, waking for each (every ~10 ms) cost more than the polls' own work;
-# 50 ms batches them, a delay no member notices on a 10 s interval.
+# Shortest wait between rounds: with 1,000 members due at spread-out instants, waking for each
+# (every ~10 ms) costs a loop turn per poll; 50 ms batches them, a delay no member notices on a
+# 10 s interval.
 _MIN_WAIT = 0.05
 
 
@@ -62,6 +63,7 @@ class Poller:
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._wake = asyncio.Event()
         self._inflight = MemberTasks()
+        self._schedule = PollSchedule(health)
         snapshots.subscribe(self._on_snapshot)
         self._sync(snapshots.current)
 
@@ -70,16 +72,17 @@ class Poller:
         self._wake.set()  # new members are polled at once, not at the next tick
 
     def _sync(self, snapshot: RegistrySnapshot) -> None:
-        self._health.sync(m.id for m in snapshot.in_states(*POLLED_STATES))
+        polled = [m.id for m in snapshot.in_states(*POLLED_STATES)]
+        self._health.sync(polled)
+        self._schedule.sync(polled, self._clock.now())
 
     def start_due(self) -> list[asyncio.Task[None]]:
         """Start a poll for every due member not already being polled."""
         snapshot = self._snapshots.current
         started = []
-        for member_id in self._health.due():
-            if member_id in self._inflight or member_id not in snapshot.members:
-                continue
-            if self._owns is not None and not self._owns(member_id):
+        for member_id in self._schedule.take_due(self._clock.now(), polling=self._inflight.__contains__,
+                                                 owns=self._owns):
+            if member_id not in snapshot.members:
                 continue
             started.append(self._inflight.start(member_id, self.poll(snapshot.members[member_id]), f"poll-{member_id}"))
         return started
@@ -90,13 +93,14 @@ class Poller:
         await asyncio.gather(*tasks)
         return len(tasks)
 
-    def _next_due_at(self) -> float | None:
-        times = [h.next_poll_at for m in self._health.ids() if m not in self._inflight
-                 if (self._owns is None or self._owns(m)) and (h := self._health.get(m)) is not None]
-        return min(times, default=None)
-
     async def poll(self, entry: MemberEntry) -> None:
         """Poll one member and record the result; never raises for a member's failure."""
+        try:
+            await self._poll(entry)
+        finally:
+            self._schedule.polled(entry.id)
+
+    async def _poll(self, entry: MemberEntry) -> None:
         async with self._limit:
             try:
                 ad = await self._client.status(entry, timeout=self._settings.timeout)
@@ -126,7 +130,7 @@ class Poller:
             while True:
                 self._wake.clear()
                 self.start_due()
-                next_at = self._next_due_at()
+                next_at = self._schedule.next_due_at()
                 delay = _MAX_IDLE if next_at is None else min(_MAX_IDLE, max(_MIN_WAIT, next_at - self._clock.now()))
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)

@@ -16,15 +16,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-
 from fedproto.clock import Clock
 from fedproto.enrollment import EnrollmentRequest, EnrollmentResponse, EnrollmentToken
 from fedproto.errors import Conflict, Unauthenticated
 from fedproto.keys import KeyRing, PrivateKey, PublicKeySet
 from fedproto.member import MemberRecord, MemberState
 from fedproto.replay import ReplayCache
-from fedproto.tokens import bearer, sign_document, verify_request
+from fedproto.tokens import bearer, sign_document, signer_kid, verify_request
 
 from ..config import BrokerConfig
 from ..jsonbody import parse_json
@@ -118,8 +116,8 @@ class Enrollment:
             request_token, keys=keys, issuer=req.member_id, audience=token.broker_kid, method="POST",
             path_qs=path_qs, body=body, clock=self.clock, replay=self.replay,
         )
-        signer_kid = jwt.get_unverified_header(request_token)["kid"]  # verified just above
-        return _Proven(request=req, token=token, broker_key=broker_key, keys=keys, signer_kid=signer_kid)
+        signer = signer_kid(request_token)  # verified just above
+        return _Proven(request=req, token=token, broker_key=broker_key, keys=keys, signer_kid=signer)
 
     async def _take_token(self, tx: Tx, proven: _Proven) -> EnrollTokenRow:
         row = _check_token_row(await tx.enroll_token(proven.token.secret), proven.token, tx.now)

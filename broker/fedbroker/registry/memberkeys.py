@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import jwt
-
 from fedproto.clock import Clock
 from fedproto.errors import Conflict, Forbidden, NotFound
 from fedproto.keys import PublicKeySet
 from fedproto.member import MemberRecord, MemberState
 from fedproto.replay import ReplayCache
-from fedproto.tokens import bearer, verify_request
+from fedproto.tokens import bearer, signer_kid, verify_request
 from fedproto.wire import WireModel
 
 from ..jsonbody import parse_json
@@ -56,7 +54,7 @@ class MemberKeys:
             updated = record.model_copy(update={"jwks": merged.to_jwks(), "updated_at": tx.now})
             if added:
                 await tx.update_member(updated)
-                signer = jwt.get_unverified_header(token)["kid"]  # verified above
+                signer = signer_kid(token)  # verified above
                 await tx.audit(f"member:{member_id}", "member.key_add", member_id,
                                {"added": added, "signed_by": signer})
         return updated
@@ -71,7 +69,7 @@ class MemberKeys:
                 token, keys=current, issuer=member_id, audience=self.broker_id, method="DELETE",
                 path_qs=path_qs, body=b"", clock=self.clock, replay=self.replay,
             )
-            if jwt.get_unverified_header(token)["kid"] == kid:
+            if signer_kid(token) == kid:
                 # A stolen old key must not be able to lock out the key that replaced it.
                 raise Forbidden("a key cannot retire itself: sign with the member's newer key",
                                 reason="self_retire")

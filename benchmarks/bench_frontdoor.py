@@ -56,6 +56,19 @@ request = function()
   local k = pick()
   return wrk.format("GET", "/build/gh/org" .. k .. "/repo" .. k .. "/HEAD")
 end
+-- A refusal is a 200 event stream ("failed"), which wrk counts as a success: count every answer
+-- that is not the 307 itself, so a broker that redirects nobody cannot pass for a fast one.
+not_redirected = 0
+response = function(status, headers, body)
+  if status ~= 307 then not_redirected = not_redirected + 1 end
+end
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+done = function(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("not_redirected") end
+  io.write(string.format("not_redirected=%%d\\n", total))
+end
 """
 
 
@@ -97,7 +110,9 @@ def wrk(url: str, seconds: float, connections: int, script: Path) -> dict[str, f
         value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
         return float(value) * _UNITS[unit]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+    refused = int(re.search(r"^not_redirected=(\d+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    return {"not_redirected": float(refused),
+            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
             "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
             "p50": latency("50"), "p99": latency("99"), "errors": float(errors.group(1)) if errors else 0.0}
 
@@ -147,7 +162,8 @@ def main() -> None:
         for (name, dist), r in rows.items():
             fields.append(f"{dist}_{name}_rps={r['rps']:.0f} {dist}_{name}_cpu_us_per_req={r['cpu_us']:.0f} "
                           f"{dist}_{name}_p50_ms={r['p50']:.2f} "
-                          f"{dist}_{name}_p99_ms={r['p99']:.2f} {dist}_{name}_errors={r['errors']:.0f}")
+                          f"{dist}_{name}_p99_ms={r['p99']:.2f} {dist}_{name}_errors={r['errors']:.0f} "
+                          f"{dist}_{name}_not_redirected={r['not_redirected']:.0f}")
         for dist in scripts:
             bare_rps = rows["bare", dist]["rps"]
             bare_cpu = rows["bare", dist]["cpu_us"]

@@ -17,7 +17,7 @@ from fedproto.datasets import Dataset
 from fedproto.keys import KeyRing, PrivateKey
 from fedproto.location import Location
 from fedproto.member import MemberRecord, MemberState
-from fedproto.status import Capacity, ImageSummary, StatusAd, image_hash
+from fedproto.status import Capacity, ImageSummary, RedirectTarget, StatusAd, image_hash
 
 from fedbroker.config import HealthSettings
 from fedbroker.routing.health import HealthTable
@@ -69,11 +69,15 @@ def status_ad(record: MemberRecord, now: float, rng: random.Random, pool: list[s
     """A healthy ad for ``record`` with its datasets, images and some load."""
     total = rng.choice((20, 50, 100, 400))
     images = sorted(set(rng.sample(pool, IMAGES_PER_MEMBER)))
+    # Two in three members front a BinderHub a redirected browser is sent to; the rest are
+    # agent-backed and take a signed ticket (from the index, so the rng's sequence is unchanged).
+    redirect = (RedirectTarget(kind="ticket") if int(record.id[1:]) % 3 == 2
+                else RedirectTarget(kind="binderhub", url=f"https://{record.id}.hub.example.org"))
     return StatusAd(
         member_id=record.id, instance_id="bench", generation=1, issued_at=now, expires_at=now + ttl, healthy=True,
         capacity=Capacity(total=total, used=rng.randrange(total // 2), building=rng.randrange(3)),
         backend="bench", providers=["gh", "gl", "git", "zenodo"], datasets=_datasets(rng, int(record.id[1:])),
-        location=record.location, images=ImageSummary(hashes=images, total=len(images)),
+        location=record.location, images=ImageSummary(hashes=images, total=len(images)), redirect=redirect,
     )
 
 

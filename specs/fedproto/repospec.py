@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 from urllib.parse import quote, unquote, urlsplit
 
@@ -70,9 +71,10 @@ class RepoSpec:
     repo_url: str
     dataset_id: str | None = None  # for data providers: the record's own identity (DOI, URL)
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """``provider:repo`` normalised; refs of one repo share it."""
+        """``provider:repo`` normalised; refs of one repo share it. Cached: routing reads it once
+        per member it prices, dozens of times a decision."""
         repo = self.repo.lower() if self.provider in ("gh", "gist", "gl") else self.repo
         return f"{self.provider}:{repo}"
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping, Protocol
+from typing import Callable, Iterable, Literal, Protocol
 from urllib.parse import urlencode
 
 from fedproto.clock import Clock
@@ -60,12 +60,13 @@ def redirect_target(entry: MemberEntry, ad: StatusAd | None, *, dev: bool) -> Re
 
 
 def first_target(
-    member_ids: Iterable[str], snapshot: RegistrySnapshot, ads: Mapping[str, StatusAd | None], *, dev: bool
+    member_ids: Iterable[str], snapshot: RegistrySnapshot, ad_of: Callable[[str], StatusAd | None], *, dev: bool
 ) -> RedirectTarget | None:
-    """The first of ``member_ids`` (best first) that browsers can be sent to."""
+    """The first of ``member_ids`` (best first) that browsers can be sent to. ``ad_of`` looks one
+    member's ad up: only the few candidates tried are looked at, not the whole federation."""
     for member_id in member_ids:
         entry = snapshot.members.get(member_id)
-        target = redirect_target(entry, ads.get(member_id), dev=dev) if entry is not None else None
+        target = redirect_target(entry, ad_of(member_id), dev=dev) if entry is not None else None
         if target is not None:
             return target
     return None

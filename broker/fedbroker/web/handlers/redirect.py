@@ -69,9 +69,10 @@ def _plan(request: web.Request, prefix: str) -> _Plan:
     sticky = request.cookies.get(request.app[CONFIG].routing.cookie_name)
     keep = sticky is not None and plan.decision.chosen is not None and dispatcher.routable(
         sticky, plan.repo.provider, plan.decision)
-    ads = {member_id: view.ad for member_id, view in request.app[HEALTH].views().items()}
+    views = request.app[HEALTH].views()
     order = [sticky] if keep and sticky else []
-    plan.target = first_target([*order, *plan.decision.routable_ids()], dispatcher.snapshot(), ads,
+    plan.target = first_target([*order, *plan.decision.routable_ids()], dispatcher.snapshot(),
+                               lambda member_id: view.ad if (view := views.get(member_id)) else None,
                                dev=request.app[CONFIG].dev)
     if plan.target is None:
         message = nothing_routable_message(plan.decision) if plan.decision.chosen is None else (

@@ -13,6 +13,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +146,10 @@ class PrivateKey:
     key: Ed25519PrivateKey
     created: float
 
-    @property
+    @cached_property
     def public(self) -> PublicKey:
+        # Cached: the kid is a thumbprint (a SHA-256 over JSON), and the broker asks for it on
+        # every request it signs (a tenth of a poll's CPU before).
         pub = self.key.public_key()
         return PublicKey(kid=thumbprint(pub), key=pub)
 

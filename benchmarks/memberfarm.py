@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 from aiohttp import web
@@ -33,8 +34,14 @@ FARM_KEY_DIR = "farm-keys"
 class Farm:
     """Ads for ``members`` members, re-signed on each poll; launches that stream slowly."""
 
-    def __init__(self, keyring: KeyRing, members: int, event_interval: float, events: int) -> None:
+    def __init__(self, keyring: KeyRing, members: int, event_interval: float, events: int,
+                 resign_after: float = 0.0) -> None:
         self.keyring = keyring
+        # Reuse a member's signed ad for this long (0: sign anew on every poll). The farm is not
+        # what is measured; at 10,000 members its own signing would otherwise starve the brokers.
+        self.resign_after = resign_after
+        self._signed: dict[str, tuple[float, str]] = {}
+        self.counts: Counter[str] = Counter()
         self.clock = SystemClock()
         self.event_interval = event_interval
         self.events = events
@@ -52,9 +59,13 @@ class Farm:
         if template is None:
             return web.json_response({"error": "not_found"}, status=404)
         now = self.clock.now()
-        ad = template.model_copy(update={"issued_at": now, "expires_at": now + 60.0})
         self.polls += 1
-        return web.json_response({"signed": ad.sign(self.keyring.signing_key, self.clock)})
+        self.counts[template.member_id] += 1
+        cached = self._signed.get(template.member_id)
+        if cached is None or now - cached[0] >= self.resign_after:
+            ad = template.model_copy(update={"issued_at": now, "expires_at": now + 60.0})
+            cached = self._signed[template.member_id] = (now, ad.sign(self.keyring.signing_key, self.clock))
+        return web.json_response({"signed": cached[1]})
 
     async def launch(self, request: web.Request) -> web.StreamResponse:
         await request.read()
@@ -75,6 +86,12 @@ class Farm:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response({"polls": self.polls, "open_streams": self.open_streams})
 
+    async def poll_counts(self, request: web.Request) -> web.Response:
+        """How many times each member was polled since the last call (then starts counting anew)."""
+        counts = {m: self.counts.get(m, 0) for m in self.ads}
+        self.counts = Counter()
+        return web.json_response(counts)
+
 
 def jwks_of(key_dir: Path) -> dict[str, object]:
     """The farm members' public JWKS (to register them), loading or creating the key."""
@@ -86,12 +103,13 @@ def make_app(farm: Farm) -> web.Application:
     app.router.add_get("/{member}/api/v1/status", farm.status)
     app.router.add_post("/{member}/api/v1/launches", farm.launch)
     app.router.add_get("/_stats", farm.stats)
+    app.router.add_post("/_poll_counts", farm.poll_counts)
     return app
 
 
 async def _serve(args: argparse.Namespace) -> None:
     keyring = KeyRing.load_or_create(Path(args.key_dir))
-    farm = Farm(keyring, args.members, args.event_interval, args.events)
+    farm = Farm(keyring, args.members, args.event_interval, args.events, args.resign_after)
     runner = web.AppRunner(make_app(farm), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
@@ -107,6 +125,8 @@ def main() -> None:
     parser.add_argument("--key-dir", required=True, help="The members' key directory (created if missing).")
     parser.add_argument("--event-interval", type=float, default=1.0, help="Seconds between launch events.")
     parser.add_argument("--events", type=int, default=1_000_000, help="Events per launch before it fails.")
+    parser.add_argument("--resign-after", type=float, default=0.0,
+                        help="Seconds a member's signed ad is served again before it is signed anew (0: every poll).")
     asyncio.run(_serve(parser.parse_args()))
 
 

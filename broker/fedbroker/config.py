@@ -74,6 +74,13 @@ class RoutingSettings(Section):
         description="A member is hot only when it also runs this many sessions more than its weight's share: "
         "with few sessions in the federation, one launch must not make a member hot and cost a rebuild.",
     )
+    new_repo_spill_factor: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="For a launch of a repository no member holds or is building, a member is hot above this "
+        "times its weight's share of sessions, with no spill_min_sessions: such a launch builds wherever it "
+        "goes, so sending it away from a busy member costs no rebuild.",
+    )
     near_equal: float = Field(
         default=5.0, ge=0, description="Costs within this many seconds count as equal; rendezvous hashing picks among them."
     )

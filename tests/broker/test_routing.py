@@ -190,8 +190,23 @@ def test_hot_member_spills_to_the_next() -> None:
     assert decision.chosen == "b"
     spilled = decision.candidates[1]
     assert spilled.member_id == "a" and spilled.reason.startswith("spilled: runs 1.60x its weight's share")
-    # Mildly above the mean is not enough to spill.
-    assert route([M("a", used=5), M("b", used=4)], spec=spec, settings=settings).chosen == "a"
+    # Mildly above the mean is not enough to spill a launch of a repo "a" holds: that would cost a rebuild.
+    key = f"gh:{spec.rsplit('/', 1)[0]}"
+    assert route([M("a", used=5, images=[key]), M("b", used=4)], spec=spec, settings=settings).chosen == "a"
+
+
+def test_a_repo_nobody_holds_avoids_a_member_above_its_share() -> None:
+    # It builds wherever it goes, so even mildly above the mean is enough to go elsewhere...
+    spec = next(s for s in (f"o/r{i}/HEAD" for i in range(100)) if route([M("a"), M("b")], spec=s).chosen == "a")
+    settings = SETTINGS.model_copy(update={"load_seconds": 0.0})
+    decision = route([M("a", used=5), M("b", used=4)], spec=spec, settings=settings)
+    assert decision.chosen == "b" and decision.candidates[1].reason.startswith("spilled: runs 1.11x")
+    # ...unless the setting says otherwise, or a member is already building it (it is not new then).
+    lenient = settings.model_copy(update={"new_repo_spill_factor": 1.2})
+    assert route([M("a", used=5), M("b", used=4)], spec=spec, settings=lenient).chosen == "a"
+    key = f"gh:{spec.rsplit('/', 1)[0]}"
+    assert route([M("a", used=5), M("b", used=4), M("c", used=4, images=[key], providers=["gl"])],
+                 spec=spec, settings=settings).chosen == "a"  # c holds it (not routable for gh): not new
 
 
 def test_deterministic() -> None:

@@ -79,8 +79,10 @@ def _ad(member_id: str, now: float, rng: random.Random) -> StatusAd:
 
 @pytest.mark.parametrize("seed", range(2), ids=lambda s: f"seed-{s}")
 @pytest.mark.parametrize("settings", [RoutingSettings(), RoutingSettings(ready_time_weight=0.5, weight_seconds=20,
-                                                                         suspect_seconds=0, near_equal=40)],
-                         ids=["defaults", "other-settings"])
+                                                                         suspect_seconds=0, near_equal=40),
+                                      # Load only through the hot rules, so which rule applies decides.
+                                      RoutingSettings(load_seconds=0.0, spill_min_sessions=4.0)],
+                         ids=["defaults", "other-settings", "hot-rules-decide"])
 def test_index_matches_rank_through_churn(seed: int, settings: RoutingSettings) -> None:
     rng = random.Random(seed)
     clock = FakeClock(1000.0)

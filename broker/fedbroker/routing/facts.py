@@ -8,7 +8,7 @@ Pure: no I/O and no clock, like :mod:`fedbroker.routing`, which is the only user
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Hashable, Mapping
 
 from fedproto.datasets import Dataset, normalise_dataset_id
@@ -208,6 +208,7 @@ class MemberPool:
     priced: list[tuple[MemberFacts, tuple[float, float, float, float]]]
     hot: dict[str, float]  # members above load_spill_factor x their weight's share of sessions -> that ratio
     narrowed: tuple[MemberFacts, ...] = ()  # routable members whose ad lists the repos they serve
+    hot_new: dict[str, float] = field(default_factory=dict)  # the same for a repo nobody holds (is_hot)
 
     @classmethod
     def of(cls, facts: list[MemberFacts], provider: str, s: RoutingSettings) -> MemberPool:
@@ -222,7 +223,11 @@ class MemberPool:
         neutral = round((sum(known) / len(known) if known else 0.0) * s.ready_time_weight, 3)
         return cls(facts, routable, sorted(blocked), neutral, {f.id: f for f in routable},
                    [(f, preset_totals(f, neutral, s)) for f in routable], hot_members(facts, s),
-                   tuple(f for f in routable if f.serves is not None))
+                   tuple(f for f in routable if f.serves is not None), hot_members(facts, s, new_repo=True))
+
+    def holds_anywhere(self, image: str) -> bool:
+        """Whether any member's ad (routable or not) lists ``image``, as the routing index's holders."""
+        return any(image in f.images for f in self.facts)
 
     def restricted(self, allowed: frozenset[str], why: str) -> MemberPool:
         """This pool with only ``allowed`` members routable; the others blocked for ``why`` (a
@@ -241,7 +246,7 @@ class MemberPool:
         blocked = sorted(self.blocked + list(out.items()))
         return MemberPool(self.facts, keep, blocked, self.neutral_ready, {f.id: f for f in keep},
                           [(f, p) for f, p in self.priced if f.id not in out], self.hot,
-                          tuple(f for f in self.narrowed if f.id not in out))
+                          tuple(f for f in self.narrowed if f.id not in out), self.hot_new)
 
 
 def counts_in_share(f: MemberFacts) -> bool:
@@ -253,17 +258,31 @@ def counts_in_share(f: MemberFacts) -> bool:
     )
 
 
-def hot_members(facts: list[MemberFacts], s: RoutingSettings) -> dict[str, float]:
-    """Members running more than ``load_spill_factor`` times their weight's share of the federation's
-    sessions (and at least ``spill_min_sessions`` above it), with that ratio. Full members count in
-    the total too: their sessions are real."""
+def is_hot(occupied: float, fair: float, s: RoutingSettings, new_repo: bool) -> bool:
+    """Whether a member running ``occupied`` sessions against a ``fair`` share is hot (the one rule;
+    :func:`hot_members` and the routing index both apply it).
+
+    For most launches: above ``load_spill_factor`` x its share and ``spill_min_sessions`` above it,
+    since spilling a launch of a repo the member holds costs a rebuild elsewhere. For a launch of a
+    repo no member holds or is building (``new_repo``), above ``new_repo_spill_factor`` x its share:
+    it builds wherever it goes, so keeping it off a busy member is free, and it is what places the
+    long tail's images evenly (benchmarks/replay: fewer rebuilds and a lower peak in both regimes).
+    """
+    if new_repo:
+        return occupied > s.new_repo_spill_factor * fair
+    return occupied > max(s.load_spill_factor * fair, fair + s.spill_min_sessions)
+
+
+def hot_members(facts: list[MemberFacts], s: RoutingSettings, new_repo: bool = False) -> dict[str, float]:
+    """Members hot by :func:`is_hot`, with their ratio of sessions to their weight's share of the
+    federation's sessions. Full members count in the total too: their sessions are real."""
     live = [f for f in facts if counts_in_share(f)]
     total = sum(f.occupied for f in live)
     total_weight = sum(f.entry.record.weight for f in live)
     hot = {}
     for f in live:
         fair = f.entry.record.weight / total_weight * total
-        if f.occupied > max(s.load_spill_factor * fair, fair + s.spill_min_sessions):
+        if is_hot(f.occupied, fair, s, new_repo):
             hot[f.id] = f.occupied / fair
     return hot
 

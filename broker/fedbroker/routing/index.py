@@ -41,7 +41,7 @@ from fedproto.routing import Candidate, RouteDecision
 from ..config import RoutingSettings
 from ..registry.datasetpolicy import ServingLimit
 from ..registry.snapshot import MemberEntry, RegistrySnapshot
-from .facts import MemberFacts, MemberPool, counts_in_share
+from .facts import MemberFacts, MemberPool, counts_in_share, is_hot
 from .health import HealthView
 from .rank import RouteRequest, _Context, _data_cost, _least_data, _order, _rank, _total, make_context
 
@@ -121,6 +121,7 @@ class _Scan:
     streams: list[_Stream] = field(default_factory=list)
     heap: list[tuple[float, int]] = field(default_factory=list)  # (stream head, stream index)
     exhausted: bool = False
+    new_repo: bool = False  # no member holds or is building the image (facts.is_hot)
 
 
 class RoutingIndex:
@@ -262,17 +263,14 @@ class RoutingIndex:
         f = self._facts.get(member_id)
         return "not a member" if f is None else f.why_not(provider, repo_key)
 
-    def hot_ratio(self, member_id: str) -> float | None:
-        """The member's sessions over its weight's share when it is hot (``facts.hot_members``), else None."""
+    def hot_ratio(self, member_id: str, new_repo: bool = False) -> float | None:
+        """The member's sessions over its weight's share when it is hot (``facts.is_hot``), else None."""
         live = self._live.get(member_id)
         if live is None or self._weight <= 0:
             return None
         occupied, weight = live
         fair = weight / self._weight * self._sessions
-        s = self.settings
-        if occupied > max(s.load_spill_factor * fair, fair + s.spill_min_sessions):
-            return occupied / fair
-        return None
+        return occupied / fair if is_hot(occupied, fair, self.settings, new_repo) else None
 
     def neutral_ready(self, provider: str) -> float:
         """The ready part of a member without history: the mean over routable members (``MemberPool``)."""
@@ -320,7 +318,8 @@ class RoutingIndex:
         provider = request.repo.provider
         wanted = request.needed_datasets()
         ctx = make_context(request, self.settings, wanted, self.sizes(wanted), self.neutral_ready(provider), pending)
-        scan = _Scan(ctx=ctx)
+        holders = self._images.get(ctx.image, set())
+        scan = _Scan(ctx=ctx, new_repo=not holders and not pending)
         if limit is not None:
             for m in sorted(limit.allowed):
                 self._consider(scan, m, provider)
@@ -328,7 +327,6 @@ class RoutingIndex:
             allowed = self._final(scan, set(), detail) or []
             return self._decision(request, scan, decision_id, allowed[:detail], limit)
         storing = self.storers(wanted) if wanted else set()
-        holders = self._images.get(ctx.image, set())
         few = len(holders) <= _HOLDER_LIMIT
         for group in (storing, holders if few else (), pending, self._suspect):
             for m in group:
@@ -382,7 +380,7 @@ class RoutingIndex:
         scan.facts[m] = f
         scan.data[m] = data
         scan.totals[m] = _total(f, ctx, data)
-        ratio = self.hot_ratio(m)
+        ratio = self.hot_ratio(m, scan.new_repo)
         if ratio is not None:
             scan.hot[m] = ratio
         return True

@@ -224,7 +224,9 @@ def _rank(pool: MemberPool, request: RouteRequest, settings: RoutingSettings, de
     data = {f.id: _data_cost(f, ctx) for f in pool.routable} if ctx.wanted else {}
     totals = _totals(pool, ctx, data)
     local = _least_data(data, ctx)
-    ordered, spilled = _order(by_id, totals, local, pool.hot, request.repo.key, settings, detail)
+    new_repo = not ctx.pending and not pool.holds_anywhere(ctx.image)  # see facts.is_hot
+    ordered, spilled = _order(by_id, totals, local, pool.hot_new if new_repo else pool.hot, request.repo.key,
+                              settings, detail)
     reasons = _reasons(ordered, spilled, by_id, totals, local, ctx)
     # model_construct: every value below was computed here from validated inputs, and
     # validating the candidates again cost more than ranking them.

@@ -1,10 +1,10 @@
 """``fedbroker serve``: run the broker until SIGTERM or SIGINT, then stop gracefully.
 
-Slow clients are bounded here, below the application: a new connection has
-``connections.header_timeout`` seconds to send its first request's headers (a slowloris
-dribbling one byte at a time is cut off), and an idle keep-alive connection is closed after
-``connections.keepalive_timeout`` (aiohttp's own timer, which also bounds the next request's
-headers). A request being handled, such as a long launch stream, is never cut by either.
+Slow clients are bounded below the application (:mod:`fedproto.slowclients`, which the member
+agent uses too): a new connection has ``connections.header_timeout`` seconds to send its first
+request's headers, and an idle keep-alive connection is closed after
+``connections.keepalive_timeout``. A request being handled, such as a long launch stream, is
+never cut by either.
 """
 
 from __future__ import annotations
@@ -17,76 +17,16 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from fedproto.slowclients import guard_connections
+
 from .app import make_app
 from .config import BrokerConfig, ConnectionSettings, LoggingSettings
 
 log = logging.getLogger(__name__)
-_END_OF_HEADERS = b"\r\n\r\n"
-
-
-class HeaderDeadline(asyncio.Protocol):
-    """Wraps aiohttp's per-connection protocol; closes the connection if the first request's
-    headers are not complete within ``timeout`` seconds. Everything else is passed through."""
-
-    def __init__(self, inner: asyncio.Protocol, timeout: float) -> None:
-        self._inner = inner
-        self._timeout = timeout
-        self._timer: asyncio.TimerHandle | None = None
-        self._tail = b""
-        self._transport: asyncio.BaseTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
-        self._inner.connection_made(transport)
-
-    def _expire(self) -> None:
-        self._timer = None
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self._timer is not None:
-            seen = self._tail + data
-            if _END_OF_HEADERS in seen:
-                self._timer.cancel()
-                self._timer = None
-            else:
-                self._tail = seen[-3:]
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
-
-class _GuardedFactory:
-    """aiohttp's ``Server`` (the protocol factory), each protocol wrapped in :class:`HeaderDeadline`."""
-
-    def __init__(self, server: Any, timeout: float) -> None:
-        self._server = server
-        self._timeout = timeout
-
-    def __call__(self) -> HeaderDeadline:
-        return HeaderDeadline(self._server(), self._timeout)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._server, name)
 
 
 class GuardedRunner(web.AppRunner):
-    """An ``AppRunner`` whose sites accept connections through :class:`HeaderDeadline`."""
+    """An ``AppRunner`` whose connections are bounded by ``[connections]`` (:mod:`fedproto.slowclients`)."""
 
     def __init__(self, app: web.Application, settings: ConnectionSettings, **kwargs: Any) -> None:
         super().__init__(app, keepalive_timeout=settings.keepalive_timeout, **kwargs)
@@ -94,8 +34,7 @@ class GuardedRunner(web.AppRunner):
 
     @property
     def server(self) -> Any:
-        inner = super().server
-        return None if inner is None else _GuardedFactory(inner, self._header_timeout)
+        return guard_connections(super().server, self._header_timeout)
 
 
 def _listening_url(runner: web.AppRunner, host: str, scheme: str = "http") -> str:

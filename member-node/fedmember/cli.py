@@ -9,8 +9,11 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+
+from fedproto.slowclients import guard_connections
 
 from . import appkeys, memberkeys
 from .app import make_app
@@ -90,12 +93,27 @@ def check_serve(config: MemberConfig, dev: bool) -> None:
     require_secure_url(config.member.agent_url, dev=dev, what="[member] agent_url")
 
 
+class _GuardedRunner(web.AppRunner):
+    """An ``AppRunner`` whose connections must send their first headers within ``header_timeout``
+    (:mod:`fedproto.slowclients`, as the broker's)."""
+
+    def __init__(self, app: web.Application, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._header_timeout = header_timeout
+
+    @property
+    def server(self) -> Any:
+        return guard_connections(super().server, self._header_timeout)
+
+
 async def _serve(config: MemberConfig, dev: bool, host: str, port: int) -> None:
     ssl_context = config.server_ssl()
     app = make_app(config, dev=dev)
     if app[appkeys.BROKER_KEYS].keys is None:
         log.warning("not enrolled yet: every signed route answers 401 until `fedmember enroll`")
-    runner = web.AppRunner(app, access_log=None)
+    # Browsers reach this agent too (ticketed /build, fronted servers): bound slow clients as the broker does.
+    runner = _GuardedRunner(app, config.member.header_timeout, keepalive_timeout=config.member.keepalive_timeout,
+                            access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()

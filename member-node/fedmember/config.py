@@ -66,6 +66,13 @@ class MemberSettings(BaseModel):
     )
     launch_timeout: float = Field(default=900.0, gt=0, description="Seconds a launch may take before it fails with 504.")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body accepted (413 beyond).")
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a new connection has to send its first request's headers (slowloris)."
+    )
+    keepalive_timeout: float = Field(
+        default=15.0, gt=0,
+        description="Seconds an idle keep-alive connection stays open (waiting for the next request's headers).",
+    )
     state_dir: str = Field(default="state", description="Directory for backend state (clones, environments).")
     location: Location = Field(default_factory=Location, description="Where this site is.")
     datasets: list[Dataset] = Field(default_factory=list, description="Datasets stored at this site.")

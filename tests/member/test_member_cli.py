@@ -85,3 +85,65 @@ async def test_serve_prints_its_url_and_answers_health(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+@pytest.mark.slow
+async def test_serve_closes_slow_and_idle_clients(tmp_path: Path) -> None:
+    """Browsers reach the agent (ticketed /build, fronted servers), so a slowloris must not hold it."""
+    import time
+
+    import tomli_w
+    import tomllib
+
+    main(["init", str(tmp_path / "m"), "--backend", "local", "--id", "uni-x"])
+    path = tmp_path / "m" / "member.toml"
+    doc = tomllib.loads(path.read_text())
+    doc["member"].update({"header_timeout": 1.0, "keepalive_timeout": 1.5})
+    path.write_text(tomli_w.dumps(doc))
+    proc = await asyncio.create_subprocess_exec(
+        *FEDMEMBER, "serve", "--config", str(path), "--dev", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip().rsplit(" ", 1)[1]
+        port = int(url.rsplit(":", 1)[1])
+
+        async def dribble() -> float:
+            """Send a request's headers a byte at a time; return when the agent closed the connection."""
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            started = time.monotonic()
+            try:
+                for byte in b"GET /build/gh/o/r/HEAD HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    try:
+                        if await asyncio.wait_for(reader.read(1), 0.2) == b"":
+                            break
+                    except TimeoutError:
+                        pass
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+            return time.monotonic() - started
+
+        slow = [asyncio.create_task(dribble()) for _ in range(20)]
+        await asyncio.sleep(0.3)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url + "/health") as resp:  # others are served meanwhile
+                assert resp.status == 200
+        lifetimes = await asyncio.wait_for(asyncio.gather(*slow), 30)
+        assert max(lifetimes) < 1.0 + 2.0, sorted(lifetimes)[-3:]  # not the 40 s the dribble would take
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # idle keep-alive: closed too
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        idle_from = time.monotonic()
+        while await asyncio.wait_for(reader.read(65536), 10):
+            pass
+        assert time.monotonic() - idle_from < 1.5 + 2.0
+        writer.close()
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0

@@ -38,6 +38,7 @@ from fedproto.keys import KeyRing, PrivateKey
 from fedproto.tokens import sign_request
 
 from canary import Canary
+from slowloris import dribble
 from hostilekit import BrokerProcess, leftovers
 
 pytestmark = pytest.mark.slow
@@ -197,26 +198,8 @@ def test_deep_json_is_a_clear_400(broker: BrokerProcess) -> None:
 async def test_slowloris_and_idle_connections_are_closed(broker: BrokerProcess) -> None:
     host, port = "127.0.0.1", int(broker.url.rsplit(":", 1)[1])
 
-    async def dribble() -> float:
-        """Send header bytes slowly; return when the broker closed the connection (seconds)."""
-        reader, writer = await asyncio.open_connection(host, port)
-        started = time.monotonic()
-        try:
-            for byte in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000:
-                writer.write(bytes([byte]))
-                await writer.drain()
-                try:
-                    if await asyncio.wait_for(reader.read(1), 0.25) == b"":
-                        break
-                except TimeoutError:
-                    pass
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-        return time.monotonic() - started
-
-    slow = [asyncio.create_task(dribble()) for _ in range(200)]
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
+    slow = [asyncio.create_task(dribble(host, port, head)) for _ in range(200)]
     await asyncio.sleep(0.5)
     started = time.monotonic()
     status, _headers, _body = await asyncio.to_thread(_http, broker, "GET", "/health")

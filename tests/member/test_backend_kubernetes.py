@@ -66,15 +66,19 @@ async def test_kubernetes_fake_api_capacity_from_quota(kube: Kube, tmp_path: Pat
     kube.fake.add_quota(NS, pods=1)
     backend = make_backend(tmp_path, kube, max_servers=5)
     await backend.start()
-    await until(lambda: backend.quotas.items)
-    assert (await backend.capacity()).total == 1
-    assert (await collect(launch_on(backend, request("launch-k8s-0002"))))[-1].phase == "ready"
-    capacity = await backend.capacity()
-    assert (capacity.total, capacity.used, capacity.building) == (1, 1, 0)
-    refused = await collect(launch_on(backend, request("launch-k8s-0003")))
-    assert [(e.phase, e.status_code) for e in refused] == [("failed", 429)]
-    assert len(kube.fake.pods(NS)) == 1
-    await backend.stop()
+    try:
+        # Both informers: until the pods one has synced the backend claims no capacity at all
+        # (it cannot count its servers), which under load came after the quota (CI: 0 == 1).
+        await until(lambda: backend.quotas.items and backend.pods.synced.is_set())
+        assert (await backend.capacity()).total == 1
+        assert (await collect(launch_on(backend, request("launch-k8s-0002"))))[-1].phase == "ready"
+        capacity = await backend.capacity()
+        assert (capacity.total, capacity.used, capacity.building) == (1, 1, 0)
+        refused = await collect(launch_on(backend, request("launch-k8s-0003")))
+        assert [(e.phase, e.status_code) for e in refused] == [("failed", 429)]
+        assert len(kube.fake.pods(NS)) == 1
+    finally:
+        await backend.stop()  # also when an assertion fails: a leaked client fails the next test
 
 
 async def test_kubernetes_fake_api_concurrent_launches_reserve_atomically(kube: Kube, tmp_path: Path) -> None:

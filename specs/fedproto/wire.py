@@ -9,6 +9,7 @@ are dropped, so a peer one minor protocol version ahead is understood rather tha
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
@@ -17,20 +18,14 @@ _RECEIVED = "fedproto.received"
 RECEIVED_CONTEXT = {_RECEIVED: True}
 
 
-# Per model class: the field names and aliases it accepts (None: it keeps unknown fields). A
-# status ad is 16 nested models; working this out per received object was a tenth of a poll.
-_KNOWN: dict[type[BaseModel], frozenset[str] | None] = {}
-
-
+@cache
 def _known_fields(cls: type[BaseModel]) -> frozenset[str] | None:
-    try:
-        return _KNOWN[cls]
-    except KeyError:
-        fields = cls.model_fields
-        known = (frozenset(fields) | {f.alias for f in fields.values() if f.alias}
-                 if cls.model_config.get("extra") == "forbid" else None)
-        _KNOWN[cls] = known
-        return known
+    """The field names and aliases ``cls`` accepts (None: it keeps unknown fields), once per class:
+    a status ad is 16 nested models, and working this out per received object was a tenth of a poll."""
+    if cls.model_config.get("extra") != "forbid":
+        return None
+    fields = cls.model_fields
+    return frozenset(fields) | {f.alias for f in fields.values() if f.alias}
 
 
 class WireModel(BaseModel):

@@ -44,6 +44,7 @@ class _Plan:
     data: list[str] = field(default_factory=list)
     decision: RouteDecision | None = None
     target: RedirectTarget | None = None
+    client_ip: str | None = None
 
 
 def _plan(request: web.Request, prefix: str) -> _Plan:
@@ -55,7 +56,7 @@ def _plan(request: web.Request, prefix: str) -> _Plan:
                                    message=exc.message + "\n")
         return plan
     dispatcher = request.app[DISPATCHER]
-    ip = dispatcher.client_ip(request.headers, request.remote)
+    ip = plan.client_ip = dispatcher.client_ip(request.headers, request.remote)
     admission = dispatcher.admit(plan.repo.provider, plan.repo.spec, ip)
     if admission.rate is not None:
         plan.headers.update(admission.rate.headers())
@@ -86,11 +87,10 @@ def _plan(request: web.Request, prefix: str) -> _Plan:
 
 def _ticketed(request: web.Request, plan: _Plan, prefix: str) -> str:
     assert plan.repo is not None and plan.target is not None and plan.decision is not None
-    dispatcher = request.app[DISPATCHER]
     launch = TicketedLaunch(
         provider=plan.repo.provider, raw_spec=raw_spec(request, prefix), data=tuple(plan.data),
         query=tuple(request.query.items()), decision_id=plan.decision.decision_id,
-        client_ip=dispatcher.client_ip(request.headers, request.remote), origin=request.headers.get("Origin"),
+        client_ip=plan.client_ip, origin=request.headers.get("Origin"),
     )
     return request.app[TICKETS].build_url(plan.target, launch)
 

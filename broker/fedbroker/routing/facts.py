@@ -273,6 +273,25 @@ def is_hot(occupied: float, fair: float, s: RoutingSettings, new_repo: bool) -> 
     return occupied > max(s.load_spill_factor * fair, fair + s.spill_min_sessions)
 
 
+def hot_until(occupied: float, weight: float, s: RoutingSettings, new_repo: bool) -> float:
+    """:func:`is_hot` turned around: a member with ``occupied`` sessions and ``weight`` is hot exactly
+    while the federation's sessions per unit of weight (its sessions over its weight, the ``fair``
+    of ``is_hot`` over ``weight``) stay below this number. It depends on the member alone, so the
+    routing index can keep its hot members apart while the federation's totals move
+    (:class:`~fedbroker.routing.hotsplit.HotSplit`). Change it with ``is_hot``; a test holds them equal.
+
+    From ``is_hot`` with fair = weight * x: ``occupied > f * weight * x`` holds while
+    x < occupied / (f * weight); ``occupied > weight * x + m`` while x < (occupied - m) / weight.
+    The spill factors are at least 1 (config), so no division by zero; a member of weight 0 never
+    counts in the share (``counts_in_share``) and is never hot.
+    """
+    if weight <= 0:
+        return float("-inf")
+    if new_repo:
+        return occupied / (s.new_repo_spill_factor * weight)
+    return min(occupied / (s.load_spill_factor * weight), (occupied - s.spill_min_sessions) / weight)
+
+
 def hot_members(facts: list[MemberFacts], s: RoutingSettings, new_repo: bool = False) -> dict[str, float]:
     """Members hot by :func:`is_hot`, with their ratio of sessions to their weight's share of the
     federation's sessions. Full members count in the total too: their sessions are real."""

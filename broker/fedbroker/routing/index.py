@@ -7,16 +7,19 @@ index instead keeps, incrementally (a poll result, a launch outcome, provisional
 registry change touches only that member's entries):
 
 * the routable members that are not suspect, sorted by their *base* cost (the request-independent
-  parts: load, reliability, ready time, weight), one list per (region, has a ready history);
+  parts: load, reliability, ready time, weight), one list per (region, has a ready history), and
+  the same lists without the members surely hot by each hot rule (:class:`HotSplit`): a decision
+  puts hot members after every cool one, so it scans those only when too few members are cool;
 * which members list each image hash, and which store each dataset (exact ids and prefixes);
 * the federation's sessions and weight, so whether a member is hot is one comparison;
 * where each repo was just sent (*pending* images, see :class:`PendingImages`, kept by the caller).
 
-A real launch then prices only: the members storing its data, those holding its image (all of
-them when few do, else as a stream by base), the pending and suspect ones, and the others in
-order of a lower bound on their total (base, plus the region mismatch of their list, plus the
-build when the holders are priced apart) until no unseen member can enter the best ``detail``.
-That is a few dozen members whatever the federation's size, and the decision is the one
+A real launch then prices only: the members storing its data, the pending and suspect ones, and
+the cool others in order of a lower bound on their total (base, plus the region mismatch of their
+list, plus the build for members not holding the image; the holders come as a stream of their
+own) until no unseen member can enter the best ``detail``. That is a few dozen members whatever
+the federation's size (more when many members cost the same: the near-equal set takes the
+cheapest by member id, so all of a tie are priced), and the decision is the one
 :func:`~fedbroker.routing.rank.rank` would make (``tests/broker/test_routing_index.py`` and
 ``tests/replay/test_replay_index.py`` hold them equal, candidate by candidate). Explanations (every
 member's cost parts, for dry runs and ``--explain``) go through ``rank`` on the index's facts.
@@ -41,16 +44,13 @@ from fedproto.routing import Candidate, RouteDecision
 from ..config import RoutingSettings
 from ..registry.datasetpolicy import ServingLimit
 from ..registry.snapshot import MemberEntry, RegistrySnapshot
-from .facts import MemberFacts, MemberPool, counts_in_share, is_hot
+from .facts import MemberFacts, MemberPool, counts_in_share, hot_until, is_hot
 from .health import HealthView
+from .hotsplit import HotSplit
 from .rank import RouteRequest, _Context, _data_cost, _least_data, _order, _rank, _total, make_context
 
 __all__ = ["PendingImages", "RoutingIndex"]
 
-# An image summary listing a repo at more members than this is not enumerated per launch: the
-# base-order scan meets such holders early anyway, and enumerating the demo repo's 1,000 holders
-# would make the common case linear again.
-_HOLDER_LIMIT = 48
 _FIRST_BATCH = 24
 _TOLERANCE = 0.002  # totals are rounded to 3 decimals; lower bounds stay this far below
 
@@ -122,6 +122,11 @@ class _Scan:
     heap: list[tuple[float, int]] = field(default_factory=list)  # (stream head, stream index)
     exhausted: bool = False
     new_repo: bool = False  # no member holds or is building the image (facts.is_hot)
+    # The streams hold the cool members only (HotSplit) until they run out; then every member.
+    holders: set[str] | None = None
+    build: float = 0.0
+    widened: bool = False
+    need: float | None = None  # what the lower bound of unseen members must exceed for the order to be final
 
 
 class RoutingIndex:
@@ -144,6 +149,8 @@ class RoutingIndex:
         self._sessions = 0.0  # the federation's sessions and weight, over the members that count
         self._weight = 0.0
         self._ready: dict[frozenset[str], list[float]] = {}  # providers -> [sum, count] of known ready times
+        # The listed members split by each hot rule (keyed by is_hot's new_repo), so a decision scans cool ones.
+        self._splits = {False: HotSplit(), True: HotSplit()}
 
     # -- updates ---------------------------------------------------------------------------------
     def update(self, snapshot: RegistrySnapshot, views: Mapping[str, HealthView],
@@ -180,6 +187,8 @@ class RoutingIndex:
         if key is not None:
             ordered = self._lists[key[0]]
             del ordered[bisect_left(ordered, (key[1], old.id))]
+            for split in self._splits.values():
+                split.remove(old.id)
         self._suspect.discard(old.id)
         if old.id in self._live:
             occupied, weight = self._live.pop(old.id)
@@ -205,6 +214,10 @@ class RoutingIndex:
                 base, key = _base(f), (f.region, f.ready_seconds is not None)
                 insort(self._lists.setdefault(key, []), (base, f.id))
                 self._keys[f.id] = (key, base)
+                counts = counts_in_share(f)
+                for new_repo, split in self._splits.items():
+                    until = hot_until(f.occupied, f.entry.record.weight, self.settings, new_repo) if counts else float("-inf")
+                    split.place(f.id, key, base, until)
             if f.ready_seconds is not None:
                 self._ready_add(f, 1.0)
         if counts_in_share(f):
@@ -327,16 +340,21 @@ class RoutingIndex:
             allowed = self._final(scan, set(), detail) or []
             return self._decision(request, scan, decision_id, allowed[:detail], limit)
         storing = self.storers(wanted) if wanted else set()
-        few = len(holders) <= _HOLDER_LIMIT
-        for group in (storing, holders if few else (), pending, self._suspect):
+        for group in (storing, pending, self._suspect):
             for m in group:
                 self._consider(scan, m, provider)
         # Holders of a popular image get their own stream, so the others can be priced with the build.
         dense = len(holders) * 4 > len(self._keys)
-        self._streams(scan, holders if not few and not dense else None, build=ctx.build if not dense else 0.0)
+        scan.holders, scan.build = (holders if holders and not dense else None), (ctx.build if not dense else 0.0)
+        split = self._splits[scan.new_repo]
+        split.advance(self._sessions / self._weight if self._weight > 0 else float("inf"))
+        self._streams(scan, split.cool, split.hot)
         batch = _FIRST_BATCH
         while True:
-            self._scan(scan, provider, batch)
+            # After the first batch, when the order only waits for unseen members to be dearer than
+            # some cost, price just the members whose bound is not above it (loads are coarse, so the
+            # first batch often ends inside a run of equal costs), else a twice larger batch.
+            self._scan(scan, provider, 0 if scan.need is not None else batch)
             ordered = self._final(scan, storing, detail)
             if ordered is not None:
                 return self._decision(request, scan, decision_id, ordered[:detail])
@@ -349,18 +367,19 @@ class RoutingIndex:
             offset += ctx.mismatch
         return offset
 
-    def _streams(self, scan: _Scan, holders: set[str] | None, build: float) -> None:
-        """The base-ordered streams this decision scans; each stream's head is a lower bound on the
-        total of every member it has left (with its data part added in ``_final``)."""
+    def _streams(self, scan: _Scan, lists: Mapping[_ListKey, list[tuple[float, str]]], skip: set[str]) -> None:
+        """The base-ordered streams this decision scans, over ``lists`` and the holders of a popular
+        image (without those in ``skip``); each stream's head is a lower bound on the total of every
+        member it has left (with its data part added in ``_final``)."""
         ctx = scan.ctx
-        for (region, known), items in self._lists.items():
-            offset = self._offset(region, known, ctx) + build
+        for (region, known), items in lists.items():  # type: ignore[misc]
+            offset = self._offset(region, known, ctx) + scan.build
             scan.streams.append(_Stream(items, offset))
-        if holders is not None:
+        if scan.holders is not None:
             keyed = []
-            for m in holders:
+            for m in scan.holders:
                 key = self._keys.get(m)
-                if key is not None:
+                if key is not None and m not in skip:
                     (region, known), base = key
                     keyed.append((base + self._offset(region, known, ctx), m))
             keyed.sort()
@@ -401,25 +420,35 @@ class RoutingIndex:
         return m
 
     def _scan(self, scan: _Scan, provider: str, batch: int) -> None:
-        """Price the next ``batch`` members by lower bound, over every stream."""
-        added = 0
-        while added < batch:
+        """Price the next ``batch`` members by lower bound, over every stream; with ``batch`` 0, every
+        member whose bound is at most ``scan.need`` (the bound that would make the order final)."""
+        added, need = 0, scan.need if batch == 0 else None
+        extra = sum(scan.ctx.fetch.values()) - _TOLERANCE
+        while added < batch or need is not None:
+            if need is not None and scan.heap and scan.heap[0][0] + extra > need:
+                return
             m = self._pop(scan)
             if m is None:
-                scan.exhausted = True
-                return
+                if scan.widened:
+                    scan.exhausted = True
+                    return
+                # Fewer cool members than the decision lists: the hot ones come in, by base like the rest.
+                scan.widened = True
+                self._streams(scan, self._lists, set())
+                continue
             added += self._consider(scan, m, provider)
 
     def _final(self, scan: _Scan, storing: set[str], detail: int) -> list[str] | None:
         """The candidates' order when no unseen member can enter its first ``detail``, else None.
 
-        Unseen members are neither suspect nor storing nor (with few holders) holding the image,
+        Unseen members are neither suspect nor storing,
         and each costs at least its stream's bound plus the data it lacks: they all fall in one data tier, cool or
         hot. The order is final when ``detail`` members come before that tier's cool group, or the
         ``detail``-th is in that cool group and no unseen member can be near-equal to its best or
         cheaper than the ``detail``-th.
         """
         ctx, totals = scan.ctx, scan.totals
+        scan.need = None
         local = _least_data(scan.data, ctx)
         ordered = _order(scan.facts, totals, local, scan.hot, ctx.request.repo.key, ctx.settings, None)[0]
         if scan.exhausted:
@@ -442,7 +471,12 @@ class RoutingIndex:
         # the best, or the set is full (near_equal_max) of members cheaper than any unseen one.
         near_final = lb > band[0] + s.near_equal or (len(band) >= s.near_equal_max and band[s.near_equal_max - 1] < lb)
         # A near-equal detail-th member is below lb too (both ways of being final put the set below it).
-        return ordered if near_final and totals[ordered[detail - 1]] < lb else None
+        if near_final and totals[ordered[detail - 1]] < lb:
+            return ordered
+        # Final once every unseen member's bound is above both (the way of being final easier to reach).
+        band_need = band[s.near_equal_max - 1] if len(band) >= s.near_equal_max else band[0] + s.near_equal
+        scan.need = max(band_need, totals[ordered[detail - 1]])
+        return None
 
     def _decision(self, request: RouteRequest, scan: _Scan, decision_id: str, shown: list[str],
                   limit: ServingLimit | None = None) -> RouteDecision:

@@ -212,3 +212,36 @@ def test_launches_of_a_new_repo_follow_its_pending_build() -> None:
     assert live.decide(req, "d", 10).chosen != "m0"  # the pending build is forgotten
     other = live.decide(RouteRequest(repo=RepoSpec.parse("gh", "org/another/HEAD")), "d", 10)
     assert other.chosen != "m0"
+
+
+def test_members_of_equal_cost_are_ordered_as_rank_orders_them() -> None:
+    """Idle members of one size cost exactly the same: rank takes the near-equal set's cheapest by
+    member id, and the index, which stops scanning inside such a run of equal costs, must take the
+    very same members (across regions and ready histories, for new and cached repos alike)."""
+    rng = random.Random(11)
+    clock = FakeClock(1000.0)
+    # A few sizes, weights and loads, so runs of equal cost are long, and parts like 1/0.7 or 2/7 whose
+    # float sums differ in the last bits from one order of addition to another.
+    members = [M(f"m{i:03d}", weight=rng.choice((1.0, 0.7, 3.0)), total=rng.choice((7, 10)),
+                 region=rng.choice(("eu", "us", None)), images=["gh:org/held"] if i % 9 == 0 else [])
+               for i in range(300)]
+    snapshot, _ = build(members, clock)
+    table = HealthTable(HealthSettings(), clock, random.Random(1))
+    table.sync(snapshot.members)  # type: ignore[attr-defined]
+    for m in members:
+        ad = StatusAd(member_id=m.id, instance_id="t", generation=1, issued_at=clock.now(), expires_at=clock.now() + 600,
+                      healthy=True, capacity=Capacity(total=m.total, used=rng.choice((0, 0, 0, 1, 2)), building=0), backend="t",
+                      providers=[], location=Location(region=m.region),
+                      images=ImageSummary(hashes=[image_hash(i) for i in m.images], total=len(m.images)))
+        table.member(m.id).record_poll(ad)
+    index, watch = RoutingIndex(RoutingSettings()), table.watch()
+    for k in range(120):
+        views = table.views()
+        index.update(snapshot, views, set(watch))  # type: ignore[arg-type]
+        watch.clear()
+        repo = "org/held/HEAD" if k % 5 == 0 else f"org/new{k}/HEAD"
+        req = RouteRequest(repo=RepoSpec.parse("gh", repo), client_region=rng.choice((None, None, "eu")))
+        expected = rank(snapshot, views, req, RoutingSettings(), decision_id="d", detail=10)  # type: ignore[arg-type]
+        got = index.decide(req, "d", 10)
+        assert [(c.member_id, c.cost) for c in got.candidates] == [(c.member_id, c.cost) for c in expected.candidates], k
+        table.member(got.chosen).record_launch_started()  # type: ignore[arg-type]

@@ -51,7 +51,6 @@ from .rank import RouteRequest, _Context, _data_cost, _least_data, _order, _rank
 
 __all__ = ["PendingImages", "RoutingIndex"]
 
-_FIRST_BATCH = 24
 _TOLERANCE = 0.002  # totals are rounded to 3 decimals; lower bounds stay this far below
 
 
@@ -90,8 +89,10 @@ class PendingImages:
 
 
 def _base(f: MemberFacts) -> float:
-    """The request-independent cost, without the ready part of a member without history."""
-    return f.load + f.reliability + f.weight + (f.ready if f.ready_seconds is not None else 0.0)
+    """The request-independent cost, without the ready part of a member without history. Rounded as
+    totals are: every part is a multiple of 0.001, so base plus a stream's offset, rounded, is then
+    exactly a member's total when the request adds no other part (see ``_Scan.exact``)."""
+    return round(f.load + f.reliability + f.weight + (f.ready if f.ready_seconds is not None else 0.0), 3)
 
 
 _ListKey = tuple[str | None, bool]  # (region, has a ready history)
@@ -99,14 +100,16 @@ _ListKey = tuple[str | None, bool]  # (region, has a ready history)
 
 @dataclass
 class _Stream:
-    """Members in ascending key order; ``key + offset`` bounds the total of each from below."""
+    """Members in ascending (base, id) order; base plus ``offset`` bounds the total of each from below."""
 
     items: list[tuple[float, str]]
     offset: float
     pos: int = 0
 
-    def head(self) -> float:
-        return self.items[self.pos][0] + self.offset
+    def head(self, i: int) -> tuple[float, str, int]:
+        """The next member's heap entry: (bound, member, stream index ``i``)."""
+        base, m = self.items[self.pos]
+        return round(base + self.offset, 3), m, i
 
 
 @dataclass
@@ -119,14 +122,30 @@ class _Scan:
     totals: dict[str, float] = field(default_factory=dict)
     hot: dict[str, float] = field(default_factory=dict)
     streams: list[_Stream] = field(default_factory=list)
-    heap: list[tuple[float, int]] = field(default_factory=list)  # (stream head, stream index)
+    heap: list[tuple[float, str, int]] = field(default_factory=list)  # (stream head's bound, its member, stream index)
     exhausted: bool = False
     new_repo: bool = False  # no member holds or is building the image (facts.is_hot)
     # The streams hold the cool members only (HotSplit) until they run out; then every member.
     holders: set[str] | None = None
     build: float = 0.0
     widened: bool = False
-    need: float | None = None  # what the lower bound of unseen members must exceed for the order to be final
+    # What (bound, member) every unseen member must come after for the order to be final.
+    need: tuple[float, str] | None = None
+    # Whether a stream's bound is an unseen member's very total: no data to price (it would add
+    # rounded fetch costs) and no client coordinates (distance is not in the bound), and no dense
+    # holders (then the streams leave the build out). Members of equal cost are then ordered by id
+    # as rank orders them, and the scan can stop inside a run of equal costs instead of pricing it all.
+    exact: bool = False
+
+    def unseen_from(self) -> tuple[float, str]:
+        """Every unseen member's (total, id) is at least this (with ``exact``; else its total is
+        above the first number, and an equal total with any id counts as possibly earlier)."""
+        if not self.heap:
+            return (float("inf"), "")
+        bound, m, _ = self.heap[0]
+        if self.exact:
+            return (bound, m)
+        return (bound + sum(self.ctx.fetch.values()) - _TOLERANCE, "")
 
 
 class RoutingIndex:
@@ -346,10 +365,12 @@ class RoutingIndex:
         # Holders of a popular image get their own stream, so the others can be priced with the build.
         dense = len(holders) * 4 > len(self._keys)
         scan.holders, scan.build = (holders if holders and not dense else None), (ctx.build if not dense else 0.0)
+        scan.exact = not wanted and request.client_location is None and not dense
         split = self._splits[scan.new_repo]
         split.advance(self._sessions / self._weight if self._weight > 0 else float("inf"))
         self._streams(scan, split.cool, split.hot)
-        batch = _FIRST_BATCH
+        # The least that can make the order final: the near-equal set full, and one member after it.
+        batch = max(detail, self.settings.near_equal_max) + 1
         while True:
             # After the first batch, when the order only waits for unseen members to be dearer than
             # some cost, price just the members whose bound is not above it (loads are coarse, so the
@@ -384,7 +405,7 @@ class RoutingIndex:
                     keyed.append((base + self._offset(region, known, ctx), m))
             keyed.sort()
             scan.streams.append(_Stream(keyed, 0.0))
-        scan.heap = [(st.head(), i) for i, st in enumerate(scan.streams) if st.pos < len(st.items)]
+        scan.heap = [st.head(i) for i, st in enumerate(scan.streams) if st.pos < len(st.items)]
         heapq.heapify(scan.heap)
 
     def _consider(self, scan: _Scan, m: str, provider: str) -> bool:
@@ -409,12 +430,11 @@ class RoutingIndex:
         """The member with the lowest bound left in any stream."""
         if not scan.heap:
             return None
-        _, i = scan.heap[0]
+        _, m, i = scan.heap[0]
         stream = scan.streams[i]
-        m = stream.items[stream.pos][1]
         stream.pos += 1
         if stream.pos < len(stream.items):
-            heapq.heapreplace(scan.heap, (stream.head(), i))
+            heapq.heapreplace(scan.heap, stream.head(i))
         else:
             heapq.heappop(scan.heap)
         return m
@@ -423,9 +443,8 @@ class RoutingIndex:
         """Price the next ``batch`` members by lower bound, over every stream; with ``batch`` 0, every
         member whose bound is at most ``scan.need`` (the bound that would make the order final)."""
         added, need = 0, scan.need if batch == 0 else None
-        extra = sum(scan.ctx.fetch.values()) - _TOLERANCE
         while added < batch or need is not None:
-            if need is not None and scan.heap and scan.heap[0][0] + extra > need:
+            if need is not None and scan.heap and scan.unseen_from() > need:
                 return
             m = self._pop(scan)
             if m is None:
@@ -463,19 +482,22 @@ class RoutingIndex:
             return ordered
         if len(ordered) < detail or group(ordered[detail - 1]) != unseen:
             return None
-        lb = (scan.heap[0][0] if scan.heap else float("inf")) + sum(ctx.fetch.values()) - _TOLERANCE
+        # Compared as (total, id): rank takes the cheapest near-equal members and the cheapest of the
+        # rest by (total, id), so an unseen member after a candidate in that order cannot displace it.
+        lb = scan.unseen_from()
         s = ctx.settings
-        band = sorted(totals[m] for m in totals if group(m) == unseen)
-        band = [t for t in band if t <= band[0] + s.near_equal]
+        band = sorted((totals[m], m) for m in totals if group(m) == unseen)
+        band = [b for b in band if b[0] <= band[0][0] + s.near_equal]
         # The near-equal set is final when no unseen member can join it: none is within near_equal of
-        # the best, or the set is full (near_equal_max) of members cheaper than any unseen one.
-        near_final = lb > band[0] + s.near_equal or (len(band) >= s.near_equal_max and band[s.near_equal_max - 1] < lb)
-        # A near-equal detail-th member is below lb too (both ways of being final put the set below it).
-        if near_final and totals[ordered[detail - 1]] < lb:
+        # the best, or the set is full (near_equal_max) of members before any unseen one.
+        near_final = lb[0] > band[0][0] + s.near_equal or (len(band) >= s.near_equal_max and band[s.near_equal_max - 1] < lb)
+        # A near-equal detail-th member is before lb too (both ways of being final put the set before it).
+        last = (totals[ordered[detail - 1]], ordered[detail - 1])
+        if near_final and last < lb:
             return ordered
-        # Final once every unseen member's bound is above both (the way of being final easier to reach).
-        band_need = band[s.near_equal_max - 1] if len(band) >= s.near_equal_max else band[0] + s.near_equal
-        scan.need = max(band_need, totals[ordered[detail - 1]])
+        # Final once every unseen member comes after both (the way of being final easier to reach).
+        band_need = band[s.near_equal_max - 1] if len(band) >= s.near_equal_max else (band[0][0] + s.near_equal, "\uffff")
+        scan.need = max(band_need, last)
         return None
 
     def _decision(self, request: RouteRequest, scan: _Scan, decision_id: str, shown: list[str],

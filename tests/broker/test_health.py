@@ -212,3 +212,25 @@ def test_table_follows_member_set() -> None:
     assert table.ids() == ["a", "c"]
     assert table.views()["a"].state is HealthState.unhealthy
     assert table.due() == ["c"]
+
+
+def test_views_stay_frozen_while_one_member_is_read_without_a_copy() -> None:
+    """``views()`` hands out a mapping that never changes under its holder (the same one until
+    something changes); ``view()`` and the watchers see a launch or an expiry at once."""
+    clock = FakeClock()
+    table = HealthTable(SETTINGS, clock, random.Random(0))
+    table.sync(["a", "b"])
+    table.member("a").record_poll(ad(clock, ttl=5))
+    watch = table.watch()
+    frozen = table.views()
+    watch.clear()
+    assert table.views() is frozen  # nothing changed: the very same mapping
+    table.member("a").record_launch_started()
+    assert table.view("a").recent_launches == 1  # type: ignore[union-attr]
+    assert watch == {"a"}
+    assert frozen["a"].recent_launches == 0  # the earlier mapping did not change under its holder
+    assert table.views() is not frozen and table.views()["a"].recent_launches == 1
+    watch.clear()
+    clock.advance(6)  # the ad expires by time alone
+    assert table.view("a").ad_expired and watch == {"a"}  # type: ignore[union-attr]
+    assert table.view("nobody") is None

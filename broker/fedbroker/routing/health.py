@@ -273,7 +273,8 @@ class HealthTable:
         self._changed: set[str] = set()
         self._views: dict[str, HealthView] = {}
         self._expiry_floor = float("inf")  # earliest expires_at among cached unexpired ads
-        self._proxy: Mapping[str, HealthView] = MappingProxyType(self._views)
+        self._live: Mapping[str, HealthView] = MappingProxyType(self._views)
+        self._proxy: Mapping[str, HealthView] | None = None  # a frozen copy for views(), until a change
         # Readers that keep per-member state (the routing index): see ``watch``.
         self._watchers: list[set[str]] = []
 
@@ -308,11 +309,34 @@ class HealthTable:
 
     def views(self) -> Mapping[str, HealthView]:
         """Every member's current view, read-only. The same mapping object comes back until
-        something changes (copy-on-write), so routing can tell "nothing changed" by identity."""
+        something changes (copy-on-write), so routing can tell "nothing changed" by identity, and
+        a caller may keep it across awaits: it never changes under it."""
+        self.refresh()
+        if self._proxy is None:
+            self._proxy = MappingProxyType(dict(self._views))
+        return self._proxy
+
+    def view(self, member_id: str) -> HealthView | None:
+        """One member's current view, without the copy :meth:`views` makes after each change (a
+        busy front door changes a view with every launch; copying 10,000 views per launch cost
+        more than the decision)."""
+        self.refresh()
+        return self._views.get(member_id)
+
+    def live(self) -> Mapping[str, HealthView]:
+        """The current views as they are kept: read and drop it before anything else runs (it changes
+        with the next :meth:`refresh`). For the routing index, which reads the few members a
+        watch names, synchronously."""
+        self.refresh()
+        return self._live
+
+    def refresh(self) -> None:
+        """Rebuild the views of the members that recorded something or whose ad expired since, and
+        tell the watchers which."""
         expired = self._clock.now() >= self._expiry_floor
         if not self._changed and not expired:
-            return self._proxy
-        views = dict(self._views)
+            return
+        views = self._views
         changed = set(self._changed)
         self._changed.clear()
         if expired:  # only the views whose ad expired since: an expiry is one member going silent
@@ -328,10 +352,10 @@ class HealthTable:
                 self._expiry_floor = min(self._expiry_floor, _expiry(views[m]))
         if expired:
             self._expiry_floor = min(map(_expiry, views.values()), default=_NEVER)
-        self._views, self._proxy = views, MappingProxyType(views)
+        if changed:
+            self._proxy = None
         for watcher in self._watchers:
             watcher.update(changed)
-        return self._proxy
 
     def watch(self) -> set[str]:
         """A set into which every :meth:`views` call adds the members whose view it changed; the

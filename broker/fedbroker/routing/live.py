@@ -39,7 +39,7 @@ class LiveRouter:
         self._pending = PendingImages()
 
     def _sync(self) -> None:
-        views = self._health.views()
+        views = self._health.live()  # read at once: only the changed members' views are looked at
         changed = list(self._changed)
         self._changed.clear()
         self._index.update(self._snapshots.current, views, changed)

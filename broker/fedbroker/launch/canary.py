@@ -121,7 +121,7 @@ class CanaryRunner:
         snapshot = self._snapshots.current
         started = []
         for member_id in self._schedule.due():
-            entry, view = snapshot.members.get(member_id), self._health.views().get(member_id)
+            entry, view = snapshot.members.get(member_id), self._health.view(member_id)
             if entry is None or view is None or view.ad_expired or view.state.value != "healthy":
                 continue  # polls already say it is down; a canary would only repeat that
             self._schedule.start(member_id)

@@ -124,8 +124,9 @@ class MemberClient:
             headers["Content-Type"] = "application/json"
         return headers
 
-    async def status(self, entry: MemberEntry, timeout: float) -> StatusAd:
-        """Fetch and verify the member's signed status ad."""
+    async def status(self, entry: MemberEntry, timeout: float, previous: StatusAd | None = None) -> StatusAd:
+        """Fetch and verify the member's signed status ad (``previous``: its last verified ad, whose
+        unchanged parts the new one may share; see :func:`fedproto.status.verify_status_ad`)."""
         url = self.url(entry, "/api/v1/status")
         try:
             async with asyncio.timeout(timeout):
@@ -144,7 +145,7 @@ class MemberClient:
         if not isinstance(signed, str):
             raise MemberCallError(entry.id, "protocol", 'status answer has no "signed" string')
         try:
-            return verify_status_ad(signed, keys=entry.keys, member_id=entry.id, clock=self._clock)
+            return verify_status_ad(signed, keys=entry.keys, member_id=entry.id, clock=self._clock, previous=previous)
         except ProtocolError as exc:
             raise MemberCallError(entry.id, "protocol", f"status ad rejected: {exc.message}") from None
 

@@ -19,6 +19,7 @@ from typing import AsyncIterator
 import aiohttp
 import aiohttp.abc
 from aiohttp.http_exceptions import LineTooLong
+from pydantic_core import from_json
 from yarl import URL
 
 from fedproto.clock import Clock
@@ -28,15 +29,19 @@ from fedproto.tls import client_context, describe_failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.sse import EventStreamParser
 from fedproto.status import StatusAd, verify_status_ad
-from fedproto.tokens import sign_request
+from fedproto.tokens import MAX_DOCUMENT_BYTES, sign_request
 from fedproto.urlpolicy import AddressPolicy, ip_literal, transport_allowed
 from fedproto.version import PROTOCOL, PROTOCOL_HEADER, ProtocolVersionError, peer_version
 
 ANNOUNCE_HEADER = "Federation-Broker-Keys"  # fedmember.brokertrust reads it
+# The largest status answer read: the largest signed document and its JSON wrapper. A member
+# cannot make the broker buffer more for a poll.
+MAX_STATUS_ANSWER_BYTES = MAX_DOCUMENT_BYTES + 4096
 
 from ..registry.brokerkeys import BrokerKeys
 from ..config import BrokerConfig
 from .events import EventBudget, EventRejected
+from .statusget import HttpFailure, StatusConnections
 from ..registry.snapshot import MemberEntry
 
 
@@ -90,6 +95,8 @@ class MemberClient:
         self._clock = clock
         self._session = session
         self._destinations = AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow)
+        self._polls = StatusConnections(client_context(config.ca_bundle_path), guarded_resolver(config),
+                                        config.routing.connect_timeout)
 
     def url(self, entry: MemberEntry, path: str) -> URL:
         """The agent URL for ``path``; https unless in dev mode on loopback, never an internal address."""
@@ -126,19 +133,26 @@ class MemberClient:
 
     async def status(self, entry: MemberEntry, timeout: float, previous: StatusAd | None = None) -> StatusAd:
         """Fetch and verify the member's signed status ad (``previous``: its last verified ad, whose
-        unchanged parts the new one may share; see :func:`fedproto.status.verify_status_ad`)."""
+        unchanged parts the new one may share; see :func:`fedproto.status.verify_status_ad`).
+
+        Fetched with :mod:`.statusget` rather than the aiohttp session: the poll is the broker's most
+        frequent call, and that client costs a fifth of what aiohttp's did.
+        """
         url = self.url(entry, "/api/v1/status")
         try:
             async with asyncio.timeout(timeout):
-                async with self._session.get(url, headers=self._headers(entry, "GET", url, b"")) as resp:
-                    _check_version(entry, resp)
-                    if resp.status != 200:
-                        raise MemberCallError(entry.id, "http", await _status_error(resp), resp.status)
-                    payload = await resp.json(content_type=None)
+                answer = await self._polls.get(url, self._headers(entry, "GET", url, b""), MAX_STATUS_ANSWER_BYTES)
         except TimeoutError:
             raise MemberCallError(entry.id, "timeout", f"status poll timed out after {timeout:g} s") from None
-        except aiohttp.ClientError as exc:
-            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {describe_failure(exc)}") from None
+        except HttpFailure as exc:
+            cause = describe_failure(exc.__cause__) if exc.__cause__ is not None else exc.message
+            message = f"cannot reach agent: {cause}" if exc.kind == "connect" else exc.message
+            raise MemberCallError(entry.id, exc.kind, message) from None
+        _check_version(entry, answer.headers.get(PROTOCOL_HEADER.lower()), answer.status)
+        if answer.status != 200:
+            raise MemberCallError(entry.id, "http", _status_error(answer.status, answer.body), answer.status)
+        try:
+            payload = from_json(answer.body)
         except ValueError:
             raise MemberCallError(entry.id, "protocol", "status answer is not JSON") from None
         signed = payload.get("signed") if isinstance(payload, dict) else None
@@ -148,6 +162,10 @@ class MemberClient:
             return verify_status_ad(signed, keys=entry.keys, member_id=entry.id, clock=self._clock, previous=previous)
         except ProtocolError as exc:
             raise MemberCallError(entry.id, "protocol", f"status ad rejected: {exc.message}") from None
+
+    async def close(self) -> None:
+        """Close the status polls' connections (the aiohttp session is its owner's to close)."""
+        await self._polls.close()
 
     def launch(self, entry: MemberEntry, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
         """Start build+launch; yields the member's events until ``ready``/``failed``."""
@@ -185,7 +203,7 @@ class MemberClient:
         except aiohttp.ClientError as exc:
             raise MemberCallError(entry.id, "connect", f"cannot reach agent: {describe_failure(exc)}") from None
         async with resp:
-            _check_version(entry, resp)
+            _check_version(entry, resp.headers.get(PROTOCOL_HEADER), resp.status)
             if resp.status != 200:
                 raise MemberCallError(entry.id, "http", await _error_text(resp), resp.status)
             routing = self._config.routing
@@ -194,22 +212,22 @@ class MemberClient:
                 yield event
 
 
-def _check_version(entry: MemberEntry, resp: aiohttp.ClientResponse) -> None:
+def _check_version(entry: MemberEntry, header: str | None, status: int) -> None:
     """A member answering in another major protocol version is unusable, and the error says why."""
     try:
-        peer_version(resp.headers.get(PROTOCOL_HEADER), peer=f"member {entry.id}")
+        peer_version(header, peer=f"member {entry.id}")
     except ProtocolVersionError as exc:
-        raise MemberCallError(entry.id, "protocol", exc.message, resp.status) from None
+        raise MemberCallError(entry.id, "protocol", exc.message, status) from None
 
 
-async def _status_error(resp: aiohttp.ClientResponse) -> str:
+def _status_error(status: int, body: bytes) -> str:
     """``status answered HTTP 401, unknown_key``: the agent's own reason, which says what to fix."""
     try:
-        payload = json.loads(await resp.read())
+        payload = json.loads(body)
         reason = payload.get("error") if isinstance(payload, dict) else None
-    except (ValueError, aiohttp.ClientError):
+    except ValueError:
         reason = None
-    return f"status answered HTTP {resp.status}" + (f", {str(reason)[:60]}" if isinstance(reason, str) else "")
+    return f"status answered HTTP {status}" + (f", {str(reason)[:60]}" if isinstance(reason, str) else "")
 
 
 async def _error_text(resp: aiohttp.ClientResponse) -> str:

@@ -141,3 +141,18 @@ def test_received_models_drop_unknown_fields_at_every_depth_but_events_keep_thei
     event = LaunchEvent.received({"phase": "ready", "url": "https://m.example/u/", "new_field": 1})
     assert event.to_json()["new_field"] == 1
     assert LaunchEvent.received_json('{"phase": "built", "x": [1]}').to_json()["x"] == [1]
+
+
+def test_a_model_mixing_both_rules_for_unknown_fields_cannot_be_received() -> None:
+    from pydantic import ConfigDict
+
+    from fedproto.wire import WireModel
+
+    class Keeps(WireModel):
+        model_config = ConfigDict(frozen=True, extra="allow")
+
+    class Mixed(WireModel):
+        inner: Keeps
+
+    with pytest.raises(TypeError, match="keep unknown fields and models that forbid"):
+        Mixed.received({"inner": {}})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import re
 import socket
 from typing import AsyncIterator
 
@@ -37,6 +38,7 @@ ANNOUNCE_HEADER = "Federation-Broker-Keys"  # fedmember.brokertrust reads it
 # The largest status answer read: the largest signed document and its JSON wrapper. A member
 # cannot make the broker buffer more for a poll.
 MAX_STATUS_ANSWER_BYTES = MAX_DOCUMENT_BYTES + 4096
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")
 
 from ..registry.brokerkeys import BrokerKeys
 from ..config import BrokerConfig
@@ -95,11 +97,21 @@ class MemberClient:
         self._clock = clock
         self._session = session
         self._destinations = AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow)
+        self._bases: dict[str, str] = {}  # agent URL -> its checked base (only URLs that passed)
         self._polls = StatusConnections(client_context(config.ca_bundle_path), guarded_resolver(config),
                                         config.routing.connect_timeout)
 
     def url(self, entry: MemberEntry, path: str) -> URL:
         """The agent URL for ``path``; https unless in dev mode on loopback, never an internal address."""
+        base = self._bases.get(entry.record.agent_url)
+        if base is None:
+            base = self._bases[entry.record.agent_url] = self._checked_base(entry)
+        # A path of unreserved characters needs no encoding, and yarl skips it when told so.
+        return URL(base + path, encoded=_PLAIN_PATH.fullmatch(path) is not None)
+
+    def _checked_base(self, entry: MemberEntry) -> str:
+        """The agent URL, checked, as the base of every call (the checks depend only on the URL and
+        the config, so a URL is checked once, not on every poll)."""
         base = URL(entry.record.agent_url)
         if not transport_allowed(entry.record.agent_url, dev=self._config.dev):
             raise MemberCallError(
@@ -111,7 +123,7 @@ class MemberClient:
         why = self._destinations.refusal(literal) if literal is not None else None
         if why is not None:
             raise MemberCallError(entry.id, "insecure", f"agent URL points to a {why} address; the broker does not call it")
-        return URL(str(base).rstrip("/") + path)
+        return str(base).rstrip("/")
 
     def _headers(self, entry: MemberEntry, method: str, url: URL, body: bytes) -> dict[str, str]:
         token = sign_request(

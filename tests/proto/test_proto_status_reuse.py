@@ -1,8 +1,8 @@
 """A new status ad shares its image summary with the member's previous ad only when the summary is
 exactly the same, and is checked in full all the same (signature, key, member, times, schema).
 
-The broker passes each member's last verified ad to :func:`verify_status_ad` so that ~400 image
-hashes are not validated and interned again on every poll; these tests hold that shortcut to
+The broker passes each member's last image summary (:class:`KnownImages`) to :func:`verify_status_ad`
+so that ~400 image hashes are not validated and interned again on every poll; these tests hold that shortcut to
 being a pure memo: it never lets through an ad that verifying without it would refuse, and never
 gives an ad other images than the ones it carries.
 """
@@ -18,7 +18,7 @@ import pytest
 from fedproto.clock import FakeClock
 from fedproto.errors import TokenError
 from fedproto.keys import KeyRing, PrivateKey, b64url
-from fedproto.status import Capacity, ImageSummary, StatusAd, verify_status_ad
+from fedproto.status import Capacity, ImageSummary, KnownImages, StatusAd, verify_status_ad
 from fedproto.tokens import sign_document
 
 MEMBER = "site-a"
@@ -55,7 +55,7 @@ def _unchanged(payload: dict[str, Any]) -> None:
 
 def test_an_ad_with_the_same_images_shares_the_previous_summary(ring, clock, previous) -> None:
     ad = verify_status_ad(_signed(ring, clock, _unchanged), keys=ring.public_set(), member_id=MEMBER, clock=clock,
-                          previous=previous)
+                          known=KnownImages.of(previous.images))
     assert ad.images is previous.images
     assert ad.generation == 2
     # The same ad verified without a previous one is equal: sharing changes the cost, not the result.
@@ -100,7 +100,7 @@ NOT_SHARED = [
 @pytest.mark.parametrize("edit", NOT_SHARED)
 def test_an_ad_with_other_images_gets_its_own_summary(ring, clock, previous, edit) -> None:
     token = _signed(ring, clock, edit)
-    ad = verify_status_ad(token, keys=ring.public_set(), member_id=MEMBER, clock=clock, previous=previous)
+    ad = verify_status_ad(token, keys=ring.public_set(), member_id=MEMBER, clock=clock, known=KnownImages.of(previous.images))
     assert ad.images is not previous.images
     assert ad == verify_status_ad(token, keys=ring.public_set(), member_id=MEMBER, clock=clock)
 
@@ -112,9 +112,9 @@ def test_an_ad_with_other_images_gets_its_own_summary(ring, clock, previous, edi
 ])
 def test_a_malformed_summary_is_refused_with_or_without_a_previous_ad(ring, clock, previous, images) -> None:
     token = _signed(ring, clock, _set_images(images))
-    for prior in (previous, None):
+    for prior in (KnownImages.of(previous.images), None):
         with pytest.raises(TokenError) as info:
-            verify_status_ad(token, keys=ring.public_set(), member_id=MEMBER, clock=clock, previous=prior)
+            verify_status_ad(token, keys=ring.public_set(), member_id=MEMBER, clock=clock, known=prior)
         assert info.value.reason == "bad_document"
 
 
@@ -130,7 +130,7 @@ def test_a_tampered_ad_with_the_same_images_is_still_refused(ring, clock, previo
     body["doc"]["capacity"]["used"] = 0  # advertise free room, keep the images the broker has seen
     with pytest.raises(TokenError) as info:
         verify_status_ad(_tampered(token, body), keys=ring.public_set(), member_id=MEMBER, clock=clock,
-                         previous=previous)
+                         known=KnownImages.of(previous.images))
     assert info.value.reason == "bad_signature"
 
 
@@ -146,10 +146,27 @@ def test_same_images_do_not_excuse_a_foreign_key_another_member_or_an_expired_ad
     }
     for reason, token in cases.items():
         with pytest.raises(TokenError) as info:
-            verify_status_ad(token, keys=ring.public_set(), member_id=MEMBER, clock=clock, previous=previous)
+            verify_status_ad(token, keys=ring.public_set(), member_id=MEMBER, clock=clock, known=KnownImages.of(previous.images))
         assert info.value.reason == reason, reason
     stale = _ad(clock, generation=2).sign(ring.signing_key, clock)
     clock.advance(120)
     with pytest.raises(TokenError) as info:
-        verify_status_ad(stale, keys=ring.public_set(), member_id=MEMBER, clock=clock, previous=previous)
+        verify_status_ad(stale, keys=ring.public_set(), member_id=MEMBER, clock=clock, known=KnownImages.of(previous.images))
     assert info.value.reason == "expired"
+
+
+@pytest.mark.parametrize(("known", "listed"), [
+    pytest.param(["a", "b"], ["a\x00b"], id="two-hashes-vs-one-holding-their-join"),
+    pytest.param([], [""], id="no-hash-vs-one-empty-hash"),
+    pytest.param(["", ""], [""], id="two-empty-vs-one-empty"),
+], )
+def test_the_digest_tells_apart_lists_that_join_alike(ring, clock, known, listed) -> None:
+    memo = KnownImages.of(ImageSummary(hashes=known, total=5))
+    assert memo is not None
+    token = _signed(ring, clock, _set_images({"hashes": listed, "total": 5}))
+    ad = verify_status_ad(token, keys=ring.public_set(), member_id=MEMBER, clock=clock, known=memo)
+    assert ad.images.hashes == listed and ad.images is not memo.summary
+
+
+def test_a_summary_whose_hashes_hold_a_nul_is_never_shared() -> None:
+    assert KnownImages.of(ImageSummary(hashes=["a\x00b"], total=1)) is None

@@ -1,6 +1,8 @@
 """The signed HTTP client the broker uses to call member agents.
 
-One ``aiohttp.ClientSession`` for the whole app, opened and closed in a ``cleanup_ctx``.
+One ``aiohttp.ClientSession`` for the whole app, opened and closed in a ``cleanup_ctx``, for
+launches, builds and deletes; status polls, the most frequent call by far, go over the small
+client in :mod:`.statusget` (closed with :meth:`MemberClient.close`).
 Every request carries a fresh request token bound to its method, path+query and body.
 Agents are reached over TLS trusting ``ca_bundle`` (or the system store), and a failure
 names its real cause ("certificate verify failed: ...", "HTTP 401, unknown_key").
@@ -29,7 +31,7 @@ from fedproto.keys import KeyRing
 from fedproto.tls import client_context, describe_failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.sse import EventStreamParser
-from fedproto.status import StatusAd, verify_status_ad
+from fedproto.status import KnownImages, StatusAd, verify_status_ad
 from fedproto.tokens import MAX_DOCUMENT_BYTES, sign_request
 from fedproto.urlpolicy import AddressPolicy, ip_literal, transport_allowed
 from fedproto.version import PROTOCOL, PROTOCOL_HEADER, ProtocolVersionError, peer_version
@@ -98,7 +100,9 @@ class MemberClient:
         self._session = session
         self._destinations = AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow)
         self._bases: dict[str, str] = {}  # agent URL -> its checked base (only URLs that passed)
-        self._polls = StatusConnections(client_context(config.ca_bundle_path), guarded_resolver(config),
+        self._known_images: dict[str, KnownImages | None] = {}  # member -> its last ad's image summary
+        self._resolver = guarded_resolver(config)
+        self._polls = StatusConnections(client_context(config.ca_bundle_path), self._resolver,
                                         config.routing.connect_timeout)
 
     def url(self, entry: MemberEntry, path: str) -> URL:
@@ -143,12 +147,12 @@ class MemberClient:
             headers["Content-Type"] = "application/json"
         return headers
 
-    async def status(self, entry: MemberEntry, timeout: float, previous: StatusAd | None = None) -> StatusAd:
-        """Fetch and verify the member's signed status ad (``previous``: its last verified ad, whose
-        unchanged parts the new one may share; see :func:`fedproto.status.verify_status_ad`).
+    async def status(self, entry: MemberEntry, timeout: float) -> StatusAd:
+        """Fetch and verify the member's signed status ad. Its image summary is shared with the
+        member's last ad when unchanged (:class:`fedproto.status.KnownImages`).
 
         Fetched with :mod:`.statusget` rather than the aiohttp session: the poll is the broker's most
-        frequent call, and that client costs a fifth of what aiohttp's did.
+        frequent call, and that client costs about half the CPU that aiohttp's did.
         """
         url = self.url(entry, "/api/v1/status")
         try:
@@ -170,14 +174,19 @@ class MemberClient:
         signed = payload.get("signed") if isinstance(payload, dict) else None
         if not isinstance(signed, str):
             raise MemberCallError(entry.id, "protocol", 'status answer has no "signed" string')
+        known = self._known_images.get(entry.id)
         try:
-            return verify_status_ad(signed, keys=entry.keys, member_id=entry.id, clock=self._clock, previous=previous)
+            ad = verify_status_ad(signed, keys=entry.keys, member_id=entry.id, clock=self._clock, known=known)
         except ProtocolError as exc:
             raise MemberCallError(entry.id, "protocol", f"status ad rejected: {exc.message}") from None
+        if known is None or ad.images is not known.summary:
+            self._known_images[entry.id] = KnownImages.of(ad.images)
+        return ad
 
     async def close(self) -> None:
         """Close the status polls' connections (the aiohttp session is its owner's to close)."""
         await self._polls.close()
+        await self._resolver.close()
 
     def launch(self, entry: MemberEntry, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
         """Start build+launch; yields the member's events until ``ready``/``failed``."""

@@ -102,10 +102,8 @@ class Poller:
 
     async def _poll(self, entry: MemberEntry) -> None:
         async with self._limit:
-            known = self._health.get(entry.id)
             try:
-                ad = await self._client.status(entry, timeout=self._settings.timeout,
-                                               previous=known.ad if known is not None else None)
+                ad = await self._client.status(entry, timeout=self._settings.timeout)
             except MemberCallError as exc:
                 ad, error = None, exc.message
             except Exception:  # a bug must not kill the poll task unobserved

@@ -143,7 +143,10 @@ async def _member_client_ctx(app: web.Application) -> AsyncIterator[None]:
     """One shared session to members for the app's lifetime, closed on shutdown."""
     async with new_session(app[CONFIG]) as session:
         app[MEMBER_CLIENT] = MemberClient(app[CONFIG], app[KEYRING], app[CLOCK], session)
-        yield
+        try:
+            yield
+        finally:
+            await app[MEMBER_CLIENT].close()
 
 
 async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ it, and then pins exactly the set it names (newly published keys in, retired key
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Collection, Iterable, Mapping
 
 from .clock import Clock
 from .errors import KeyMaterialError, TokenError
@@ -45,14 +45,18 @@ def verify_key_set(token: str, *, pinned: PublicKeySet, issuer: str | None, cloc
     return keys
 
 
-def signing_key(ring: KeyRing, pins: Mapping[str, Iterable[str] | None], members: Iterable[str]) -> PrivateKey:
+def signing_key(ring: KeyRing, pins: Mapping[str, Collection[str] | None], members: Iterable[str]) -> PrivateKey:
     """The newest key of ``ring`` that every one of ``members`` pins, else the oldest key.
 
     ``pins`` maps a member id to the broker key ids its latest ad lists, or None when it
     has not said (no ad yet, or an agent too old to say): such a member holds rotation back.
     """
     keys = ring.keys  # oldest first
-    needed = [set(pins.get(m) or ()) if pins.get(m) is not None else None for m in members]
+    if len(keys) == 1:
+        return keys[0]
+    # Each member's pins as given (a short list): the broker asks this for every request it
+    # signs (cached briefly), over every member, and building a set per member made it 0.4 ms.
+    needed = [pins.get(m) for m in members]
     for key in reversed(keys):
         if all(p is not None and key.kid in p for p in needed):
             return key

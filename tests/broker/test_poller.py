@@ -81,3 +81,20 @@ async def test_plain_http_only_in_dev_on_loopback(url: str, dev: bool, ok: bool)
         else:
             with pytest.raises(MemberCallError, match="must be https"):
                 client.url(entry, "/api/v1/status")
+
+
+async def test_an_unchanged_image_summary_is_shared_between_polls_and_a_changed_one_is_not(aiohttp_server: Any) -> None:
+    async with aiohttp.ClientSession() as session:
+        d, holder, health, poller, clock = await setup(aiohttp_server, session, images=["gh:org/a", "gh:org/b"])
+        await poller.poll_due()
+        first = health.views()["m1"].ad
+        clock.advance(13)
+        await poller.poll_due()
+        second = health.views()["m1"].ad
+        assert first is not None and second is not None and second.issued_at > first.issued_at
+        assert second.images is first.images
+        d.images = ["gh:org/a", "gh:org/c"]
+        clock.advance(13)
+        await poller.poll_due()
+        third = health.views()["m1"].ad
+        assert third is not None and third.images is not first.images and third.images.has("gh:org/c")

@@ -128,3 +128,31 @@ def test_status_ad_from_a_newer_member_ignores_unknown_fields_but_checks_known_o
     with pytest.raises(TokenError) as info:
         verify_status_ad(token, keys=ring.public_set(), member_id="site-a", clock=clock)
     assert info.value.reason == "bad_document"
+
+
+def test_received_models_drop_unknown_fields_at_every_depth_but_events_keep_theirs(clock) -> None:
+    # A status ad is received with pydantic's extra="ignore", which reaches every nested model;
+    # launch events keep fields they do not know (a newer BinderHub's), so they must not get it.
+    payload = {**_ad(clock).model_dump(mode="json"), "gpus": 2}
+    payload["capacity"] = {**payload["capacity"], "gpus": 2}
+    payload["location"] = {**payload["location"], "building": "B4"}
+    ad = StatusAd.received(payload)
+    assert ad == _ad(clock) and ad == StatusAd.received_json(json.dumps(payload))
+    event = LaunchEvent.received({"phase": "ready", "url": "https://m.example/u/", "new_field": 1})
+    assert event.to_json()["new_field"] == 1
+    assert LaunchEvent.received_json('{"phase": "built", "x": [1]}').to_json()["x"] == [1]
+
+
+def test_a_model_mixing_both_rules_for_unknown_fields_cannot_be_received() -> None:
+    from pydantic import ConfigDict
+
+    from fedproto.wire import WireModel
+
+    class Keeps(WireModel):
+        model_config = ConfigDict(frozen=True, extra="allow")
+
+    class Mixed(WireModel):
+        inner: Keeps
+
+    with pytest.raises(TypeError, match="keep unknown fields and models that forbid"):
+        Mixed.received({"inner": {}})

@@ -1,6 +1,8 @@
 """The signed HTTP client the broker uses to call member agents.
 
-One ``aiohttp.ClientSession`` for the whole app, opened and closed in a ``cleanup_ctx``.
+One ``aiohttp.ClientSession`` for the whole app, opened and closed in a ``cleanup_ctx``, for
+launches, builds and deletes; status polls, the most frequent call by far, go over the small
+client in :mod:`.statusget` (closed with :meth:`MemberClient.close`).
 Every request carries a fresh request token bound to its method, path+query and body.
 Agents are reached over TLS trusting ``ca_bundle`` (or the system store), and a failure
 names its real cause ("certificate verify failed: ...", "HTTP 401, unknown_key").
@@ -13,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import re
 import socket
 from typing import AsyncIterator
 
 import aiohttp
 import aiohttp.abc
 from aiohttp.http_exceptions import LineTooLong
+from pydantic_core import from_json
 from yarl import URL
 
 from fedproto.clock import Clock
@@ -27,16 +31,21 @@ from fedproto.keys import KeyRing
 from fedproto.tls import client_context, describe_failure
 from fedproto.launch import LaunchEvent, LaunchRequest
 from fedproto.sse import EventStreamParser
-from fedproto.status import StatusAd, verify_status_ad
-from fedproto.tokens import sign_request
+from fedproto.status import KnownImages, StatusAd, verify_status_ad
+from fedproto.tokens import MAX_DOCUMENT_BYTES, sign_request
 from fedproto.urlpolicy import AddressPolicy, ip_literal, transport_allowed
 from fedproto.version import PROTOCOL, PROTOCOL_HEADER, ProtocolVersionError, peer_version
 
 ANNOUNCE_HEADER = "Federation-Broker-Keys"  # fedmember.brokertrust reads it
+# The largest status answer read: the largest signed document and its JSON wrapper. A member
+# cannot make the broker buffer more for a poll.
+MAX_STATUS_ANSWER_BYTES = MAX_DOCUMENT_BYTES + 4096
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")
 
 from ..registry.brokerkeys import BrokerKeys
 from ..config import BrokerConfig
 from .events import EventBudget, EventRejected
+from .statusget import HttpFailure, StatusConnections
 from ..registry.snapshot import MemberEntry
 
 
@@ -90,9 +99,23 @@ class MemberClient:
         self._clock = clock
         self._session = session
         self._destinations = AddressPolicy.of(dev=config.dev, allow=config.agent_url_allow)
+        self._bases: dict[str, str] = {}  # agent URL -> its checked base (only URLs that passed)
+        self._known_images: dict[str, KnownImages | None] = {}  # member -> its last ad's image summary
+        self._resolver = guarded_resolver(config)
+        self._polls = StatusConnections(client_context(config.ca_bundle_path), self._resolver,
+                                        config.routing.connect_timeout)
 
     def url(self, entry: MemberEntry, path: str) -> URL:
         """The agent URL for ``path``; https unless in dev mode on loopback, never an internal address."""
+        base = self._bases.get(entry.record.agent_url)
+        if base is None:
+            base = self._bases[entry.record.agent_url] = self._checked_base(entry)
+        # A path of unreserved characters needs no encoding, and yarl skips it when told so.
+        return URL(base + path, encoded=_PLAIN_PATH.fullmatch(path) is not None)
+
+    def _checked_base(self, entry: MemberEntry) -> str:
+        """The agent URL, checked, as the base of every call (the checks depend only on the URL and
+        the config, so a URL is checked once, not on every poll)."""
         base = URL(entry.record.agent_url)
         if not transport_allowed(entry.record.agent_url, dev=self._config.dev):
             raise MemberCallError(
@@ -104,7 +127,7 @@ class MemberClient:
         why = self._destinations.refusal(literal) if literal is not None else None
         if why is not None:
             raise MemberCallError(entry.id, "insecure", f"agent URL points to a {why} address; the broker does not call it")
-        return URL(str(base).rstrip("/") + path)
+        return str(base).rstrip("/")
 
     def _headers(self, entry: MemberEntry, method: str, url: URL, body: bytes) -> dict[str, str]:
         token = sign_request(
@@ -125,28 +148,45 @@ class MemberClient:
         return headers
 
     async def status(self, entry: MemberEntry, timeout: float) -> StatusAd:
-        """Fetch and verify the member's signed status ad."""
+        """Fetch and verify the member's signed status ad. Its image summary is shared with the
+        member's last ad when unchanged (:class:`fedproto.status.KnownImages`).
+
+        Fetched with :mod:`.statusget` rather than the aiohttp session: the poll is the broker's most
+        frequent call, and that client costs about half the CPU that aiohttp's did.
+        """
         url = self.url(entry, "/api/v1/status")
         try:
             async with asyncio.timeout(timeout):
-                async with self._session.get(url, headers=self._headers(entry, "GET", url, b"")) as resp:
-                    _check_version(entry, resp)
-                    if resp.status != 200:
-                        raise MemberCallError(entry.id, "http", await _status_error(resp), resp.status)
-                    payload = await resp.json(content_type=None)
+                answer = await self._polls.get(url, self._headers(entry, "GET", url, b""), MAX_STATUS_ANSWER_BYTES)
         except TimeoutError:
             raise MemberCallError(entry.id, "timeout", f"status poll timed out after {timeout:g} s") from None
-        except aiohttp.ClientError as exc:
-            raise MemberCallError(entry.id, "connect", f"cannot reach agent: {describe_failure(exc)}") from None
+        except HttpFailure as exc:
+            cause = describe_failure(exc.__cause__) if exc.__cause__ is not None else exc.message
+            message = f"cannot reach agent: {cause}" if exc.kind == "connect" else exc.message
+            raise MemberCallError(entry.id, exc.kind, message) from None
+        _check_version(entry, answer.headers.get(PROTOCOL_HEADER.lower()), answer.status)
+        if answer.status != 200:
+            raise MemberCallError(entry.id, "http", _status_error(answer.status, answer.body), answer.status)
+        try:
+            payload = from_json(answer.body)
         except ValueError:
             raise MemberCallError(entry.id, "protocol", "status answer is not JSON") from None
         signed = payload.get("signed") if isinstance(payload, dict) else None
         if not isinstance(signed, str):
             raise MemberCallError(entry.id, "protocol", 'status answer has no "signed" string')
+        known = self._known_images.get(entry.id)
         try:
-            return verify_status_ad(signed, keys=entry.keys, member_id=entry.id, clock=self._clock)
+            ad = verify_status_ad(signed, keys=entry.keys, member_id=entry.id, clock=self._clock, known=known)
         except ProtocolError as exc:
             raise MemberCallError(entry.id, "protocol", f"status ad rejected: {exc.message}") from None
+        if known is None or ad.images is not known.summary:
+            self._known_images[entry.id] = KnownImages.of(ad.images)
+        return ad
+
+    async def close(self) -> None:
+        """Close the status polls' connections (the aiohttp session is its owner's to close)."""
+        await self._polls.close()
+        await self._resolver.close()
 
     def launch(self, entry: MemberEntry, request: LaunchRequest) -> AsyncIterator[LaunchEvent]:
         """Start build+launch; yields the member's events until ``ready``/``failed``."""
@@ -184,7 +224,7 @@ class MemberClient:
         except aiohttp.ClientError as exc:
             raise MemberCallError(entry.id, "connect", f"cannot reach agent: {describe_failure(exc)}") from None
         async with resp:
-            _check_version(entry, resp)
+            _check_version(entry, resp.headers.get(PROTOCOL_HEADER), resp.status)
             if resp.status != 200:
                 raise MemberCallError(entry.id, "http", await _error_text(resp), resp.status)
             routing = self._config.routing
@@ -193,22 +233,22 @@ class MemberClient:
                 yield event
 
 
-def _check_version(entry: MemberEntry, resp: aiohttp.ClientResponse) -> None:
+def _check_version(entry: MemberEntry, header: str | None, status: int) -> None:
     """A member answering in another major protocol version is unusable, and the error says why."""
     try:
-        peer_version(resp.headers.get(PROTOCOL_HEADER), peer=f"member {entry.id}")
+        peer_version(header, peer=f"member {entry.id}")
     except ProtocolVersionError as exc:
-        raise MemberCallError(entry.id, "protocol", exc.message, resp.status) from None
+        raise MemberCallError(entry.id, "protocol", exc.message, status) from None
 
 
-async def _status_error(resp: aiohttp.ClientResponse) -> str:
+def _status_error(status: int, body: bytes) -> str:
     """``status answered HTTP 401, unknown_key``: the agent's own reason, which says what to fix."""
     try:
-        payload = json.loads(await resp.read())
+        payload = json.loads(body)
         reason = payload.get("error") if isinstance(payload, dict) else None
-    except (ValueError, aiohttp.ClientError):
+    except ValueError:
         reason = None
-    return f"status answered HTTP {resp.status}" + (f", {str(reason)[:60]}" if isinstance(reason, str) else "")
+    return f"status answered HTTP {status}" + (f", {str(reason)[:60]}" if isinstance(reason, str) else "")
 
 
 async def _error_text(resp: aiohttp.ClientResponse) -> str:

@@ -50,7 +50,7 @@ def test_the_split_keeps_every_member_on_the_side_its_number_says() -> None:
     exactly the members whose number is above the ratio (by the margin), the cool lists the others
     in base order; members crossing are moved when the ratio passes their number."""
     rng = random.Random(3)
-    split = HotSplit()
+    split: HotSplit[str] = HotSplit()
     placed: dict[str, tuple[str, float, float]] = {}
     ratio = 1.0
     for step in range(3000):

@@ -23,24 +23,25 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from typing import Hashable
+from typing import Generic, Hashable, TypeVar
 
 # A member is put on the hot side only while the ratio is below its number by this much (relative):
 # far above the rounding of a few float operations, far below any real difference in load.
 _MARGIN = 1e-7
+K = TypeVar("K", bound=Hashable)  # which of the index's lists a member is on
 
 
 def _lowered(until: float) -> float:
     return until - _MARGIN * abs(until) - _MARGIN if until not in (float("inf"), float("-inf")) else until
 
 
-class HotSplit:
+class HotSplit(Generic[K]):
     """Listed members, for one hot rule: ``cool`` lists in base order, and the ``hot`` set."""
 
     def __init__(self) -> None:
-        self.cool: dict[Hashable, list[tuple[float, str]]] = {}
+        self.cool: dict[K, list[tuple[float, str]]] = {}
         self.hot: set[str] = set()
-        self._at: dict[str, tuple[Hashable, float, float]] = {}  # member -> (its list, base, lowered hot_until)
+        self._at: dict[str, tuple[K, float, float]] = {}  # member -> (its list, base, lowered hot_until)
         self._ratio = float("inf")  # sessions per unit of weight at the last place() or advance()
         # Lazy heaps: an entry is live while it matches the member's _at and side; stale ones are skipped.
         self._cooling: list[tuple[float, str]] = []  # hot members: cool once the ratio reaches the number
@@ -49,7 +50,7 @@ class HotSplit:
     def __len__(self) -> int:
         return len(self._at)
 
-    def place(self, member_id: str, key: Hashable, base: float, until: float) -> None:
+    def place(self, member_id: str, key: K, base: float, until: float) -> None:
         """Add a listed member (remove it first if it was placed): its list, base and ``hot_until``."""
         self.remove(member_id)
         until = _lowered(until)

@@ -169,7 +169,7 @@ class RoutingIndex:
         self._weight = 0.0
         self._ready: dict[frozenset[str], list[float]] = {}  # providers -> [sum, count] of known ready times
         # The listed members split by each hot rule (keyed by is_hot's new_repo), so a decision scans cool ones.
-        self._splits = {False: HotSplit(), True: HotSplit()}
+        self._splits: dict[bool, HotSplit[_ListKey]] = {False: HotSplit(), True: HotSplit()}
 
     # -- updates ---------------------------------------------------------------------------------
     def update(self, snapshot: RegistrySnapshot, views: Mapping[str, HealthView],
@@ -393,7 +393,7 @@ class RoutingIndex:
         image (without those in ``skip``); each stream's head is a lower bound on the total of every
         member it has left (with its data part added in ``_final``)."""
         ctx = scan.ctx
-        for (region, known), items in lists.items():  # type: ignore[misc]
+        for (region, known), items in lists.items():
             offset = self._offset(region, known, ctx) + scan.build
             scan.streams.append(_Stream(items, offset))
         if scan.holders is not None:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ..config import BrokerConfig
 from .cors import setup_cors
+from .limits import stream_limited
 from .handlers import (
     admintokens,
     brokerkeys,
@@ -31,7 +32,7 @@ def add_routes(app: web.Application, config: BrokerConfig) -> None:
         app.router.add_get("/build/{provider}/{spec:.+}", redirect.build_redirect)
         app.router.add_get("/v2/{provider}/{spec:.+}", redirect.v2_redirect)
     else:
-        app.router.add_get("/build/{provider}/{spec:.+}", frontdoor.build)
+        app.router.add_get("/build/{provider}/{spec:.+}", stream_limited(frontdoor.build))
         launchpage.add_routes(app)
     # After the launch routes: every other /v2 URL gets the HTML page saying what a launch link is.
     app.router.add_get("/v2{tail:.*}", launchpage.bad_v2_url)

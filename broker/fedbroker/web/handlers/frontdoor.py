@@ -30,7 +30,6 @@ from ...routing.dispatcher import nothing_routable_message
 from ..cors import preflight
 
 log = logging.getLogger(__name__)
-routes = web.RouteTableDef()
 
 EVENT_STREAM = "text/event-stream"
 DECISION_HEADER = "X-Federation-Decision"
@@ -151,7 +150,6 @@ async def build(request: web.Request) -> web.StreamResponse:
     return await stream_events(request, events, headers, request.app[CONFIG].routing.keepalive)
 
 
-@routes.options("/build/{provider}/{spec:.+}")
 async def build_preflight(request: web.Request) -> web.Response:
     """CORS preflight for cross-origin EventSource/fetch clients."""
     return preflight(request)

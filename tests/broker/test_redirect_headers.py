@@ -8,6 +8,7 @@ headers), so no speed-up changes it.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -77,8 +78,10 @@ async def test_a_307_answers_a_listed_origin_only(aiohttp_server: Any, aiohttp_c
 async def test_a_307_carries_the_rate_limit_and_the_refusal_its_retry(aiohttp_server: Any, aiohttp_client: Any) -> None:
     client = await make(aiohttp_server, aiohttp_client, kind="ticket",
                         rate_limit=RateLimitSettings(launches=2, period=600))
-    first = await client.get("/build/gh/org/repo/HEAD", allow_redirects=False)
-    assert first.status == 307 and "ticket=" in first.headers["Location"]
+    first = await client.get("/build/gh/org/repo/HEAD?ticket=forged", allow_redirects=False)
+    # The client's own ticket is dropped; the broker's is the one query value.
+    (query,) = parse_qs(urlsplit(first.headers["Location"]).query)["ticket"]
+    assert first.status == 307 and first.headers["Location"].split("?")[1] == f"ticket={query}" and query.count(".") == 2
     assert (first.headers["x-ratelimit-limit"], first.headers["x-ratelimit-remaining"]) == ("2", "1")
     reset = int(first.headers["x-ratelimit-reset"])
     await client.get("/build/gh/org/repo/HEAD", allow_redirects=False)

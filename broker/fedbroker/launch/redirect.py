@@ -115,5 +115,6 @@ class TicketIssuer:
             launch_id=secrets.token_urlsafe(12), clock=self._clock, decision_id=launch.decision_id,
             client_ip=launch.client_ip, origin=launch.origin,
         )
-        query = urlencode([*[(k, v) for k, v in launch.query if k != "ticket"], ("ticket", ticket)])
-        return f"{target.base}/build/{launch.provider}/{launch.raw_spec}?{query}"
+        # A compact JWS is base64url and dots, which a query carries as they are: only the rest is encoded.
+        query = urlencode([(k, v) for k, v in launch.query if k != "ticket"])
+        return f"{target.base}/build/{launch.provider}/{launch.raw_spec}?{query}{'&' if query else ''}ticket={ticket}"

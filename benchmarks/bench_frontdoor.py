@@ -15,12 +15,6 @@ decision line per launch) and with ``[logging] access_log = false, decisions = f
 (``quiet``). Prints one machine-readable summary line; ``*_ratio`` is broker/bare req/s in the
 same run, with the same pinning and the same request mix; ``*_cpu_ratio`` is bare/broker CPU
 time per answered request, which other load on a shared machine does not distort.
-
-The broker's CPU per request is also split in two: ``*_decision_us_per_req`` is the time its
-routing decisions took (from its own ``fedbroker_routing_decision_seconds``, read before and after
-each run), and ``*_rest_cpu_ratio`` is bare/broker CPU without it: what the front door costs
-besides the decision (HTTP, parsing, admission, the ticket, the 307, logging; and polling, which
-runs meanwhile as in production).
 """
 
 from __future__ import annotations
@@ -31,7 +25,6 @@ import re
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 from aiohttp import web
@@ -124,18 +117,6 @@ def wrk(url: str, seconds: float, connections: int, script: Path) -> dict[str, f
             "p50": latency("50"), "p99": latency("99"), "errors": float(errors.group(1)) if errors else 0.0}
 
 
-def _rest(row: dict[str, float]) -> float:
-    """A broker's CPU per request besides its routing decisions (at least 1 us, to divide by)."""
-    return max(1.0, row["cpu_us"] - row["decision_us"])
-
-
-def decision_seconds(url: str) -> float:
-    """The broker's total routing-decision time so far, from its /metrics."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as resp:
-        text = resp.read().decode()
-    return float(re.search(r"^fedbroker_routing_decision_seconds_sum (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=1000)
@@ -171,20 +152,15 @@ def main() -> None:
                 routable = min(routable, asyncio.run(benchbroker.wait_routable(server.url, args.members)))
             for dist, script in scripts.items():
                 wrk(server.url + "/build/gh/org/repo/HEAD", 2, args.connections, script)
-                decided = decision_seconds(server.url) if logs is not None else 0.0
                 cpu = benchbroker.cpu_seconds(server.popen.pid)
                 rows[name, dist] = row = wrk(server.url + "/build/gh/org/repo/HEAD", args.seconds, args.connections, script)
                 # CPU per answered request: what a shared machine's other load cannot hide (it
                 # also includes the broker's polling during the window, as in production).
-                answered = max(1.0, row["requests"])
-                row["cpu_us"] = (benchbroker.cpu_seconds(server.popen.pid) - cpu) / answered * 1e6
-                row["decision_us"] = ((decision_seconds(server.url) - decided) / answered * 1e6
-                                      if logs is not None else 0.0)
+                row["cpu_us"] = (benchbroker.cpu_seconds(server.popen.pid) - cpu) / max(1.0, row["requests"]) * 1e6
             server.stop()
         fields = [f"bench=frontdoor members={routable}/{args.members} connections={args.connections}"]
         for (name, dist), r in rows.items():
             fields.append(f"{dist}_{name}_rps={r['rps']:.0f} {dist}_{name}_cpu_us_per_req={r['cpu_us']:.0f} "
-                          f"{dist}_{name}_decision_us_per_req={r['decision_us']:.0f} "
                           f"{dist}_{name}_p50_ms={r['p50']:.2f} "
                           f"{dist}_{name}_p99_ms={r['p99']:.2f} {dist}_{name}_errors={r['errors']:.0f} "
                           f"{dist}_{name}_not_redirected={r['not_redirected']:.0f}")
@@ -194,9 +170,7 @@ def main() -> None:
             fields.append(f"{dist}_ratio={rows['broker', dist]['rps'] / bare_rps:.2f} "
                           f"{dist}_quiet_ratio={rows['quiet', dist]['rps'] / bare_rps:.2f} "
                           f"{dist}_cpu_ratio={bare_cpu / rows['broker', dist]['cpu_us']:.2f} "
-                          f"{dist}_quiet_cpu_ratio={bare_cpu / rows['quiet', dist]['cpu_us']:.2f} "
-                          f"{dist}_rest_cpu_ratio={bare_cpu / _rest(rows['broker', dist]):.2f} "
-                          f"{dist}_quiet_rest_cpu_ratio={bare_cpu / _rest(rows['quiet', dist]):.2f}")
+                          f"{dist}_quiet_cpu_ratio={bare_cpu / rows['quiet', dist]['cpu_us']:.2f}")
         print(" ".join(fields), benchbroker.machine(), flush=True)
 
 

@@ -15,13 +15,23 @@ decision line per launch) and with ``[logging] access_log = false, decisions = f
 (``quiet``). Prints one machine-readable summary line; ``*_ratio`` is broker/bare req/s in the
 same run, with the same pinning and the same request mix; ``*_cpu_ratio`` is bare/broker CPU
 time per answered request, which other load on a shared machine does not distort.
+
+A third broker (``replayed``, quiet logs) runs with its routing decisions replayed
+(``replayserve.py``: after 300 real ones, each decision is one of those again, the index still
+kept up to date before each). ``*_replayed_decision_cpu_us_per_req`` is the CPU it spent inside
+decisions (index upkeep and replay), and ``*_rest_cpu_ratio`` is bare/broker CPU per request
+without it: the front door's own cost (HTTP, parsing, admission, the ticket, the 307, and the
+polling that runs meanwhile), which the ranking's cost would otherwise hide.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
+import signal
+import time
 import shutil
 import subprocess
 import sys
@@ -117,6 +127,27 @@ def wrk(url: str, seconds: float, connections: int, script: Path) -> dict[str, f
             "p50": latency("50"), "p99": latency("99"), "errors": float(errors.group(1)) if errors else 0.0}
 
 
+def replayed_decision_cpu(proc: benchbroker.Proc, report: Path) -> float:
+    """Seconds of CPU the replaying broker spent inside decisions so far (it writes them on SIGUSR1)."""
+    report.unlink(missing_ok=True)
+    proc.popen.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if report.exists() and (text := report.read_text()):
+            return float(text)
+        time.sleep(0.02)
+    raise RuntimeError("the replaying broker did not report its decision CPU")
+
+
+def start_replayed(work: Path, farm_url: str, members: int, settings: dict[str, object]) -> benchbroker.Proc:
+    """A broker whose decisions are replayed (``replayserve.py``), on its own initialised directory."""
+    benchbroker.start_broker(work, farm_url, members, settings, name="replayed").stop()  # init and register
+    os.environ["REPLAY_CPU_FILE"] = str(work / "replayed-cpu")
+    return benchbroker.spawn([sys.executable, str(Path(__file__).with_name("replayserve.py")), "serve", "--config",
+                              str(work / "replayed" / "broker.toml"), "--port", "0"],
+                             "fedbroker listening on", work / "replayed.log", cpu=SERVER_CPU)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=1000)
@@ -140,10 +171,12 @@ def main() -> None:
         routable = args.members
         quiet_logs = {"logging": {"access_log": False, "decisions": False}}
         # One server at a time on the server core, each measured on both request mixes after 2 s of warm-up.
-        for name, logs in (("broker", {}), ("quiet", quiet_logs), ("bare", None)):
+        for name, logs in (("broker", {}), ("quiet", quiet_logs), ("replayed", quiet_logs), ("bare", None)):
             if logs is None:
                 server = benchbroker.spawn([sys.executable, __file__, "--serve-bare"], "bare listening on",
                                            work / "bare.log", cpu=SERVER_CPU)
+            elif name == "replayed":
+                server = start_replayed(work, farm.url, args.members, {"mode": "redirect", **logs})
             else:
                 server = benchbroker.start_broker(work, farm.url, args.members, {"mode": "redirect", **logs},
                                                   name=name, cpu=SERVER_CPU)
@@ -152,11 +185,16 @@ def main() -> None:
                 routable = min(routable, asyncio.run(benchbroker.wait_routable(server.url, args.members)))
             for dist, script in scripts.items():
                 wrk(server.url + "/build/gh/org/repo/HEAD", 2, args.connections, script)
+                report = work / "replayed-cpu"
+                decided = replayed_decision_cpu(server, report) if name == "replayed" else 0.0
                 cpu = benchbroker.cpu_seconds(server.popen.pid)
                 rows[name, dist] = row = wrk(server.url + "/build/gh/org/repo/HEAD", args.seconds, args.connections, script)
                 # CPU per answered request: what a shared machine's other load cannot hide (it
                 # also includes the broker's polling during the window, as in production).
-                row["cpu_us"] = (benchbroker.cpu_seconds(server.popen.pid) - cpu) / max(1.0, row["requests"]) * 1e6
+                answered = max(1.0, row["requests"])
+                row["cpu_us"] = (benchbroker.cpu_seconds(server.popen.pid) - cpu) / answered * 1e6
+                if name == "replayed":
+                    row["decision_cpu_us"] = (replayed_decision_cpu(server, report) - decided) / answered * 1e6
             server.stop()
         fields = [f"bench=frontdoor members={routable}/{args.members} connections={args.connections}"]
         for (name, dist), r in rows.items():
@@ -165,12 +203,17 @@ def main() -> None:
                           f"{dist}_{name}_p99_ms={r['p99']:.2f} {dist}_{name}_errors={r['errors']:.0f} "
                           f"{dist}_{name}_not_redirected={r['not_redirected']:.0f}")
         for dist in scripts:
+            replayed = rows["replayed", dist]
+            fields.append(f"{dist}_replayed_decision_cpu_us_per_req={replayed['decision_cpu_us']:.0f}")
+        for dist in scripts:
             bare_rps = rows["bare", dist]["rps"]
             bare_cpu = rows["bare", dist]["cpu_us"]
+            rest = max(1.0, rows["replayed", dist]["cpu_us"] - rows["replayed", dist]["decision_cpu_us"])
             fields.append(f"{dist}_ratio={rows['broker', dist]['rps'] / bare_rps:.2f} "
                           f"{dist}_quiet_ratio={rows['quiet', dist]['rps'] / bare_rps:.2f} "
                           f"{dist}_cpu_ratio={bare_cpu / rows['broker', dist]['cpu_us']:.2f} "
-                          f"{dist}_quiet_cpu_ratio={bare_cpu / rows['quiet', dist]['cpu_us']:.2f}")
+                          f"{dist}_quiet_cpu_ratio={bare_cpu / rows['quiet', dist]['cpu_us']:.2f} "
+                          f"{dist}_rest_cpu_ratio={bare_cpu / rest:.2f}")
         print(" ".join(fields), benchbroker.machine(), flush=True)
 
 

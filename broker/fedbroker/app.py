@@ -62,7 +62,6 @@ from .routing.health import HealthTable
 from .routing.slo import SloTracker
 from .routing.ratelimit import ClientLimits
 from .web import routes as web_routes
-from .web.limits import stream_limit_middleware
 
 
 def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRing | None = None,
@@ -71,7 +70,7 @@ def make_app(config: BrokerConfig, *, clock: Clock | None = None, keyring: KeyRi
 
     ``poll=False`` leaves the health poller out (tests that feed health directly).
     """
-    app = web.Application(middlewares=[error_middleware, stream_limit_middleware],
+    app = web.Application(middlewares=[error_middleware],
                           client_max_size=config.max_body_bytes)
     app.on_response_prepare.append(announce_protocol)
     app[CONFIG] = config

@@ -57,9 +57,12 @@ def _validation_message(exc: ValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}" + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
 
 
+_ANNOUNCED = str(PROTOCOL)  # formatted once, not per answer
+
+
 async def announce_protocol(request: web.Request, response: web.StreamResponse) -> None:
     """Every answer says which protocol version the broker speaks (``on_response_prepare``)."""
-    response.headers[PROTOCOL_HEADER] = str(PROTOCOL)
+    response.headers[PROTOCOL_HEADER] = _ANNOUNCED
 
 
 @web.middleware

@@ -31,6 +31,9 @@ _DOI = re.compile(r"^10\.\d{4,9}/[-._;()/:A-Za-z0-9]+$")
 _HYDROSHARE_ID = re.compile(r"^[0-9a-f]{32}$")
 _REF = re.compile(r"^[A-Za-z0-9._/@+^~{}-]{1,255}$")
 _REMOTE_SCHEMES = ("https", "http", "git")
+# Searched once per launch (the front door's hot path), instead of a Python loop over characters or segments.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DOT_SEGMENT = re.compile(r"(?:^|/)\.\.?(?:/|\Z)")
 
 
 def _check_ref(ref: str) -> str:
@@ -88,11 +91,11 @@ class RepoSpec:
             raise SpecError(f"No provider found for prefix {provider!r}", reason="unknown_provider")
         if not spec or len(spec) > MAX_SPEC_LENGTH:
             raise SpecError("spec is empty or too long", reason="bad_spec")
-        if any(ord(c) < 0x20 or c == "\x7f" for c in spec):
+        if _CONTROL.search(spec):
             raise SpecError("spec contains control characters", reason="bad_spec")
         # Checked on the unescaped spec too: BinderHub unescapes a git URL before using it, and a
         # spec goes into upstream URL paths, where a '.' or '..' segment would name another route.
-        if any(part in (".", "..") for part in unquote(spec).split("/")):
+        if _DOT_SEGMENT.search(unquote(spec)):
             raise SpecError("spec must not contain '.' or '..' path segments", reason="bad_spec")
         return _PARSERS[provider](spec, allow_file)
 

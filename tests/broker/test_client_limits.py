@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from multidict import CIMultiDict
 
+from fedproto.clock import FakeClock
+
+from fedbroker.config import BrokerConfig, RateLimitSettings
 from fedbroker.jsonbody import MAX_JSON_DEPTH, nesting_depth
 from fedbroker.routing.ratelimit import StreamSlots, client_address
+from brokerkit import broker_app, feed_health, new_keyring, parse_stream, snapshot_of
+from member_double import MemberDouble
 
 XFF = "X-Forwarded-For"
+SSE = {"Accept": "text/event-stream"}
 
 
 @pytest.mark.parametrize(
@@ -67,3 +75,20 @@ async def test_deep_json_is_a_clear_400_not_a_500(broker, admin_headers) -> None
         resp = await broker.post(path, data=b"[" * 125_000, headers=admin_headers)
         assert resp.status == 400, path
         assert (await resp.json())["error"] == "too_deep"
+
+
+async def test_an_open_relay_stream_holds_a_slot_and_the_next_one_past_the_limit_is_refused(
+        aiohttp_server: Any, aiohttp_client: Any) -> None:
+    clock, keyring = FakeClock(), new_keyring()
+    member = MemberDouble("m0", keyring.public_set(), clock, behaviour="hang")
+    member.url = str((await aiohttp_server(member.app())).make_url("/"))
+    config = BrokerConfig(dev=True, rate_limit=RateLimitSettings(streams_per_client=1))
+    app = broker_app(config, clock, keyring, snapshot_of([member.entry()]))
+    feed_health(app, [member])
+    client = await aiohttp_client(app)
+    held = await client.get("/build/gh/org/repo/HEAD", headers=SSE)  # headers only: the stream stays open
+    refused = await client.get("/build/gh/org/repo/HEAD", headers=SSE)
+    assert refused.status == 200 and refused.content_type == "text/event-stream"
+    assert parse_stream(await refused.text()) == [{"phase": "failed", "status_code": 429, "message": (
+        "Too many launches open from your address at once; wait for one to finish.\n")}]
+    held.close()

@@ -18,6 +18,7 @@ never a redirect target: the next routable candidate of the same decision is.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from typing import Callable, Iterable, Literal, Protocol
@@ -53,10 +54,18 @@ def redirect_target(entry: MemberEntry, ad: StatusAd | None, *, dev: bool) -> Re
         return None
     if offer.kind == "ticket":
         return RedirectTarget(entry, "ticket", entry.record.agent_url.rstrip("/"))
+    base = _binderhub_base(offer.url or "", dev)
+    return RedirectTarget(entry, "binderhub", base) if base is not None else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _binderhub_base(url: str, dev: bool) -> str | None:
+    """A member's BinderHub URL as checked, or None: a member claiming a URL the broker would not
+    register is not sent users. Cached: the few URLs of a federation are checked on every redirect."""
     try:
-        return RedirectTarget(entry, "binderhub", check_member_url(offer.url or "", field="redirect.url", dev=dev))
+        return check_member_url(url, field="redirect.url", dev=dev)
     except InvalidRequest:
-        return None  # a member claiming a URL the broker would not register is not sent users
+        return None
 
 
 def first_target(
@@ -106,5 +115,6 @@ class TicketIssuer:
             launch_id=secrets.token_urlsafe(12), clock=self._clock, decision_id=launch.decision_id,
             client_ip=launch.client_ip, origin=launch.origin,
         )
-        query = urlencode([*[(k, v) for k, v in launch.query if k != "ticket"], ("ticket", ticket)])
-        return f"{target.base}/build/{launch.provider}/{launch.raw_spec}?{query}"
+        # A compact JWS is base64url and dots, which a query carries as they are: only the rest is encoded.
+        query = urlencode([(k, v) for k, v in launch.query if k != "ticket"])
+        return f"{target.base}/build/{launch.provider}/{launch.raw_spec}?{query}{'&' if query else ''}ticket={ticket}"

@@ -45,6 +45,10 @@ class Admission:
         return self.refusal is None
 
 
+# Rate limiting off and the spec allowed: the common answer, made once.
+_ADMITTED = Admission(None, 200, None)
+
+
 class _GeoIP:
     """Client coordinates from a MaxMind-format database, through the optional ``maxminddb`` package."""
 
@@ -85,6 +89,8 @@ class Dispatcher:
         geoip_db = config.routing.geoip_db
         self._geoip = _GeoIP(str(config.resolve(geoip_db))) if geoip_db else None
         self._router = LiveRouter(config.routing, snapshots, health, clock)
+        # Real launches need only the candidates failover may try.
+        self._detail = max(_DETAILED_CANDIDATES, config.routing.max_attempts)
 
     def client_ip(self, headers: Mapping[str, str], remote: str | None) -> str:
         """The client's IP: the forwarding header's hop the trusted proxies vouch for, else the peer."""
@@ -103,7 +109,9 @@ class Dispatcher:
             self._metrics.refused("denied")
             return Admission(refusal, 403, None)
         rate = self._limiter.check(client_ip)
-        if rate is not None and not rate.allowed:
+        if rate is None:
+            return _ADMITTED
+        if not rate.allowed:
             self._metrics.refused("rate_limited")
             return Admission(rate.message(self._clock.now()), 429, rate)
         return Admission(None, 200, rate)
@@ -120,9 +128,7 @@ class Dispatcher:
         if dry_run:
             return self._router.explain(request, new_decision_id())
         started = time.perf_counter()
-        # Real launches need only the candidates failover may try.
-        detail = max(_DETAILED_CANDIDATES, self._config.routing.max_attempts)
-        decision = self._router.decide(request, new_decision_id(), detail)
+        decision = self._router.decide(request, new_decision_id(), self._detail)
         if count and decision.chosen is not None:
             self._router.launched(decision.chosen, request)
         elapsed = time.perf_counter() - started

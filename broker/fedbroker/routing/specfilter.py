@@ -23,6 +23,8 @@ class SpecFilter:
 
     def refusal(self, provider: str, spec: str) -> str | None:
         """Why ``provider/spec`` may not launch, or None when it may."""
+        if not self._deny and not self._allow:  # the default: nothing to match
+            return None
         target = f"{provider}/{spec}"
         if any(p.match(target) for p in self._deny):
             return f"Sorry, {target} has been temporarily disabled from launching. Please contact admins for more info!"

@@ -48,11 +48,15 @@ def preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: CORS headers on every answer of the launch API (errors and 307s too)."""
-    if request.path.startswith(CORS_PREFIXES) and "Access-Control-Allow-Origin" not in response.headers:
-        response.headers.update(cors_headers(request))
-
-
 def setup_cors(app: web.Application) -> None:
+    """CORS headers on every answer of the launch API (errors and 307s too), added as it is prepared."""
+    allowed = app[CONFIG].cors_allow_origins
+    # Read once: this runs for every answer, and the settings do not change while the app runs.
+    everyone = allow_origin(None, allowed) if "*" in allowed else None
+
+    async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+        if not request.path.startswith(CORS_PREFIXES) or "Access-Control-Allow-Origin" in response.headers:
+            return
+        response.headers.update(everyone or allow_origin(request.headers.get("Origin"), allowed))
+
     app.on_response_prepare.append(add_cors_headers)

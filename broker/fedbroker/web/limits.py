@@ -3,9 +3,16 @@
 The client address is the one the dispatcher derives (the forwarding header's hop the trusted
 proxies vouch for, else the peer), so a client cannot dodge a limit by writing its own
 ``X-Forwarded-For``. The counters live in this app's ``ClientLimits`` (routing/ratelimit.py).
+
+The stream limit wraps the one handler that holds a stream open, relay mode's ``/build``
+(:func:`stream_limited`, applied in ``web.routes``), rather than every request: redirect mode's
+``/build`` answers at once and holds nothing, and the front door's other routes are not streams.
 """
 
 from __future__ import annotations
+
+import functools
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -14,7 +21,7 @@ from fedproto.launch import LaunchEvent
 from ..appkeys import CLIENT_LIMITS, CLOCK, DISPATCHER
 from ..errors import TooManyRequests
 
-STREAM_PREFIXES = ("/build/",)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def client_of(request: web.Request) -> str:
@@ -31,19 +38,23 @@ def check_enrollment_rate(request: web.Request) -> None:
                               headers={**decision.headers(), "Retry-After": retry})
 
 
-@web.middleware
-async def stream_limit_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """At most ``rate_limit.streams_per_client`` open launch streams per client address."""
-    if request.method != "GET" or not request.path.startswith(STREAM_PREFIXES):
-        return await handler(request)
-    slots = request.app[CLIENT_LIMITS].streams
-    client = client_of(request)
-    if not slots.take(client):
-        # As the front door refuses launches: one failed event in a 200 event stream (BinderHub's way).
-        event = LaunchEvent(phase="failed", status_code=429,
-                            message="Too many launches open from your address at once; wait for one to finish.\n")
-        return web.Response(body=event.sse(), content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    try:
-        return await handler(request)
-    finally:
-        slots.give_back(client)
+def stream_limited(handler: Handler) -> Handler:
+    """``handler`` holding one of the client's ``rate_limit.streams_per_client`` open launch streams
+    while it runs; past the limit, a 429 instead."""
+
+    @functools.wraps(handler)
+    async def limited(request: web.Request) -> web.StreamResponse:
+        slots = request.app[CLIENT_LIMITS].streams
+        client = client_of(request)
+        if not slots.take(client):
+            # As the front door refuses launches: one failed event in a 200 event stream (BinderHub's way).
+            event = LaunchEvent(phase="failed", status_code=429,
+                                message="Too many launches open from your address at once; wait for one to finish.\n")
+            return web.Response(body=event.sse(), content_type="text/event-stream",
+                                headers={"Cache-Control": "no-cache"})
+        try:
+            return await handler(request)
+        finally:
+            slots.give_back(client)
+
+    return limited

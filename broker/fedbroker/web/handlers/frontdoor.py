@@ -30,7 +30,6 @@ from ...routing.dispatcher import nothing_routable_message
 from ..cors import preflight
 
 log = logging.getLogger(__name__)
-routes = web.RouteTableDef()
 
 EVENT_STREAM = "text/event-stream"
 DECISION_HEADER = "X-Federation-Decision"
@@ -40,15 +39,16 @@ DISCONNECT_CHECK = 1.0
 
 def raw_spec(request: web.Request, prefix: str) -> str:
     """The spec exactly as the client escaped it (match_info is unescaped, which breaks gl and git specs)."""
-    path = request.raw_path.split("?", 1)[0]
-    return path[len(f"/{prefix}/{request.match_info['provider']}/"):]
+    path = request.raw_path.partition("?")[0]
+    return path[len(prefix) + len(request.match_info["provider"]) + 3:]  # past "/{prefix}/{provider}/"
 
 
 def parse_target(request: web.Request, prefix: str) -> tuple[RepoSpec, list[str]]:
     """Provider, spec and ``?data=`` values, validated (raises SpecError)."""
     repo = RepoSpec.parse(request.match_info["provider"], raw_spec(request, prefix),
                           allow_file=request.app[CONFIG].dev)
-    data = request.query.getall("data", [])
+    # Most launches have no query: parsing one is skipped then.
+    data = request.query.getall("data", []) if request.query_string else []
     if len(data) > MAX_DATASETS_PER_LAUNCH or any(not d.strip() or len(d) > 512 for d in data):
         raise SpecError(f"at most {MAX_DATASETS_PER_LAUNCH} non-empty ?data= values of up to 512 characters",
                         reason="bad_data")
@@ -150,7 +150,6 @@ async def build(request: web.Request) -> web.StreamResponse:
     return await stream_events(request, events, headers, request.app[CONFIG].routing.keepalive)
 
 
-@routes.options("/build/{provider}/{spec:.+}")
 async def build_preflight(request: web.Request) -> web.Response:
     """CORS preflight for cross-origin EventSource/fetch clients."""
     return preflight(request)

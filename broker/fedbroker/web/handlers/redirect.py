@@ -18,6 +18,7 @@ Refusals answer as in relay mode: a ``failed`` event on ``/build``, the HTML err
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -34,7 +35,7 @@ from .frontdoor import DECISION_HEADER, one_event, parse_target, raw_spec
 from .launchpage import error_page, render_launch_page
 
 
-@dataclass
+@dataclass(slots=True)
 class _Plan:
     """Where one redirected launch goes, or why it goes nowhere."""
 
@@ -55,7 +56,8 @@ def _plan(request: web.Request, prefix: str) -> _Plan:
         plan.refusal = LaunchEvent(phase="failed", status_code=404 if exc.reason == "unknown_provider" else 400,
                                    message=exc.message + "\n")
         return plan
-    dispatcher = request.app[DISPATCHER]
+    app = request.app
+    dispatcher, config = app[DISPATCHER], app[CONFIG]
     ip = plan.client_ip = dispatcher.client_ip(request.headers, request.remote)
     admission = dispatcher.admit(plan.repo.provider, plan.repo.spec, ip)
     if admission.rate is not None:
@@ -67,14 +69,15 @@ def _plan(request: web.Request, prefix: str) -> _Plan:
     plan.decision = dispatcher.decide(plan.repo, plan.data, region=dispatcher.client_region(request.headers),
                                       client_ip=ip, count=False)
     plan.headers[DECISION_HEADER] = plan.decision.decision_id
-    sticky = request.cookies.get(request.app[CONFIG].routing.cookie_name)
+    # No Cookie header (most first launches): nothing to parse.
+    sticky = request.cookies.get(config.routing.cookie_name) if "Cookie" in request.headers else None
     keep = sticky is not None and plan.decision.chosen is not None and dispatcher.routable(
         sticky, plan.repo.provider, plan.decision)
-    views = request.app[HEALTH].views()
+    views = app[HEALTH].views()
     order = [sticky] if keep and sticky else []
     plan.target = first_target([*order, *plan.decision.routable_ids()], dispatcher.snapshot(),
                                lambda member_id: view.ad if (view := views.get(member_id)) else None,
-                               dev=request.app[CONFIG].dev)
+                               dev=config.dev)
     if plan.target is None:
         message = nothing_routable_message(plan.decision) if plan.decision.chosen is None else (
             "No member that can take this launch accepts browsers directly right now. Please try again later.")
@@ -95,13 +98,28 @@ def _ticketed(request: web.Request, plan: _Plan, prefix: str) -> str:
     return request.app[TICKETS].build_url(plan.target, launch)
 
 
+_PROBE = "MEMBER"
+
+
+@functools.lru_cache(maxsize=8)
+def _sticky_cookie(name: str, max_age: int, secure: bool) -> tuple[str, str]:
+    """The ``Set-Cookie`` value around the member id, as aiohttp's ``set_cookie`` writes it (asked once
+    per setting: through ``http.cookies`` it costs more than the rest of the 307 together). Member ids
+    are DNS labels, which a cookie value carries unquoted."""
+    probe = web.StreamResponse()
+    probe.set_cookie(name, _PROBE, max_age=max_age, path="/", httponly=True, samesite="Lax", secure=secure)
+    head, _, tail = probe.cookies[name].OutputString().partition(f"={_PROBE}")  # a name holds no '='
+    return f"{head}=", tail
+
+
 def _redirect(request: web.Request, plan: _Plan, location: str) -> web.Response:
     assert plan.target is not None
     config = request.app[CONFIG]
-    resp = web.Response(status=307, headers={**plan.headers, "Location": location})
-    resp.set_cookie(config.routing.cookie_name, plan.target.member_id, max_age=config.routing.cookie_max_age, path="/",
-                    httponly=True, samesite="Lax", secure=config.public_url.startswith("https://"))
-    return resp
+    head, tail = _sticky_cookie(config.routing.cookie_name, config.routing.cookie_max_age,
+                                config.public_url.startswith("https://"))
+    plan.headers["Location"] = location
+    plan.headers["Set-Cookie"] = f"{head}{plan.target.member_id}{tail}"
+    return web.Response(status=307, headers=plan.headers)
 
 
 async def build_redirect(request: web.Request) -> web.StreamResponse:

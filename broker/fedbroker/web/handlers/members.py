@@ -28,7 +28,7 @@ def _render(record: MemberRecord, status: int = 200) -> web.Response:
 
 def _health(request: web.Request, entry: MemberEntry) -> dict[str, Any]:
     """What the broker sees of the member now (admins see the full last poll error)."""
-    view = request.app[HEALTH].views().get(entry.id)
+    view = request.app[HEALTH].view(entry.id)
     why = unroutable_reason(entry, view, None)
     health: dict[str, Any] = {"state": health_label(view) if view is not None else "unknown",
                               "routable": why is None, "reason": why}

@@ -73,10 +73,11 @@ def _plan(request: web.Request, prefix: str) -> _Plan:
     sticky = request.cookies.get(config.routing.cookie_name) if "Cookie" in request.headers else None
     keep = sticky is not None and plan.decision.chosen is not None and dispatcher.routable(
         sticky, plan.repo.provider, plan.decision)
-    views = app[HEALTH].views()
+    health = app[HEALTH]
     order = [sticky] if keep and sticky else []
+    # One member's view at a time: views() would copy the whole table, which each launch changes.
     plan.target = first_target([*order, *plan.decision.routable_ids()], dispatcher.snapshot(),
-                               lambda member_id: view.ad if (view := views.get(member_id)) else None,
+                               lambda member_id: view.ad if (view := health.view(member_id)) else None,
                                dev=config.dev)
     if plan.target is None:
         message = nothing_routable_message(plan.decision) if plan.decision.chosen is None else (

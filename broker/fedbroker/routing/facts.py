@@ -107,9 +107,8 @@ class MemberFacts:
     location: Location
     region: str | None  # lower-cased
     load_share: float  # used share of capacity (0 when unknown)
-    # ``load``: the load part, priced with ``load_headroom_sessions`` more sessions (see _priced_load)
     occupied: float  # slots the last ad reports taken plus launches sent since (0 without an ad)
-    load: float
+    load: float  # the rounded load part: priced with load_headroom_sessions more sessions (_priced_load)
     reliability: float
     weight: float
     suspect: float

@@ -69,7 +69,7 @@ class RoutingSettings(Section):
         "is ranked after every cooler member (within the same data-locality tier).",
     )
     spill_min_sessions: float = Field(
-        default=1.0,
+        default=1.5,
         ge=0,
         description="A member is hot only when it also runs this many sessions more than its weight's share: "
         "with few sessions in the federation, one launch must not make a member hot and cost a rebuild.",

@@ -69,7 +69,7 @@ class RoutingSettings(Section):
         "is ranked after every cooler member (within the same data-locality tier).",
     )
     spill_min_sessions: float = Field(
-        default=2.0,
+        default=1.5,
         ge=0,
         description="A member is hot only when it also runs this many sessions more than its weight's share: "
         "with few sessions in the federation, one launch must not make a member hot and cost a rebuild.",
@@ -82,7 +82,11 @@ class RoutingSettings(Section):
         "goes, so sending it away from a busy member costs no rebuild.",
     )
     near_equal: float = Field(
-        default=5.0, ge=0, description="Costs within this many seconds count as equal; rendezvous hashing picks among them."
+        default=0.0,
+        ge=0,
+        description="Costs within this many seconds count as equal; rendezvous hashing picks among them. 0: only "
+        "equal costs (members alike in load and image): a wider band let the hash send launches of an image "
+        "several members hold to a busier one, and a repo's launches follow its image (or its pending build) anyway.",
     )
     near_equal_max: int = Field(
         default=16,
@@ -106,9 +110,17 @@ class RoutingSettings(Section):
     load_seconds: float = Field(
         default=200.0,
         ge=0,
-        description="Cost of a member at full load (scaled by used/total capacity). High enough that a repo whose "
+        description="Cost of a member at full load (scaled by used/total capacity, counting load_headroom_sessions). High enough that a repo whose "
         "image is on several members goes to the least loaded of them, low enough that a half-full member "
         "still beats a rebuild (build_seconds).",
+    )
+    load_headroom_sessions: float = Field(
+        default=3.0,
+        ge=0,
+        description="The load part prices a member as if it ran this many sessions more than it does (still at "
+        "most full). A few sessions are a larger share of a small member, whose load swings the most for its size: "
+        "launches free to go anywhere fill it a little less and leave it room for the images only it holds. "
+        "0: the bare used share.",
     )
     failure_seconds: float = Field(
         default=30.0, ge=0, description="Cost of a member whose recent launches all failed (scaled by the failure rate)."

@@ -221,10 +221,27 @@ def test_worked_example_in_federation_md() -> None:
     members = [M("alpha", region="eu", images=["gh:org/analysis"], used=8), M("beta", region="us", used=2, datasets=ds),
                M("gamma", region="eu", used=5, datasets=ds, weight=2, ready_seconds=20)]
     with_data = route(members, spec="org/analysis/HEAD", data=("doi:10.5281/zenodo.42",), region="eu")
-    assert [(c.member_id, c.cost) for c in with_data.candidates] == [("beta", 190.0), ("gamma", 220.0), ("alpha", 280.0)]
+    assert [(c.member_id, c.cost) for c in with_data.candidates] == [("beta", 250.0), ("gamma", 280.0), ("alpha", 320.0)]
     assert with_data.candidates[2].reason.startswith("does not store the data; spilled: runs 2.13x")
     without = route(members, spec="org/analysis/HEAD", region="eu")
-    assert [(c.member_id, c.cost) for c in without.candidates] == [("beta", 190.0), ("gamma", 220.0), ("alpha", 160.0)]
+    assert [(c.member_id, c.cost) for c in without.candidates] == [("beta", 250.0), ("gamma", 280.0), ("alpha", 200.0)]
     assert without.candidates[2].reason.startswith("spilled: runs 2.13x")
-    calm = [M("alpha", region="eu", images=["gh:org/analysis"], used=4), *members[1:]]
-    assert route(calm, spec="org/analysis/HEAD", region="eu").chosen == "alpha"
+    calm = [M("alpha", region="eu", images=["gh:org/analysis"], used=3), *members[1:]]
+    decision = route(calm, spec="org/analysis/HEAD", region="eu")
+    assert decision.chosen == "alpha" and decision.candidates[0].cost == 120.0
+
+
+def test_load_part_counts_headroom_so_a_small_member_fills_less() -> None:
+    # "small" (10 slots, weight 1) and "big" (40 slots, weight 4) both hold the image and run exactly
+    # their weight's share; the headroom is a larger share of the small one, so the big one takes it.
+    members = [M("small", total=10, used=2, images=["gh:org/repo"]), M("big", total=40, used=8, weight=4, images=["gh:org/repo"])]
+    decision = route(members, settings=far())
+    assert decision.chosen == "big"
+    parts = {c.member_id: c.parts["load"] for c in decision.candidates}
+    assert parts == {"small": 100.0, "big": 55.0}  # (2 + 3) / 10 and (8 + 3) / 40 of 200 s
+    # Without headroom they cost the same (20 % used), and the order is the tie-break's.
+    bare = far().model_copy(update={"load_headroom_sessions": 0.0})
+    assert {c.member_id: c.parts["load"] for c in route(members, settings=bare).candidates} == {"small": 40.0, "big": 40.0}
+    # Priced at most full, and an idle member without headroom costs nothing.
+    assert route([M("small", total=2, used=1)], settings=far()).candidates[0].parts["load"] == 200.0
+    assert route([M("small", total=2)], settings=bare).candidates[0].parts["load"] == 0.0

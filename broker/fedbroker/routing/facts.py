@@ -108,7 +108,7 @@ class MemberFacts:
     region: str | None  # lower-cased
     load_share: float  # used share of capacity (0 when unknown)
     occupied: float  # slots the last ad reports taken plus launches sent since (0 without an ad)
-    load: float
+    load: float  # the rounded load part: priced with load_headroom_sessions more sessions (_priced_load)
     reliability: float
     weight: float
     suspect: float
@@ -143,6 +143,7 @@ class MemberFacts:
             if prior is not None and prior.exact == exact and prior.prefixes == prefixes:
                 exact, prefixes = prior.exact, prior.prefixes
         share = (view.load or 0.0) if view is not None else 0.0
+        priced = _priced_load(view, s)
         weight = entry.record.weight
         # Time-to-ready as canaries measure it (the launch part: the same small repo everywhere, its
         # image cached), the one entry point of canaries into routing's costs. User launches' times mix
@@ -153,7 +154,7 @@ class MemberFacts:
             providers=providers, serves=tuple(ad.serves) if ad is not None and ad.serves is not None else None,
             images=images if images is not None else frozenset(ad.images.hashes) if ad is not None else frozenset(),
             exact=exact, prefixes=prefixes, location=loc, region=loc.region.lower() if loc.region else None,
-            load_share=share, load=round(share * s.load_seconds, 3),
+            load_share=share, load=round(priced * s.load_seconds, 3),
             occupied=view.occupied if ad is not None and view else 0.0,
             reliability=round((1.0 - (view.success_rate if view is not None else 1.0)) * s.failure_seconds, 3),
             weight=round(s.weight_seconds * (1.0 / weight - 1.0), 3) if weight > 0 else 0.0,
@@ -177,6 +178,22 @@ class MemberFacts:
         if repo_key is not None and self.serves is not None:
             return not_served_reason(self.serves, repo_key)
         return None
+
+
+def _priced_load(view: HealthView | None, s: RoutingSettings) -> float:
+    """The share of capacity the load part prices: the member's sessions plus ``load_headroom_sessions``,
+    over its capacity for users, at most 1 (0 without an ad or capacity, as ``HealthView.load``).
+
+    The same few sessions are a larger share of a small member, whose load also swings the most for its
+    size (a handful of sessions against a fair share of a handful). Priced this way, launches free to go
+    to any of several members (an image several hold, a repo nobody holds yet) fill a small member a
+    little less than a large one, and leave it room for the launches only it can take without a rebuild
+    (the images only it holds), instead of pushing it over its share or making them rebuild elsewhere
+    (benchmarks/replay, mybinder preset: BENCHMARKS.md, "Routing quality").
+    """
+    if view is None or view.ad is None or view.user_total <= 0:
+        return 0.0
+    return min(1.0, (view.occupied + s.load_headroom_sessions) / view.user_total)
 
 
 def preset_totals(f: MemberFacts, neutral_ready: float, s: RoutingSettings) -> tuple[float, float, float, float]:

@@ -22,7 +22,8 @@ from fedproto.status import Capacity, ImageSummary, StatusAd, image_hash
 from fedbroker.config import HealthSettings, RoutingSettings
 from fedbroker.routing.health import HealthTable
 from fedbroker.registry.snapshot import MemberEntry, RegistrySnapshot
-from fedbroker.routing.index import PendingImages, RoutingIndex
+from fedbroker.routing.index import RoutingIndex
+from fedbroker.routing.pending import PendingImages
 from fedbroker.routing.rank import RouteRequest, rank
 
 from test_routing import M, build

@@ -12,7 +12,7 @@ registry change touches only that member's entries):
   puts hot members after every cool one, so it scans those only when too few members are cool;
 * which members list each image hash, and which store each dataset (exact ids and prefixes);
 * the federation's sessions and weight, so whether a member is hot is one comparison;
-* where each repo was just sent (*pending* images, see :class:`PendingImages`, kept by the caller).
+* where each repo was just sent (*pending* images, see :class:`~fedbroker.routing.pending.PendingImages`, kept by the caller).
 
 A real launch then prices only: the members storing its data, the pending and suspect ones, and
 the cool others in order of a lower bound on their total (base, plus the region mismatch of their
@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from fedproto.routing import Candidate, RouteDecision
 
@@ -48,104 +47,16 @@ from .facts import MemberFacts, MemberPool, counts_in_share, hot_until, is_hot
 from .health import HealthView
 from .hotsplit import HotSplit
 from .rank import RouteRequest, _Context, _data_cost, _least_data, _order, _rank, _total, make_context
+from .scan import ListKey, Scan, Stream, group_of
 
-__all__ = ["PendingImages", "RoutingIndex"]
-
-_TOLERANCE = 0.002  # totals are rounded to 3 decimals; lower bounds stay this far below
-
-
-class PendingImages:
-    """Where each repo was just sent, until the member's image summary can list it.
-
-    A launch of a repo a member does not hold starts a build there, and the member's ad lists the
-    image only once the build finished; without this, every launch of a new repo during its build
-    (a class, a workshop, a repo shared on social media) looked uncached everywhere and spread
-    builds over the federation. An entry lasts ``pending_image_seconds``.
-    """
-
-    MAX_REPOS = 100_000  # bounds memory; the oldest entries go first
-
-    def __init__(self) -> None:
-        self._until: dict[str, dict[str, float]] = {}
-
-    def add(self, image: str, member_id: str, until: float) -> None:
-        members = self._until.pop(image, None) or {}
-        members[member_id] = until
-        self._until[image] = members  # re-inserted: the dict's order is least recently sent first
-        if len(self._until) > self.MAX_REPOS:
-            del self._until[next(iter(self._until))]
-
-    def at(self, image: str, now: float) -> frozenset[str]:
-        members = self._until.get(image)
-        if not members:
-            return frozenset()
-        live = frozenset(m for m, until in members.items() if until > now)
-        if len(live) < len(members):
-            if live:
-                self._until[image] = {m: members[m] for m in live}
-            else:
-                del self._until[image]
-        return live
+__all__ = ["RoutingIndex"]
 
 
 def _base(f: MemberFacts) -> float:
     """The request-independent cost, without the ready part of a member without history. Rounded as
     totals are: every part is a multiple of 0.001, so base plus a stream's offset, rounded, is then
-    exactly a member's total when the request adds no other part (see ``_Scan.exact``)."""
+    exactly a member's total when the request adds no other part (see ``Scan.exact``)."""
     return round(f.load + f.reliability + f.weight + (f.ready if f.ready_seconds is not None else 0.0), 3)
-
-
-_ListKey = tuple[str | None, bool]  # (region, has a ready history)
-
-
-@dataclass
-class _Stream:
-    """Members in ascending (base, id) order; base plus ``offset`` bounds the total of each from below."""
-
-    items: list[tuple[float, str]]
-    offset: float
-    pos: int = 0
-
-    def head(self, i: int) -> tuple[float, str, int]:
-        """The next member's heap entry: (bound, member, stream index ``i``)."""
-        base, m = self.items[self.pos]
-        return round(base + self.offset, 3), m, i
-
-
-@dataclass
-class _Scan:
-    """One decision's candidates so far (each priced once) and where the base-order scan stands."""
-
-    ctx: _Context
-    facts: dict[str, MemberFacts] = field(default_factory=dict)
-    data: dict[str, float] = field(default_factory=dict)
-    totals: dict[str, float] = field(default_factory=dict)
-    hot: dict[str, float] = field(default_factory=dict)
-    streams: list[_Stream] = field(default_factory=list)
-    heap: list[tuple[float, str, int]] = field(default_factory=list)  # (stream head's bound, its member, stream index)
-    exhausted: bool = False
-    new_repo: bool = False  # no member holds or is building the image (facts.is_hot)
-    # The streams hold the cool members only (HotSplit) until they run out; then every member.
-    holders: set[str] | None = None
-    build: float = 0.0
-    widened: bool = False
-    # What (bound, member) every unseen member must come after for the order to be final.
-    need: tuple[float, str] | None = None
-    # Whether a stream's bound is an unseen member's very total: no data to price (it would add
-    # rounded fetch costs) and no client coordinates (distance is not in the bound), and no dense
-    # holders (then the streams leave the build out). Members of equal cost are then ordered by id
-    # as rank orders them, and the scan can stop inside a run of equal costs instead of pricing it all.
-    exact: bool = False
-
-    def unseen_from(self) -> tuple[float, str]:
-        """Every unseen member's (total, id) is at least this (with ``exact``; else its total is
-        above the first number, and an equal total with any id counts as possibly earlier)."""
-        if not self.heap:
-            return (float("inf"), "")
-        bound, m, _ = self.heap[0]
-        if self.exact:
-            return (bound, m)
-        return (bound + sum(self.ctx.fetch.values()) - _TOLERANCE, "")
 
 
 class RoutingIndex:
@@ -157,8 +68,8 @@ class RoutingIndex:
         self._facts: dict[str, MemberFacts] = {}
         # Routable, not suspect members by base, one list per (region, has a ready history): a
         # decision adds each list's region and neutral ready part as an offset and merges them.
-        self._lists: dict[_ListKey, list[tuple[float, str]]] = {}
-        self._keys: dict[str, tuple[_ListKey, float]] = {}  # member -> (its list, base) while listed
+        self._lists: dict[ListKey, list[tuple[float, str]]] = {}
+        self._keys: dict[str, tuple[ListKey, float]] = {}  # member -> (its list, base) while listed
         self._suspect: set[str] = set()
         self._images: dict[str, set[str]] = {}
         self._exact: dict[str, dict[str, int | None]] = {}
@@ -169,7 +80,7 @@ class RoutingIndex:
         self._weight = 0.0
         self._ready: dict[frozenset[str], list[float]] = {}  # providers -> [sum, count] of known ready times
         # The listed members split by each hot rule (keyed by is_hot's new_repo), so a decision scans cool ones.
-        self._splits: dict[bool, HotSplit[_ListKey]] = {False: HotSplit(), True: HotSplit()}
+        self._splits: dict[bool, HotSplit[ListKey]] = {False: HotSplit(), True: HotSplit()}
 
     # -- updates ---------------------------------------------------------------------------------
     def update(self, snapshot: RegistrySnapshot, views: Mapping[str, HealthView],
@@ -351,7 +262,7 @@ class RoutingIndex:
         wanted = request.needed_datasets()
         ctx = make_context(request, self.settings, wanted, self.sizes(wanted), self.neutral_ready(provider), pending)
         holders = self._images.get(ctx.image, set())
-        scan = _Scan(ctx=ctx, new_repo=not holders and not pending)
+        scan = Scan(ctx=ctx, new_repo=not holders and not pending)
         if limit is not None:
             for m in sorted(limit.allowed):
                 self._consider(scan, m, provider)
@@ -388,14 +299,14 @@ class RoutingIndex:
             offset += ctx.mismatch
         return offset
 
-    def _streams(self, scan: _Scan, lists: Mapping[_ListKey, list[tuple[float, str]]], skip: set[str]) -> None:
+    def _streams(self, scan: Scan, lists: Mapping[ListKey, list[tuple[float, str]]], skip: set[str]) -> None:
         """The base-ordered streams this decision scans, over ``lists`` and the holders of a popular
         image (without those in ``skip``); each stream's head is a lower bound on the total of every
         member it has left (with its data part added in ``_final``)."""
         ctx = scan.ctx
         for (region, known), items in lists.items():
             offset = self._offset(region, known, ctx) + scan.build
-            scan.streams.append(_Stream(items, offset))
+            scan.streams.append(Stream(items, offset))
         if scan.holders is not None:
             keyed = []
             for m in scan.holders:
@@ -404,11 +315,11 @@ class RoutingIndex:
                     (region, known), base = key
                     keyed.append((base + self._offset(region, known, ctx), m))
             keyed.sort()
-            scan.streams.append(_Stream(keyed, 0.0))
+            scan.streams.append(Stream(keyed, 0.0))
         scan.heap = [st.head(i) for i, st in enumerate(scan.streams) if st.pos < len(st.items)]
         heapq.heapify(scan.heap)
 
-    def _consider(self, scan: _Scan, m: str, provider: str) -> bool:
+    def _consider(self, scan: Scan, m: str, provider: str) -> bool:
         """Price member ``m`` into the candidates if it can take the launch; whether it was new and did."""
         if m in scan.totals:
             return False
@@ -425,28 +336,14 @@ class RoutingIndex:
             scan.hot[m] = ratio
         return True
 
-    @staticmethod
-    def _pop(scan: _Scan) -> str | None:
-        """The member with the lowest bound left in any stream."""
-        if not scan.heap:
-            return None
-        _, m, i = scan.heap[0]
-        stream = scan.streams[i]
-        stream.pos += 1
-        if stream.pos < len(stream.items):
-            heapq.heapreplace(scan.heap, stream.head(i))
-        else:
-            heapq.heappop(scan.heap)
-        return m
-
-    def _scan(self, scan: _Scan, provider: str, batch: int) -> None:
+    def _scan(self, scan: Scan, provider: str, batch: int) -> None:
         """Price the next ``batch`` members by lower bound, over every stream; with ``batch`` 0, every
         member whose bound is at most ``scan.need`` (the bound that would make the order final)."""
         added, need = 0, scan.need if batch == 0 else None
         while added < batch or need is not None:
             if need is not None and scan.heap and scan.unseen_from() > need:
                 return
-            m = self._pop(scan)
+            m = scan.pop()
             if m is None:
                 if scan.widened:
                     scan.exhausted = True
@@ -457,7 +354,7 @@ class RoutingIndex:
                 continue
             added += self._consider(scan, m, provider)
 
-    def _final(self, scan: _Scan, storing: set[str], detail: int) -> list[str] | None:
+    def _final(self, scan: Scan, storing: set[str], detail: int) -> list[str] | None:
         """The candidates' order when no unseen member can enter its first ``detail``, else None.
 
         Unseen members are neither suspect nor storing,
@@ -476,7 +373,7 @@ class RoutingIndex:
         if ctx.wanted and all(m in storing for m in totals):
             return None
         unseen_local = local is None or min(scan.data.values()) >= sum(ctx.fetch.values())
-        group = _group_of(scan.facts, local, scan.hot)
+        group = group_of(scan.facts, local, scan.hot)
         unseen = 0 if unseen_local else 2
         if sum(1 for m in ordered[:detail] if group(m) < unseen) >= detail:
             return ordered
@@ -500,7 +397,7 @@ class RoutingIndex:
         scan.need = max(band_need, last)
         return None
 
-    def _decision(self, request: RouteRequest, scan: _Scan, decision_id: str, shown: list[str],
+    def _decision(self, request: RouteRequest, scan: Scan, decision_id: str, shown: list[str],
                   limit: ServingLimit | None = None) -> RouteDecision:
         candidates = []
         best = scan.totals[shown[0]] if shown else 0.0
@@ -523,12 +420,3 @@ class RoutingIndex:
             repo_key=request.repo.key, data=scan.ctx.wanted, client_region=request.client_region,
             candidates=candidates,
         )
-
-
-def _group_of(chosen: Mapping[str, MemberFacts], local: frozenset[str] | None,
-              hot: Mapping[str, float]) -> Callable[[str], int]:
-    """A candidate's group in ``routing._order``: (suspect tier, data tier) then hot after cool, as one int."""
-    def group(m: str) -> int:
-        tier = (2 if chosen[m].suspect > 0 else 0) + (0 if local is None or m in local else 1)
-        return tier * 2 + (1 if m in hot else 0)
-    return group

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from fedproto.clock import Clock
 from fedproto.routing import RouteDecision
-from fedproto.status import image_hash
 
 from ..config import RoutingSettings
 from ..registry.datasetpolicy import ServingLimit
 from ..registry.snapshot import SnapshotHolder
 from .health import HealthTable
-from .index import PendingImages, RoutingIndex
+from .index import RoutingIndex
+from .pending import PendingImages
 from .rank import RouteRequest
 
 
@@ -45,7 +45,7 @@ class LiveRouter:
         self._index.update(self._snapshots.current, views, changed)
 
     def _pending_for(self, request: RouteRequest) -> frozenset[str]:
-        return self._pending.at(image_hash(request.repo.key), self._clock.now())
+        return self._pending.at(request.image, self._clock.now())
 
     def _limit(self, request: RouteRequest) -> ServingLimit | None:
         """The data providers' serving policy for this launch's datasets (registry declarations)."""
@@ -68,7 +68,7 @@ class LiveRouter:
         the member does not list the image yet, remember that it is building there."""
         self._health.member(member_id).record_launch_started()
         ttl = self._settings.pending_image_seconds
-        image = image_hash(request.repo.key)
+        image = request.image
         if ttl > 0 and not self._index.holds(member_id, image):
             self._pending.add(image, member_id, self._clock.now() + ttl)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Mapping
 
 from fedproto.datasets import normalise_dataset_id
@@ -37,6 +38,12 @@ class RouteRequest:
     data: tuple[str, ...] = ()
     client_region: str | None = None
     client_location: Location | None = None
+
+    @cached_property
+    def image(self) -> str:
+        """The repo's image hash, as image summaries list it. Cached: a decision reads it for its
+        pending builds, its pricing and its provisional load, and each is a SHA-256."""
+        return image_hash(self.repo.key)
 
     def needed_datasets(self) -> list[str]:
         """The ``?data=`` values and, for data providers, the record itself; normalised, in order."""
@@ -172,7 +179,7 @@ def make_context(request: RouteRequest, settings: RoutingSettings, wanted: list[
              else sizes[w] / GB * settings.dataset_transfer_seconds_per_gb for w in wanted}
     return _Context(
         request=request, settings=settings, wanted=wanted, sizes=sizes, fetch=fetch,
-        neutral_ready=neutral_ready, image=image_hash(request.repo.key), build=round(settings.build_seconds, 3),
+        neutral_ready=neutral_ready, image=request.image, build=round(settings.build_seconds, 3),
         client_region=request.client_region.lower() if request.client_region else None,
         mismatch=round(settings.region_mismatch_seconds, 3), pending=pending,
     )

@@ -156,3 +156,20 @@ def test_a_model_mixing_both_rules_for_unknown_fields_cannot_be_received() -> No
 
     with pytest.raises(TypeError, match="keep unknown fields and models that forbid"):
         Mixed.received({"inner": {}})
+
+
+def test_a_trusted_model_is_the_one_model_construct_builds_and_stays_frozen() -> None:
+    from fedproto.routing import Candidate, RouteDecision
+
+    values = dict(member_id="m1", rank=1, routable=True, cost=12.5, parts={"load": 2.0}, reason="chosen")
+    fast, slow = Candidate.trusted(**values), Candidate.model_construct(**values)
+    assert fast == slow
+    assert fast.model_dump_json() == slow.model_dump_json() and fast.model_fields_set == slow.model_fields_set
+    with pytest.raises(ValidationError):
+        fast.rank = 2  # type: ignore[misc]
+    decision = RouteDecision.trusted(decision_id="d", provider="gh", spec="o/r/HEAD", repo_key="gh:o/r",
+                                     data=[], client_region=None, candidates=[fast])
+    assert decision.chosen == "m1" and RouteDecision.model_validate_json(decision.model_dump_json()) == decision
+    # A field left out is filled with its default, as model_construct does, not left missing.
+    partial = Candidate.trusted(member_id="m2", rank=2, routable=False, cost=None, reason="full")
+    assert partial.parts == {} and partial.model_dump()["parts"] == {}

@@ -319,8 +319,9 @@ class RoutingIndex:
         scan.heap = [st.head(i) for i, st in enumerate(scan.streams) if st.pos < len(st.items)]
         heapq.heapify(scan.heap)
 
-    def _consider(self, scan: Scan, m: str, provider: str) -> bool:
-        """Price member ``m`` into the candidates if it can take the launch; whether it was new and did."""
+    def _consider(self, scan: Scan, m: str, provider: str, bound: float | None = None) -> bool:
+        """Price member ``m`` into the candidates if it can take the launch; whether it was new and did.
+        ``bound``: its stream's bound, which is its very total when the scan is ``exact``."""
         if m in scan.totals:
             return False
         f = self._facts.get(m)
@@ -330,7 +331,7 @@ class RoutingIndex:
         data = _data_cost(f, ctx) if ctx.wanted else 0.0
         scan.facts[m] = f
         scan.data[m] = data
-        scan.totals[m] = _total(f, ctx, data)
+        scan.totals[m] = bound if bound is not None and scan.exact else _total(f, ctx, data)
         ratio = self.hot_ratio(m, scan.new_repo)
         if ratio is not None:
             scan.hot[m] = ratio
@@ -343,8 +344,8 @@ class RoutingIndex:
         while added < batch or need is not None:
             if need is not None and scan.heap and scan.unseen_from() > need:
                 return
-            m = scan.pop()
-            if m is None:
+            popped = scan.pop()
+            if popped is None:
                 if scan.widened:
                     scan.exhausted = True
                     return
@@ -352,7 +353,7 @@ class RoutingIndex:
                 scan.widened = True
                 self._streams(scan, self._lists, set())
                 continue
-            added += self._consider(scan, m, provider)
+            added += self._consider(scan, popped[1], provider, popped[0])
 
     def _final(self, scan: Scan, storing: set[str], detail: int) -> list[str] | None:
         """The candidates' order when no unseen member can enter its first ``detail``, else None.
@@ -406,16 +407,16 @@ class RoutingIndex:
             reason = "chosen" if i == 0 else (
                 f"spilled: runs {scan.hot[m]:.2f}x its weight's share of sessions" if m in scan.hot
                 else f"cost {cost - best:.1f} s above the chosen member")
-            candidates.append(Candidate.model_construct(member_id=m, rank=i + 1, routable=True, cost=cost,
+            candidates.append(Candidate.trusted(member_id=m, rank=i + 1, routable=True, cost=cost,
                                                         parts={}, reason=reason))
         if not shown:
             blocked = sorted((f.id, why) for f in self._facts.values()
                              if (why := f.why_not(request.repo.provider, request.repo.key)
                                  or (limit.reason if limit is not None and f.id not in limit.allowed else None)))
             for member_id, why in blocked:
-                candidates.append(Candidate.model_construct(member_id=member_id, rank=len(candidates) + 1,
+                candidates.append(Candidate.trusted(member_id=member_id, rank=len(candidates) + 1,
                                                             routable=False, cost=None, parts={}, reason=why))
-        return RouteDecision.model_construct(
+        return RouteDecision.trusted(
             decision_id=decision_id, provider=request.repo.provider, spec=request.repo.spec,
             repo_key=request.repo.key, data=scan.ctx.wanted, client_region=request.client_region,
             candidates=candidates,

@@ -66,18 +66,18 @@ class Scan:
             return (bound, m)
         return (bound + sum(self.ctx.fetch.values()) - TOLERANCE, "")
 
-    def pop(self) -> str | None:
-        """The member with the lowest bound left in any stream."""
+    def pop(self) -> tuple[float, str] | None:
+        """The member with the lowest bound left in any stream, with that bound."""
         if not self.heap:
             return None
-        _, m, i = self.heap[0]
+        bound, m, i = self.heap[0]
         stream = self.streams[i]
         stream.pos += 1
         if stream.pos < len(stream.items):
             heapq.heapreplace(self.heap, stream.head(i))
         else:
             heapq.heappop(self.heap)
-        return m
+        return bound, m
 
 
 def group_of(chosen: Mapping[str, MemberFacts], local: frozenset[str] | None,

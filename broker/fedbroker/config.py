@@ -117,10 +117,10 @@ class RoutingSettings(Section):
     load_headroom_sessions: float = Field(
         default=3.0,
         ge=0,
-        description="The load part prices a member as if it ran this many sessions more than it does (still at "
-        "most full). A few sessions are a larger share of a small member, whose load swings the most for its size: "
-        "launches free to go anywhere fill it a little less and leave it room for the images only it holds. "
-        "0: the bare used share.",
+        description="The load part prices (sessions + this) / (capacity + this): as if the member ran this many "
+        "sessions more, on that many more slots, so it is full only when full. A few sessions are a larger share of "
+        "a small member, whose load swings the most for its size: launches free to go anywhere fill it a little less "
+        "and leave it room for the images only it holds. 0: the bare used share.",
     )
     failure_seconds: float = Field(
         default=30.0, ge=0, description="Cost of a member whose recent launches all failed (scaled by the failure rate)."

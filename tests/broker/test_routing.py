@@ -221,14 +221,15 @@ def test_worked_example_in_federation_md() -> None:
     members = [M("alpha", region="eu", images=["gh:org/analysis"], used=8), M("beta", region="us", used=2, datasets=ds),
                M("gamma", region="eu", used=5, datasets=ds, weight=2, ready_seconds=20)]
     with_data = route(members, spec="org/analysis/HEAD", data=("doi:10.5281/zenodo.42",), region="eu")
-    assert [(c.member_id, c.cost) for c in with_data.candidates] == [("beta", 250.0), ("gamma", 280.0), ("alpha", 320.0)]
+    # Load parts (used + 3) / (10 + 3) x 200: 76.923, 123.077, 169.231.
+    assert [(c.member_id, c.cost) for c in with_data.candidates] == [("beta", 226.923), ("gamma", 243.077), ("alpha", 289.231)]
     assert with_data.candidates[2].reason.startswith("does not store the data; spilled: runs 2.13x")
     without = route(members, spec="org/analysis/HEAD", region="eu")
-    assert [(c.member_id, c.cost) for c in without.candidates] == [("beta", 250.0), ("gamma", 280.0), ("alpha", 200.0)]
+    assert [(c.member_id, c.cost) for c in without.candidates] == [("beta", 226.923), ("gamma", 243.077), ("alpha", 169.231)]
     assert without.candidates[2].reason.startswith("spilled: runs 2.13x")
     calm = [M("alpha", region="eu", images=["gh:org/analysis"], used=3), *members[1:]]
     decision = route(calm, spec="org/analysis/HEAD", region="eu")
-    assert decision.chosen == "alpha" and decision.candidates[0].cost == 120.0
+    assert decision.chosen == "alpha" and decision.candidates[0].cost == 92.308
 
 
 def test_load_part_counts_headroom_so_a_small_member_fills_less() -> None:
@@ -238,10 +239,13 @@ def test_load_part_counts_headroom_so_a_small_member_fills_less() -> None:
     decision = route(members, settings=far())
     assert decision.chosen == "big"
     parts = {c.member_id: c.parts["load"] for c in decision.candidates}
-    assert parts == {"small": 100.0, "big": 55.0}  # (2 + 3) / 10 and (8 + 3) / 40 of 200 s
+    assert parts == {"small": 76.923, "big": 51.163}  # (2 + 3) / (10 + 3) and (8 + 3) / (40 + 3) of 200 s
     # Without headroom they cost the same (20 % used), and the order is the tie-break's.
     bare = far().model_copy(update={"load_headroom_sessions": 0.0})
     assert {c.member_id: c.parts["load"] for c in route(members, settings=bare).candidates} == {"small": 40.0, "big": 40.0}
-    # Priced at most full, and an idle member without headroom costs nothing.
-    assert route([M("small", total=2, used=1)], settings=far()).candidates[0].parts["load"] == 200.0
+    # Priced full only when full, so a tiny member's load still tells idle from busy (with the
+    # headroom added to the used slots alone, 3 slots priced full even idle); an idle member
+    # without headroom costs nothing.
+    tiny = [route([M("small", total=3, used=used)], settings=far()).candidates[0].parts["load"] for used in (0, 1, 2)]
+    assert tiny == [100.0, 133.333, 166.667]  # 3/6, 4/6 and 5/6 of 200 s
     assert route([M("small", total=2)], settings=bare).candidates[0].parts["load"] == 0.0

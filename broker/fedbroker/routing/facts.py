@@ -181,8 +181,12 @@ class MemberFacts:
 
 
 def _priced_load(view: HealthView | None, s: RoutingSettings) -> float:
-    """The share of capacity the load part prices: the member's sessions plus ``load_headroom_sessions``,
-    over its capacity for users, at most 1 (0 without an ad or capacity, as ``HealthView.load``).
+    """The share of capacity the load part prices: the member's sessions plus ``load_headroom_sessions``
+    over its capacity for users plus the same, at most 1 (0 without an ad or capacity, as ``HealthView.load``).
+
+    The headroom is added below the line too, so a member is priced full only when it is full: added
+    above alone, a member of 3 slots or fewer priced as full while idle, and its load part no longer
+    told an idle member from a busy one (the demo's three members all showed ``load 200``).
 
     The same few sessions are a larger share of a small member, whose load also swings the most for its
     size (a handful of sessions against a fair share of a handful). Priced this way, launches free to go
@@ -193,7 +197,8 @@ def _priced_load(view: HealthView | None, s: RoutingSettings) -> float:
     """
     if view is None or view.ad is None or view.user_total <= 0:
         return 0.0
-    return min(1.0, (view.occupied + s.load_headroom_sessions) / view.user_total)
+    h = s.load_headroom_sessions
+    return min(1.0, (view.occupied + h) / (view.user_total + h))
 
 
 def preset_totals(f: MemberFacts, neutral_ready: float, s: RoutingSettings) -> tuple[float, float, float, float]:

@@ -168,6 +168,17 @@ def test_every_candidate_explains_its_cost() -> None:
     assert "mostly image" in second.reason
 
 
+def test_the_winner_says_whether_it_tied_and_whether_busier_members_spilled() -> None:
+    # Alone at the best cost, with a hot member spilled: the lowest cost, and the spill, no hash.
+    members = [M("a", used=8, images=["gh:org/repo"]), M("b", used=1), M("c", used=2)]
+    assert route(members, settings=far()).candidates[0].reason == "chosen: lowest cost; 1 busier member(s) spilled"
+    # Two idle members alike tie exactly (near_equal 0): the hash picks between them.
+    tie = route([M("a"), M("b")], settings=far()).candidates[0].reason
+    assert tie == "chosen: 2 members at the best cost; repo affinity (rendezvous hash) picks it"
+    wide = far().model_copy(update={"near_equal": 5.0})
+    assert route([M("a"), M("b")], settings=wide).candidates[0].reason.startswith("chosen: 2 members within 5 s of the best cost")
+
+
 def test_same_repo_sticks_across_refs_and_spreads_across_repos() -> None:
     members = [M("a"), M("b"), M("c")]
     chosen = {route(members, spec=f"org/repo/{ref}").chosen for ref in ("HEAD", "main", "v1.0", "abc123")}

@@ -355,10 +355,11 @@ def _reasons(ordered: list[str], spill: _Spill, by_id: dict[str, MemberFacts], t
 
 
 def _winner_reason(n_sticky: int, n_spilled: int, s: RoutingSettings) -> str:
-    if n_sticky == 1 and n_spilled == 0:
-        return "chosen: lowest cost"
     extra = f"; {n_spilled} busier member(s) spilled" if n_spilled else ""
-    return f"chosen: {n_sticky} within {s.near_equal:g} s of the best cost; repo affinity (rendezvous hash) picks it{extra}"
+    if n_sticky == 1:
+        return f"chosen: lowest cost{extra}"
+    band = "at the best cost" if s.near_equal == 0 else f"within {s.near_equal:g} s of the best cost"
+    return f"chosen: {n_sticky} members {band}; repo affinity (rendezvous hash) picks it{extra}"
 
 
 def _loser_reason(mine: tuple[float, dict[str, float]], best: tuple[float, dict[str, float]]) -> str:

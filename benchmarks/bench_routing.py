@@ -12,6 +12,8 @@ Repositories are distinct: uniform over 100,000 repos, or Zipf (s=1.1) over the 
 path (``rank`` over every member, memo as the dispatcher kept one) on the same requests and
 churn, for the first ``--baseline`` decisions. Prints one summary line; ``*_after_poll_*`` is
 the decision right after a poll result; ``p99_of_target`` is p99 over 1 ms (1,000) or 10 ms (10,000).
+The process runs with the broker's garbage-collector setting (``fedbroker.serve.tune_gc``, which
+``fedbroker serve`` applies): collections land inside decisions and are part of their tail.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from fedbroker.config import RoutingSettings
 from fedbroker.registry.snapshot import SnapshotHolder
 from fedbroker.routing.live import LiveRouter
 from fedbroker.routing.rank import RouteRequest, RoutingMemo, rank
+from fedbroker.serve import tune_gc
 
 import fleet
 
@@ -121,6 +124,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
+    tune_gc()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--decisions", type=int, default=3000)

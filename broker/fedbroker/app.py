@@ -101,7 +101,7 @@ def add_front_door(app: web.Application, *, poll: bool = True) -> None:
     app[DISPATCHER] = Dispatcher(config, app[SNAPSHOT], app[HEALTH], app[METRICS], app[CLOCK])
     app[TICKETS] = TicketIssuer(app[KEYRING], config.broker_id, app[CLOCK])
     if isinstance(app.get(KEYRING), BrokerKeys):
-        app[KEYRING].bind_pins(lambda: _member_pins(app))
+        app[KEYRING].bind_pins(lambda: _member_pins(app), lambda: app[SNAPSHOT].current)
     app[CLIENT_LIMITS] = ClientLimits.of(config.rate_limit, app[CLOCK])
     app.cleanup_ctx.append(_member_client_ctx)
     app.cleanup_ctx.append(_relay_ctx)

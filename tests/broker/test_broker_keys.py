@@ -53,6 +53,11 @@ async def test_a_new_broker_key_is_published_at_once_and_signs_once_every_member
     keys._cached = None
     assert keys.signing_key.kid == new
     assert (await client.get("/api/v1/broker-keys/status")).status == 401  # admin only
+    # A member enrolled now has said nothing yet: the old key signs again at once, not after the
+    # answer's cache runs out (its first poll would be signed with a key it may not hold).
+    assert (await do_enroll(client, member_kit("m3"), await mint_token(client, headers, auto_approve=True))).status == 201
+    await client.app[REGISTRY].refresh()
+    assert keys.signing_key.kid == old
 
 
 async def test_a_member_retires_its_own_old_key_but_a_key_cannot_retire_itself(

@@ -22,6 +22,8 @@ PinsSource = Callable[[], Mapping[str, list[str] | None]]
 # The answer is kept this long: signing reads it on every request, and it walks every member
 # (at 1,000 members, working it out twice a second was 5 % of the CPU of health polling). Pins
 # change with status ads, once per poll interval (10 s) at most, so a key waits at most 2 s more.
+# A registry change (a member enrolled, retired or back) is seen at once: the answer is also kept
+# only while the pins' ``version`` (the registry snapshot) is the one it was worked out for.
 _CACHE_SECONDS = 2.0
 
 
@@ -31,11 +33,14 @@ class BrokerKeys:
     def __init__(self, keydir: KeyDir, pins: PinsSource | None = None) -> None:
         self.keydir = keydir
         self._pins: PinsSource = pins or (lambda: {})
-        self._cached: tuple[float, KeyRing, PrivateKey] | None = None
+        self._version: Callable[[], object] = lambda: None
+        self._cached: tuple[float, KeyRing, object, PrivateKey] | None = None
 
-    def bind_pins(self, pins: PinsSource) -> None:
-        """Where members' pins come from (set once health exists)."""
+    def bind_pins(self, pins: PinsSource, version: Callable[[], object] | None = None) -> None:
+        """Where members' pins come from (set once health exists), and what changes when the set of
+        members whose pins count does (compared by identity)."""
         self._pins = pins
+        self._version = version or (lambda: None)
         self._cached = None
 
     @property
@@ -48,13 +53,14 @@ class BrokerKeys:
 
     @property
     def signing_key(self) -> PrivateKey:
-        ring = self.ring
+        ring, version = self.ring, self._version()
         now = time.monotonic()
-        if self._cached is not None and self._cached[1] is ring and now - self._cached[0] < _CACHE_SECONDS:
-            return self._cached[2]
+        cached = self._cached
+        if cached is not None and cached[1] is ring and cached[2] is version and now - cached[0] < _CACHE_SECONDS:
+            return cached[3]
         pins = self._pins()
         key = signing_key(ring, pins, list(pins))
-        self._cached = (now, ring, key)
+        self._cached = (now, ring, version, key)
         return key
 
     def public_set(self) -> PublicKeySet:

@@ -59,8 +59,11 @@ async def test_follows_snapshot_changes(aiohttp_server: Any) -> None:
     async with aiohttp.ClientSession() as session:
         d, holder, health, poller, _ = await setup(aiohttp_server, session)
         other = MemberDouble("m2", d.broker_keys, d.clock, url=f"http://127.0.0.1:{free_port()}")
+        assert await poller.poll_due() == 1
+        assert set(poller._client._known_images) == {"m1"}  # its last image summary, kept for the next ad
         holder.replace(snapshot_of([d.entry(MemberState.retired), other.entry()], revision=2))
         assert health.ids() == ["m2"]
+        assert poller._client._known_images == {}  # a retired member's is dropped with it
         await poller.poll_due()
         assert "cannot reach agent" in (health.views()["m2"].last_error or "")
 

@@ -17,7 +17,7 @@ import ipaddress
 import json
 import re
 import socket
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterable
 
 import aiohttp
 import aiohttp.abc
@@ -182,6 +182,12 @@ class MemberClient:
         if known is None or ad.images is not known.summary:
             self._known_images[entry.id] = KnownImages.of(ad.images)
         return ad
+
+    def forget_except(self, member_ids: Iterable[str]) -> None:
+        """Drop what is kept per member (its last image summary) for members no longer polled."""
+        keep = set(member_ids)
+        for member_id in [m for m in self._known_images if m not in keep]:
+            del self._known_images[member_id]
 
     async def close(self) -> None:
         """Close the status polls' connections (the aiohttp session is its owner's to close)."""

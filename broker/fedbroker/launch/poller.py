@@ -78,6 +78,7 @@ class Poller:
         polled = [m.id for m in snapshot.in_states(*POLLED_STATES)]
         self._health.sync(polled)
         self._schedule.sync(polled, self._clock.now())
+        self._client.forget_except(polled)
 
     def start_due(self) -> list[asyncio.Task[None]]:
         """Start a poll for every due member not already being polled."""

@@ -193,6 +193,19 @@ def test_rendezvous_respects_weight() -> None:
     assert 2.2 < spread["b"] / spread["a"] < 4.2
 
 
+def test_rendezvous_order_is_the_sort_by_score_it_stands_for() -> None:
+    import random as _random
+
+    from fedbroker.routing import rendezvous
+
+    rng = _random.Random(7)
+    for i in range(500):
+        weights = {f"m{rng.randrange(40):02d}": rng.choice((0.0, -1.0, 0.5, 1.0, 1.0, 2.0, 4.0)) for _ in range(rng.randrange(1, 17))}
+        key = f"gh:org{i}/repo{rng.randrange(10**6)}"
+        reference = sorted(weights, key=lambda m: (-rendezvous.score(key, m, weights[m]), m))
+        assert rendezvous.order(key, weights) == reference
+
+
 def test_hot_member_spills_to_the_next() -> None:
     # Find a repo that hashes to "a" when loads are equal, then make "a" much busier.
     spec = next(s for s in (f"o/r{i}/HEAD" for i in range(100)) if route([M("a"), M("b")], spec=s).chosen == "a")

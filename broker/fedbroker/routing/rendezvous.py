@@ -30,5 +30,20 @@ def score(key: str, member_id: str, weight: float) -> float:
 
 
 def order(key: str, weights: Mapping[str, float]) -> list[str]:
-    """Member ids by descending score for ``key`` (ties broken by id, so the order is total)."""
-    return sorted(weights, key=lambda m: (-score(key, m, weights[m]), m))
+    """Member ids by descending score for ``key`` (ties broken by id, so the order is total).
+
+    The same as sorting by ``(-score(key, m, w), m)``, with the key's part of each hash digested
+    once: a launch of a repo several members tie for hashes it against each of them (up to
+    ``near_equal_max``), and this is a third cheaper per member. A test holds them equal."""
+    prefix = hashlib.sha256(f"{key}\x00".encode())
+    keyed = []
+    for m, w in weights.items():
+        if w <= 0:
+            keyed.append((math.inf, m))
+            continue
+        h = prefix.copy()
+        h.update(m.encode())
+        # -score = w / ln(u): negating a float is exact, so the order is the same bit for bit.
+        keyed.append((w / math.log((int.from_bytes(h.digest()[:8], "big") + 0.5) / _SCALE), m))
+    keyed.sort()
+    return [m for _, m in keyed]

@@ -27,4 +27,3 @@ def test_serve_warns_when_public_url_and_the_listening_address_disagree(public_u
     assert (warning is not None) == warned
     if warning:
         assert str(port) in warning and public_url in warning
-

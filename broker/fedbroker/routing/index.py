@@ -408,14 +408,14 @@ class RoutingIndex:
                 f"spilled: runs {scan.hot[m]:.2f}x its weight's share of sessions" if m in scan.hot
                 else f"cost {cost - best:.1f} s above the chosen member")
             candidates.append(Candidate.trusted(member_id=m, rank=i + 1, routable=True, cost=cost,
-                                                        parts={}, reason=reason))
+                                                parts={}, reason=reason))
         if not shown:
             blocked = sorted((f.id, why) for f in self._facts.values()
                              if (why := f.why_not(request.repo.provider, request.repo.key)
                                  or (limit.reason if limit is not None and f.id not in limit.allowed else None)))
             for member_id, why in blocked:
                 candidates.append(Candidate.trusted(member_id=member_id, rank=len(candidates) + 1,
-                                                            routable=False, cost=None, parts={}, reason=why))
+                                                    routable=False, cost=None, parts={}, reason=why))
         return RouteDecision.trusted(
             decision_id=decision_id, provider=request.repo.provider, spec=request.repo.spec,
             repo_key=request.repo.key, data=scan.ctx.wanted, client_region=request.client_region,

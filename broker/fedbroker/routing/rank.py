@@ -235,18 +235,18 @@ def _rank(pool: MemberPool, request: RouteRequest, settings: RoutingSettings, de
     ordered, spilled = _order(by_id, totals, local, pool.hot_new if new_repo else pool.hot, request.repo.key,
                               settings, detail)
     reasons = _reasons(ordered, spilled, by_id, totals, local, ctx)
-    # model_construct: every value below was computed here from validated inputs, and
+    # trusted (no validation): every value below was computed here from validated inputs, and
     # validating the candidates again cost more than ranking them.
     candidates = [
-        Candidate.model_construct(member_id=m, rank=i + 1, routable=True, cost=totals[m],
-                                  parts=cost_parts(by_id[m], ctx), reason=reasons[m])
+        Candidate.trusted(member_id=m, rank=i + 1, routable=True, cost=totals[m],
+                          parts=cost_parts(by_id[m], ctx), reason=reasons[m])
         for i, m in enumerate(ordered)
     ]
     if detail is None or not pool.routable:
         for member_id, why in pool.blocked:
-            candidates.append(Candidate.model_construct(member_id=member_id, rank=len(candidates) + 1,
-                                                        routable=False, cost=None, parts={}, reason=why))
-    return RouteDecision.model_construct(
+            candidates.append(Candidate.trusted(member_id=member_id, rank=len(candidates) + 1,
+                                                routable=False, cost=None, parts={}, reason=why))
+    return RouteDecision.trusted(
         decision_id=decision_id, provider=request.repo.provider, spec=request.repo.spec, repo_key=request.repo.key,
         data=ctx.wanted, client_region=request.client_region, candidates=candidates,
     )

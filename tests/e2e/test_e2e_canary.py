@@ -32,7 +32,10 @@ pytestmark = pytest.mark.slow
 INTERVAL = 10.0
 SETTINGS: dict[str, dict[str, Any]] = {
     "health": {"interval": 0.5, "timeout": 1.0, "unhealthy_interval": 0.5, "jitter": 0.1, "ewma_alpha": 0.5},
-    "routing": {"event_timeout": 30.0, "keepalive": 5.0, "near_equal": 1.0},
+    # No load part: the demo's members differ in size, so idle ones differ in load by 20-50 s (the
+    # headroom prices a small member dearer), which a 20 s slowdown need not outweigh; here the
+    # ready-time part alone must move the choice.
+    "routing": {"event_timeout": 30.0, "keepalive": 5.0, "near_equal": 1.0, "load_seconds": 0.0},
     "canary": {"interval": INTERVAL, "retry_interval": 1.0, "jitter": 0.1, "eject_after": 2, "timeout": 60.0,
                "check_timeout": 5.0},
 }

@@ -175,6 +175,45 @@ async def test_agent_shutdown_stops_servers(aiohttp_server: Any, tmp_path: Path,
     assert await _api_status(ready["url"], ready["token"]) is None
 
 
+async def test_a_launch_still_preparing_when_the_backend_stops_starts_no_server(
+    tmp_path: Path, make_repo: Callable[..., Path], monkeypatch: Any
+) -> None:
+    # The agent stops (its backend's servers are stopped) while a launch is still preparing its
+    # environment: the launch must fail rather than start a server nobody would stop afterwards.
+    from fedmember.backends import procs
+    from fedmember.backends.servers import ServerPool
+
+    spawned: list[Any] = []
+    real_spawn, real_start = procs.spawn, ServerPool.start
+    preparing, resume = asyncio.Event(), asyncio.Event()
+
+    async def recording_spawn(*args: Any, **kwargs: Any) -> Any:
+        proc = await real_spawn(*args, **kwargs)
+        spawned.append(proc)
+        return proc
+
+    async def held_start(self: ServerPool, *args: Any, **kwargs: Any) -> Any:
+        preparing.set()
+        await resume.wait()
+        return await real_start(self, *args, **kwargs)
+
+    monkeypatch.setattr(ServerPool, "start", held_start)
+    backend = _backend(tmp_path)
+    await backend.start()
+    launching = asyncio.create_task(_launch(backend, git_spec_of(make_repo()), "launch-0001"))
+    try:
+        await asyncio.wait_for(preparing.wait(), 120)
+        monkeypatch.setattr(procs, "spawn", recording_spawn)  # from here on: the server's process
+        await backend.stop()
+        resume.set()
+        events = await asyncio.wait_for(launching, 60)
+    finally:
+        resume.set()
+        await backend.stop()
+    assert events[-1].phase == "failed" and "shutting down" in (events[-1].message or "")
+    assert not backend.pool.servers and all(p.returncode is not None for p in spawned)
+
+
 async def test_datasets_are_linked_and_origins_allowed(tmp_path: Path, make_repo: Callable[..., Path]) -> None:
     notebook = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
     repo = make_repo({"requirements.txt": "", "README.md": "# x\n", "n.ipynb": notebook})

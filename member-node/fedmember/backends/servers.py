@@ -178,6 +178,10 @@ class ServerPool:
         self.sandbox = sandbox
         self.servers: dict[str, LocalServer] = {}
         self._session: aiohttp.ClientSession | None = None
+        # Set by close(): the agent is stopping. A launch still preparing then must not start a
+        # server after stop_all() ran: nobody would stop it, and the sandbox's parent-death signal
+        # only covers an agent that outlives the sandbox's first milliseconds.
+        self._closed = False
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -185,6 +189,7 @@ class ServerPool:
         return self._session
 
     async def close(self) -> None:
+        self._closed = True
         await self.stop_all()
         if self._session is not None:
             await self._session.close()
@@ -194,6 +199,8 @@ class ServerPool:
         base_url: str = "/",
     ) -> LocalServer:
         """Start a server in ``jail`` and wait until ``/api/status`` answers with its token."""
+        if self._closed:
+            raise ServerError("the member is shutting down")
         token = secrets.token_urlsafe(24)
         port = free_port(self.bind_host)
         templates = _write_templates(workdir)
@@ -215,6 +222,8 @@ class ServerPool:
         )
         self.servers[launch_id] = server
         try:
+            if self._closed:  # closed while the process was being spawned
+                raise ServerError("the member is shutting down")
             await self.wait_ready(server)
         except BaseException:
             await self.stop(launch_id)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,6 +96,45 @@ def test_sweep_kills_python_started_inside_and_spares_the_rest(tmp_path: Path) -
         for proc in (inside, shell):
             proc.kill()
             proc.wait()
+
+
+def test_sweep_ends_a_sandbox_binding_a_path_inside(tmp_path: Path, require_component: Any) -> None:
+    # A sandboxed jupyter-server's own arguments name paths inside its sandbox only; the bwrap that
+    # runs it binds the member's directory, and is what the sweep finds (an agent that could not
+    # stop its servers leaves these). The sandbox is the local backend's kind: --die-with-parent, so
+    # killing the outer bwrap ends the namespace and everything in it.
+    bwrap = shutil.which("bwrap")
+    require_component(bwrap is not None, "bubblewrap is not installed (apt-get install bubblewrap)")
+    (tmp_path / "home").mkdir()
+    marker = f"/home/sweep-{tmp_path.name}"
+
+    def running() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    sandbox = subprocess.Popen([str(bwrap), "--unshare-pid", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+                                "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64",
+                                "/lib64", "--proc", "/proc", "--dev", "/dev", "--bind", str(tmp_path / "home"), marker,
+                                "--", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(running()) < 2 and time.monotonic() < deadline:  # the outer bwrap and the namespace's init
+            time.sleep(0.05)
+        assert sandbox.pid in sweep_processes_under(tmp_path)
+        assert sandbox.wait(timeout=10) == -9
+        deadline = time.monotonic() + 10
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running() == []
+    finally:
+        sandbox.kill()
+        sandbox.wait()
 
 
 def test_demo_on_a_busy_port_says_so_and_starts_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -154,22 +154,27 @@ class ChildProcess:
 
 
 def _belongs_under(pid: int, root: Path) -> bool:
-    """Whether the process is a Python program started with a path inside ``root``.
+    """Whether the process is a Python program started with a path inside ``root``, or a bubblewrap
+    sandbox binding one.
 
-    Agents (``--config``), brokers and jupyter-servers (``--ServerApp.root_dir=``) all are;
-    a person's shell or editor open on a file there is not, and is left alone.
+    Agents (``--config``), brokers and unconfined jupyter-servers (``--ServerApp.root_dir=``) all
+    are; a sandboxed jupyter-server's arguments name paths inside its sandbox, but the ``bwrap``
+    that runs it binds the member's state directory, and killing it ends the whole sandbox (its
+    pid namespace). A person's shell or editor open on a file there is not, and is left alone.
     """
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return False
     inside = str(root) + os.sep
-    is_python = bool(args) and Path(args[0]).name.startswith("python")
-    return is_python and any(a == str(root) or inside in a for a in args[1:])
+    program = Path(args[0]).name if args else ""
+    ours = program.startswith("python") or program == "bwrap"
+    return ours and any(a == str(root) or inside in a for a in args[1:])
 
 
 def sweep_processes_under(directory: Path) -> list[int]:
-    """SIGKILL every Python process started with a path inside ``directory``; return their pids.
+    """SIGKILL every Python process started with a path inside ``directory`` (and every bubblewrap
+    sandbox binding one); return their pids.
 
     A member agent killed with SIGKILL leaves its jupyter-servers running (each runs in its
     own session, so stopping the agent normally stops them, but a crash cannot). They are

@@ -176,10 +176,12 @@ def sweep_processes_under(directory: Path) -> list[int]:
     """SIGKILL every Python process started with a path inside ``directory`` (and every bubblewrap
     sandbox binding one); return their pids.
 
-    A member agent killed with SIGKILL leaves its jupyter-servers running (each runs in its
-    own session, so stopping the agent normally stops them, but a crash cannot). They are
-    found by their root directory, under the member's state directory; agents and brokers
-    by their ``--config`` path. Linux only (``/proc``); elsewhere nothing is swept.
+    A member agent stops its jupyter-servers itself, and a sandboxed one also ends when its agent
+    dies (bubblewrap's ``--die-with-parent``); what can still be left is an unconfined server of a
+    crashed agent (each runs in its own session), or a sandbox whose agent died before the sandbox
+    had set that up. Servers are found by their root directory, sandboxes by the member directory
+    they bind, agents and brokers by their ``--config`` path. Linux only (``/proc``); elsewhere
+    nothing is swept.
     """
     root = directory.resolve()
     killed: list[int] = []

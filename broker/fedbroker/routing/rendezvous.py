@@ -16,10 +16,14 @@ from typing import Mapping
 _SCALE = float(2**64)
 
 
+def _unit(digest: bytes) -> float:
+    """The first 64 bits of a SHA-256 digest as a number in the open interval (0, 1)."""
+    return (int.from_bytes(digest[:8], "big") + 0.5) / _SCALE
+
+
 def unit_hash(key: str, member_id: str) -> float:
     """A deterministic number in the open interval (0, 1) for the pair."""
-    digest = hashlib.sha256(f"{key}\x00{member_id}".encode()).digest()
-    return (int.from_bytes(digest[:8], "big") + 0.5) / _SCALE
+    return _unit(hashlib.sha256(f"{key}\x00{member_id}".encode()).digest())
 
 
 def score(key: str, member_id: str, weight: float) -> float:
@@ -35,6 +39,8 @@ def order(key: str, weights: Mapping[str, float]) -> list[str]:
     The same as sorting by ``(-score(key, m, w), m)``, with the key's part of each hash digested
     once: a launch of a repo several members tie for hashes it against each of them (up to
     ``near_equal_max``), and this is a third cheaper per member. A test holds them equal."""
+    if len(weights) <= 1:  # a lone member (the usual near-equal set of a small federation): no hash
+        return list(weights)
     prefix = hashlib.sha256(f"{key}\x00".encode())
     keyed = []
     for m, w in weights.items():
@@ -44,6 +50,6 @@ def order(key: str, weights: Mapping[str, float]) -> list[str]:
         h = prefix.copy()
         h.update(m.encode())
         # -score = w / ln(u): negating a float is exact, so the order is the same bit for bit.
-        keyed.append((w / math.log((int.from_bytes(h.digest()[:8], "big") + 0.5) / _SCALE), m))
+        keyed.append((w / math.log(_unit(h.digest())), m))
     keyed.sort()
     return [m for _, m in keyed]

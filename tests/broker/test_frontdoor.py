@@ -129,6 +129,15 @@ async def test_dry_run_explains(client: TestClient) -> None:
     assert missing.status == 400
 
 
+@pytest.mark.parametrize("data", ["\x00\xff", "a\nb", " ", "x" * 513], ids=["nul", "newline", "blank", "too-long"])
+async def test_dry_run_refuses_the_data_a_launch_refuses(client: TestClient, data: str) -> None:
+    # A hostile ?data= is refused by the dry run as by /build (one rule), not echoed into a decision.
+    resp = await client.get("/api/v1/route", params={"provider": "gh", "spec": "org/repo/HEAD", "data": data})
+    assert resp.status == 400 and (await resp.json())["error"] == "bad_data"
+    launch = await client.get("/build/gh/org/repo/HEAD", params={"data": data}, headers=SSE)
+    assert parse_stream(await launch.text())[-1]["status_code"] == 400
+
+
 @pytest.mark.parametrize(("origin", "allowed"), [("https://allowed.example", True), ("https://evil.example", False)],
                          ids=["allowed-origin", "other-origin"])
 async def test_cors(client: TestClient, origin: str, allowed: bool) -> None:

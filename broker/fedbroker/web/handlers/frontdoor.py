@@ -48,7 +48,11 @@ def parse_target(request: web.Request, prefix: str) -> tuple[RepoSpec, list[str]
     repo = RepoSpec.parse(request.match_info["provider"], raw_spec(request, prefix),
                           allow_file=request.app[CONFIG].dev)
     # Most launches have no query: parsing one is skipped then.
-    data = request.query.getall("data", []) if request.query_string else []
+    return repo, checked_data(request.query.getall("data", []) if request.query_string else [])
+
+
+def checked_data(data: list[str]) -> list[str]:
+    """The ``?data=`` values of a launch or a dry run, as given; raises SpecError (400) when bad."""
     if len(data) > MAX_DATASETS_PER_LAUNCH or any(not d.strip() or len(d) > 512 for d in data):
         raise SpecError(f"at most {MAX_DATASETS_PER_LAUNCH} non-empty ?data= values of up to 512 characters",
                         reason="bad_data")
@@ -56,7 +60,7 @@ def parse_target(request: web.Request, prefix: str) -> tuple[RepoSpec, list[str]
         # A control character (NUL, newline, escape) names no dataset and must not reach logs or streams.
         raise SpecError("?data= values must be printable text (a dataset id such as 10.5281/zenodo.3242074)",
                         reason="bad_data")
-    return repo, data
+    return data
 
 
 async def _events_response(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fedproto.launch import MAX_DATASETS_PER_LAUNCH
 from fedproto.repospec import RepoSpec
 
 from ...appkeys import CONFIG, DISPATCHER
 from ...errors import BadRequest, Forbidden
+from .frontdoor import checked_data
 
 routes = web.RouteTableDef()
 
@@ -19,9 +19,8 @@ async def route(request: web.Request) -> web.Response:
     provider, spec = request.query.get("provider", ""), request.query.get("spec", "")
     if not provider or not spec:
         raise BadRequest("give ?provider= and ?spec= (e.g. provider=gh&spec=org/repo/HEAD)", reason="missing_parameter")
-    data = request.query.getall("data", [])
-    if len(data) > MAX_DATASETS_PER_LAUNCH:
-        raise BadRequest(f"at most {MAX_DATASETS_PER_LAUNCH} ?data= values", reason="bad_data")
+    # The launch's own rules (frontdoor.checked_data): a dry run answers what a launch would.
+    data = checked_data(request.query.getall("data", []))  # SpecError -> 400 JSON
     repo = RepoSpec.parse(provider, spec, allow_file=request.app[CONFIG].dev)  # SpecError -> 400/404 JSON
     dispatcher = request.app[DISPATCHER]
     refusal = dispatcher.spec_refusal(repo.provider, repo.spec)
